@@ -1,0 +1,131 @@
+//! The interface every backend implements, and the values that cross it.
+//!
+//! A backend applies a [`Plan`] to a container engine (or prints it, or hands it to a
+//! plugin). Backends are picked by name at run time from one table in the binary; this
+//! trait is all the binary knows of them.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Plan, ResourceKind, Role};
+
+/// Options of `bottle up`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    /// Keep what a failed `up` created, for debugging, instead of removing it.
+    pub keep_on_failure: bool,
+}
+
+/// A command to run in a bottle's agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The bottle's slug.
+    pub slug: String,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Attach a terminal (stdin and stdout are terminals).
+    pub tty: bool,
+}
+
+/// One resource found by label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Container or network.
+    pub kind: ResourceKind,
+    /// Its name.
+    pub name: String,
+    /// Its `bottle.role`, when the label holds a known role.
+    pub role: Option<Role>,
+    /// The engine's state for a container (`running`, `exited`, ...); empty for networks.
+    pub state: String,
+}
+
+/// A bottle as found on the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BottleStatus {
+    /// The bottle's slug.
+    pub slug: String,
+    /// Its containers and networks.
+    pub resources: Vec<Resource>,
+}
+
+/// A backend failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Resources with this bottle's names already exist; nothing was created.
+    #[error("bottle '{slug}' has leftovers from an earlier run: {}\n  hint: remove them with `bottle cleanup {slug}` (or `bottle down {slug}` if it is running), then run `bottle up` again", list(found))]
+    Leftovers {
+        /// The bottle's slug.
+        slug: String,
+        /// What was found.
+        found: Vec<(ResourceKind, String)>,
+    },
+    /// The engine refused a step; `message` is the engine's own words.
+    #[error("{action}: {message}")]
+    Engine {
+        /// What bottle was doing, e.g. "create container bottle-demo-gate".
+        action: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// The engine cannot be reached.
+    #[error("{message}\n  hint: {hint}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The bottle has no container of the asked role.
+    #[error("bottle '{slug}' has no running {role} container\n  hint: start it with `bottle up {slug}`")]
+    NotRunning {
+        /// The bottle's slug.
+        slug: String,
+        /// The role looked for.
+        role: Role,
+    },
+    /// Anything else, already worded for the user.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn list(found: &[(ResourceKind, String)]) -> String {
+    found
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A way of running bottles: an engine, a printer, or a plugin.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The name it is chosen by.
+    fn name(&self) -> &str;
+
+    /// Creates and starts everything in `plan`. On failure removes what it created, unless
+    /// `opts.keep_on_failure`.
+    async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError>;
+
+    /// Stops and removes the bottle's containers and networks. Succeeds when there is
+    /// nothing to remove.
+    async fn down(&self, slug: &str) -> Result<(), BackendError>;
+
+    /// Lists bottles (all, or the one with `slug`) and their resources, by label.
+    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError>;
+
+    /// Removes every labelled leftover (of every bottle, or of `slug`); returns what it
+    /// removed.
+    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError>;
+
+    /// Runs a command in the bottle's agent; returns its exit code.
+    async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError>;
+}
+
+impl fmt::Debug for dyn Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Backend({})", self.name())
+    }
+}

@@ -1,0 +1,263 @@
+//! The git-gate: a sidecar holding a bare mirror of each upstream, served with `git daemon`.
+//!
+//! [`GitGate`] plays the part the abstract base class played in the original design: its
+//! provided [`GitGate::prepare`] is the one shared, pure step that renders the script set and
+//! lists the files and settings the gate container needs. It returns data (a
+//! [`GitGatePlan`] holding a [`ContainerSpec`]), never starts anything: applying container
+//! specs is each backend's job, done the same way for every sidecar. That is how bottle
+//! avoids the original's one-class-per-sidecar-per-runtime trap.
+
+pub mod scripts;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::diag::ManifestError;
+use crate::manifest::{Bottle, GitUpstream};
+use crate::plan::{
+    labels, resource_name, BuiltinImage, ContainerSpec, FileSource, FileSpec, Hardening, ImageRef,
+    Role, SecretBytes,
+};
+use crate::planner::PlanError;
+use crate::quote;
+pub use scripts::ScriptSet;
+
+/// The gate image bottle builds from `gate-image/`.
+pub const GATE_IMAGE: &str = "bottle-gate:latest";
+/// The gate's user and group inside its image.
+pub const GATE_UID: u32 = 10001;
+/// The port `git daemon` listens on.
+pub const GATE_PORT: u16 = 9418;
+/// The gate's memory limit unless the manifest sets `gate_memory`.
+pub const GATE_MEMORY: i64 = 512 << 20;
+/// The gate's process limit.
+pub const GATE_PIDS: i64 = 256;
+
+/// Where the gate keeps its repositories, scripts and credentials. Inside the container the
+/// root is `/`; the host-level test renders the same scripts under a temporary directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateLayout {
+    root: String,
+}
+
+impl GateLayout {
+    /// The layout inside the gate container.
+    pub fn container() -> GateLayout {
+        GateLayout {
+            root: String::new(),
+        }
+    }
+
+    /// The same layout under `root` on the host.
+    pub fn under(root: &Path) -> GateLayout {
+        GateLayout {
+            root: root.to_string_lossy().trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Directory holding the bare repositories.
+    pub fn repos_dir(&self) -> String {
+        format!("{}/git", self.root)
+    }
+    /// Directory holding the rendered scripts (root-owned, read-only to the gate).
+    pub fn config_dir(&self) -> String {
+        format!("{}/etc/bottle-gate", self.root)
+    }
+    /// The entrypoint script.
+    pub fn entrypoint(&self) -> String {
+        format!("{}/entrypoint", self.config_dir())
+    }
+    /// The hooks directory every mirror's `core.hooksPath` points at.
+    pub fn hooks_dir(&self) -> String {
+        format!("{}/hooks", self.config_dir())
+    }
+    /// The pre-receive hook.
+    pub fn pre_receive(&self) -> String {
+        format!("{}/pre-receive", self.hooks_dir())
+    }
+    /// The access hook.
+    pub fn access_hook(&self) -> String {
+        format!("{}/access-hook", self.config_dir())
+    }
+    /// The directory of per-upstream credentials.
+    pub fn creds_dir(&self) -> String {
+        format!("{}/creds", self.config_dir())
+    }
+    /// The ssh key of upstream `name`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}/{name}.key", self.creds_dir())
+    }
+    /// The known_hosts file of upstream `name`.
+    pub fn known_hosts(&self, name: &str) -> String {
+        format!("{}/{name}.known_hosts", self.creds_dir())
+    }
+}
+
+/// What [`GitGate::prepare`] produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitGatePlan {
+    /// The gate's host name on the internal network.
+    pub host: String,
+    /// The rendered scripts (also among the container's files).
+    pub scripts: ScriptSet,
+    /// The gate container.
+    pub container: ContainerSpec,
+    /// The agent's git config: one `insteadOf` rewrite per upstream.
+    pub agent_git_config: String,
+}
+
+/// The git-gate sidecar. Implementations choose the layout and image; `prepare` is shared.
+pub trait GitGate {
+    /// Where the gate keeps its files.
+    fn layout(&self) -> GateLayout {
+        GateLayout::container()
+    }
+
+    /// The image the gate runs.
+    fn image(&self) -> ImageRef {
+        ImageRef {
+            name: GATE_IMAGE.to_owned(),
+            builtin: Some(BuiltinImage::Gate),
+        }
+    }
+
+    /// Renders the script set and describes the gate container for `bottle`, or `None`
+    /// when the bottle has no git entries. Reads each identity file, and nothing else.
+    fn prepare(
+        &self,
+        slug: &str,
+        bottle: &Bottle,
+        internal: &str,
+        egress: &str,
+    ) -> Result<Option<GitGatePlan>, PlanError> {
+        if bottle.git.is_empty() {
+            return Ok(None);
+        }
+        let layout = self.layout();
+        let scripts = scripts::render(&layout, &bottle.git)?;
+        let host = resource_name(slug, Role::Gate);
+
+        let text = |path: String, mode: u32, text: &str| FileSpec {
+            path,
+            mode,
+            uid: 0,
+            gid: 0,
+            source: FileSource::Text {
+                text: text.to_owned(),
+            },
+        };
+        let mut files = vec![
+            text(layout.entrypoint(), 0o755, &scripts.entrypoint),
+            text(layout.pre_receive(), 0o755, &scripts.pre_receive),
+            text(layout.access_hook(), 0o755, &scripts.access_hook),
+        ];
+        let mut problems = Vec::new();
+        let mut extra_hosts: BTreeMap<String, IpAddr> = BTreeMap::new();
+        for up in &bottle.git {
+            match read_identity(up) {
+                Ok(bytes) => files.push(FileSpec {
+                    path: layout.key(&up.name),
+                    mode: 0o400,
+                    uid: GATE_UID,
+                    gid: GATE_UID,
+                    source: FileSource::HostFile {
+                        path: up.identity_file.value.clone(),
+                        bytes: SecretBytes::new(bytes),
+                    },
+                }),
+                Err(d) => problems.push(d),
+            }
+            if let Some(line) = up.known_hosts_line() {
+                files.push(text(layout.known_hosts(&up.name), 0o644, &line));
+            }
+            extra_hosts.extend(up.extra_hosts.iter().map(|(h, ip)| (h.clone(), *ip)));
+        }
+        if !problems.is_empty() {
+            return Err(PlanError::Invalid(ManifestError::new(problems)));
+        }
+
+        let container = ContainerSpec {
+            name: host.clone(),
+            role: Role::Gate,
+            image: self.image(),
+            entrypoint: Some(vec![layout.entrypoint()]),
+            command: None,
+            user: Some(format!("{GATE_UID}:{GATE_UID}")),
+            env: BTreeMap::new(),
+            labels: labels(slug, Role::Gate),
+            network: internal.to_owned(),
+            connect: vec![egress.to_owned()],
+            extra_hosts,
+            files,
+            hardening: Hardening {
+                // git daemon listens above 1024 and the gate owns what it writes: it needs
+                // no capability at all.
+                cap_drop: vec!["ALL".to_owned()],
+                cap_add: Vec::new(),
+                no_new_privileges: true,
+                pids_limit: GATE_PIDS,
+                memory_bytes: bottle.gate_memory_bytes.unwrap_or(GATE_MEMORY),
+            },
+        };
+        let agent_git_config = agent_git_config(&host, &bottle.git)?;
+        Ok(Some(GitGatePlan {
+            host,
+            scripts,
+            container,
+            agent_git_config,
+        }))
+    }
+}
+
+/// The gate bottle uses: container layout, the built-in image.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StandardGate;
+
+impl GitGate for StandardGate {}
+
+/// A gate rendered under a host directory, for running the scripts without containers.
+#[derive(Debug, Clone)]
+pub struct HostGate {
+    /// The directory standing in for the container's `/`.
+    pub root: std::path::PathBuf,
+}
+
+impl GitGate for HostGate {
+    fn layout(&self) -> GateLayout {
+        GateLayout::under(&self.root)
+    }
+}
+
+fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnostic> {
+    let path = &up.identity_file.value;
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.is_empty() => Err(up.identity_file.diagnostic(
+            format!("identity file {} is empty", path.display()),
+            "point identity_file at the private key the gate uses for this upstream",
+        )),
+        Ok(bytes) => Ok(bytes),
+        Err(e) => Err(up.identity_file.diagnostic(
+            format!("cannot read identity file {}: {e}", path.display()),
+            "create the key (e.g. ssh-keygen -t ed25519 -f PATH) or fix the path; it must be readable by you",
+        )),
+    }
+}
+
+/// The agent's `/etc/gitconfig`: rewrites each upstream URL to the gate, for fetch and push
+/// alike. Only the URL as written is rewritten: git matches `insteadOf` as a prefix, so a
+/// shortened form (without `.git`) would also capture other repositories' URLs.
+fn agent_git_config(host: &str, upstreams: &[GitUpstream]) -> Result<String, quote::QuoteError> {
+    let mut out = String::from(
+        "# Written by bottle: this bottle's git upstreams are reached through its git-gate.\n",
+    );
+    for up in upstreams {
+        let target = format!("git://{host}/{}.git", up.name);
+        out.push_str(&format!(
+            "[url {}]\n\tinsteadOf = {}\n",
+            quote::git_config_subsection(&target)?,
+            quote::git_config_value(&up.url)?
+        ));
+    }
+    Ok(out)
+}

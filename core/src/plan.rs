@@ -1,0 +1,298 @@
+//! The plan: what a backend must create for one bottle, as plain data.
+//!
+//! A plan is produced by [`crate::planner::plan`] from a validated manifest and is the only
+//! thing a backend sees. It holds no runtime types (no bollard, no podman-api), so the same
+//! plan drives the docker backend, the podman backend, the dry-run printer and plugins (which
+//! receive it as JSON). Maps are `BTreeMap`s so that the same input always serialises to the
+//! same bytes: the snapshot tests rely on it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the plan's serialised form. Bumped whenever a field changes meaning, so a
+/// plugin built against another version can refuse a plan instead of misreading it.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// Label naming the bottle a resource belongs to.
+pub const LABEL_SLUG: &str = "bottle.slug";
+/// Label naming the role of a resource inside its bottle (`gate`, `agent`, `internal`, ...).
+pub const LABEL_ROLE: &str = "bottle.role";
+/// Label present on every resource bottle creates; its value is the plan format.
+pub const LABEL_MANAGED: &str = "bottle.managed";
+
+/// Everything a backend must create for one bottle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT`] at the time the plan was made.
+    pub format: u32,
+    /// The bottle's name in the manifest.
+    pub bottle: String,
+    /// The slug every resource name and label is derived from.
+    pub slug: String,
+    /// Networks, in creation order.
+    pub networks: Vec<NetworkSpec>,
+    /// Containers, in start order: sidecars first, the agent last.
+    pub containers: Vec<ContainerSpec>,
+}
+
+impl Plan {
+    /// The container with the given role, if the plan has one.
+    pub fn container(&self, role: Role) -> Option<&ContainerSpec> {
+        self.containers.iter().find(|c| c.role == role)
+    }
+
+    /// The names of every resource this plan creates: what a leftover probe looks for.
+    pub fn resource_names(&self) -> impl Iterator<Item = (ResourceKind, &str)> {
+        self.networks
+            .iter()
+            .map(|n| (ResourceKind::Network, n.name.as_str()))
+            .chain(
+                self.containers
+                    .iter()
+                    .map(|c| (ResourceKind::Container, c.name.as_str())),
+            )
+    }
+}
+
+/// Kinds of engine resources bottle creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    /// A container.
+    Container,
+    /// A network.
+    Network,
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResourceKind::Container => "container",
+            ResourceKind::Network => "network",
+        })
+    }
+}
+
+/// The role of a resource inside a bottle; also the `bottle.role` label's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The per-bottle network with no route out.
+    Internal,
+    /// The per-bottle network sidecars use to reach the outside.
+    Egress,
+    /// The git-gate sidecar.
+    Gate,
+    /// The agent container.
+    Agent,
+}
+
+impl Role {
+    /// The role's name as used in resource names and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Internal => "internal",
+            Role::Egress => "egress",
+            Role::Gate => "gate",
+            Role::Agent => "agent",
+        }
+    }
+
+    /// Parses a `bottle.role` label value.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Internal, Role::Egress, Role::Gate, Role::Agent]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The deterministic name of a resource: `bottle-<slug>-<role>`.
+pub fn resource_name(slug: &str, role: Role) -> String {
+    format!("bottle-{slug}-{role}")
+}
+
+/// The labels every resource of a bottle carries.
+pub fn labels(slug: &str, role: Role) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED.to_owned(), PLAN_FORMAT.to_string()),
+        (LABEL_ROLE.to_owned(), role.as_str().to_owned()),
+        (LABEL_SLUG.to_owned(), slug.to_owned()),
+    ])
+}
+
+/// A network to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// Deterministic name.
+    pub name: String,
+    /// [`Role::Internal`] or [`Role::Egress`].
+    pub role: Role,
+    /// `true` for a network with no route out of the host.
+    pub internal: bool,
+    /// Labels, including [`LABEL_SLUG`] and [`LABEL_ROLE`].
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An image a container runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// The image reference, e.g. `bottle-gate:latest`.
+    pub name: String,
+    /// Set when bottle builds this image itself (the gate, the demo agent); a backend builds
+    /// it when it is missing or stale. `None`: the image must already exist.
+    pub builtin: Option<BuiltinImage>,
+}
+
+/// Images bottle knows how to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuiltinImage {
+    /// The git-gate image (`gate-image/`).
+    Gate,
+    /// The demo agent image (`agent-image/`).
+    Agent,
+}
+
+/// A container to create, fill with files, connect and start.
+///
+/// Backends apply it in this order: create on [`ContainerSpec::network`], copy
+/// [`ContainerSpec::files`] in, connect to each of [`ContainerSpec::connect`], start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Deterministic name; also the container's host name on its networks.
+    pub name: String,
+    /// What the container is for.
+    pub role: Role,
+    /// The image it runs.
+    pub image: ImageRef,
+    /// Overrides the image's entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Overrides the image's command when set.
+    pub command: Option<Vec<String>>,
+    /// `uid:gid` to run as; the image's user when `None`.
+    pub user: Option<String>,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Labels, including [`LABEL_SLUG`] and [`LABEL_ROLE`].
+    pub labels: BTreeMap<String, String>,
+    /// The network the container is created on.
+    pub network: String,
+    /// Networks connected after the files are copied and before start.
+    pub connect: Vec<String>,
+    /// Host name to address entries added to the container's `/etc/hosts`.
+    pub extra_hosts: BTreeMap<String, IpAddr>,
+    /// Files copied into the container before it starts.
+    pub files: Vec<FileSpec>,
+    /// Capabilities and resource limits.
+    pub hardening: Hardening,
+}
+
+/// A file copied into a container before it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSpec {
+    /// Absolute path inside the container. Its parent directory exists in the image.
+    pub path: String,
+    /// Permission bits, e.g. `0o755`.
+    pub mode: u32,
+    /// Owner inside the container.
+    pub uid: u32,
+    /// Group inside the container.
+    pub gid: u32,
+    /// Where the bytes come from.
+    pub source: FileSource,
+}
+
+impl FileSpec {
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.source {
+            FileSource::Text { text } => text.as_bytes(),
+            FileSource::HostFile { bytes, .. } => bytes.expose(),
+        }
+    }
+}
+
+/// The bytes of a [`FileSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum FileSource {
+    /// Text rendered by bottle (scripts, configs). Safe to print.
+    Text {
+        /// The file's contents.
+        text: String,
+    },
+    /// A file read from the host at plan time, such as an identity key. Its bytes are
+    /// secret: never printed, redacted from `Debug`; a printer copies it from `path`.
+    HostFile {
+        /// Absolute path on the host.
+        path: PathBuf,
+        /// The bytes read at plan time.
+        bytes: SecretBytes,
+    },
+}
+
+/// Bytes that must not be shown: `Debug` prints only their length. They serialise as
+/// base64 so a plan can cross to a plugin as JSON.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(bytes)
+    }
+
+    /// The secret bytes themselves; call only to hand them to the engine.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl Serialize for SecretBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map(SecretBytes)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Privileges and limits of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardening {
+    /// Capabilities dropped (`ALL` drops every one).
+    pub cap_drop: Vec<String>,
+    /// Capabilities added back after the drop.
+    pub cap_add: Vec<String>,
+    /// Sets `no-new-privileges`: setuid binaries cannot raise privileges.
+    pub no_new_privileges: bool,
+    /// Maximum number of processes.
+    pub pids_limit: i64,
+    /// Memory limit in bytes.
+    pub memory_bytes: i64,
+}
