@@ -1,1 +1,4 @@
+//! bottle's integration tests, compiled into one binary with one module per area.
 
+mod gate_scripts;
+mod support;

@@ -49,11 +49,24 @@ impl GateLayout {
         }
     }
 
-    /// The same layout under `root` on the host.
-    pub fn under(root: &Path) -> GateLayout {
-        GateLayout {
-            root: root.to_string_lossy().trim_end_matches('/').to_owned(),
+    /// The same layout under `root` on the host. The root must be a plain absolute path
+    /// (letters, digits, `/`, `.`, `_`, `-`): `git daemon` hands the access hook's path to a
+    /// shell when it holds anything else, so such a root is refused rather than quoted.
+    pub fn under(root: &Path) -> Result<GateLayout, String> {
+        let text = root.to_str().unwrap_or_default();
+        let plain = text.starts_with('/')
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'));
+        if !plain {
+            return Err(format!(
+                "gate root {} must be an absolute path of letters, digits, '/', '.', '_' and '-'",
+                root.display()
+            ));
         }
+        Ok(GateLayout {
+            root: text.trim_end_matches('/').to_owned(),
+        })
     }
 
     /// Directory holding the bare repositories.
@@ -219,13 +232,21 @@ impl GitGate for StandardGate {}
 /// A gate rendered under a host directory, for running the scripts without containers.
 #[derive(Debug, Clone)]
 pub struct HostGate {
-    /// The directory standing in for the container's `/`.
-    pub root: std::path::PathBuf,
+    layout: GateLayout,
+}
+
+impl HostGate {
+    /// A gate whose `/` is `root` (see [`GateLayout::under`]).
+    pub fn new(root: &Path) -> Result<HostGate, String> {
+        Ok(HostGate {
+            layout: GateLayout::under(root)?,
+        })
+    }
 }
 
 impl GitGate for HostGate {
     fn layout(&self) -> GateLayout {
-        GateLayout::under(&self.root)
+        self.layout.clone()
     }
 }
 

@@ -157,7 +157,11 @@ while read -r old new ref; do
 done <<EOF
 $updates
 EOF
-set -- "$@" origin
+# Push to the URL, not the remote's name: with a mirror fetch refspec, pushing to
+# "origin" would also try to update the gate's own refs, which git forbids while
+# the pushed objects are still in quarantine.
+url=$(git config remote.origin.url)
+set -- "$@" "$url"
 while read -r old new ref; do
 	[ -n "$ref" ] || continue
 	if is_zero "$new"; then
@@ -171,9 +175,16 @@ EOF
 
 if [ -n "$tips" ]; then
 	# Only what is new: "--not --all" excludes every commit already on a ref here.
+	# gitleaks exits 0 when git itself fails under it (it then scans nothing), so
+	# its log is checked too: any error line rejects the push.
 	echo "bottle-gate: scanning new commits with gitleaks" >&2
-	if ! gitleaks git --no-banner --no-color --redact --verbose \
-		--ignore-gitleaks-allow --log-opts="$tips --not --all" . >&2; then
+	log=$(mktemp)
+	trap 'rm -f "$log"' EXIT
+	gitleaks git --no-banner --no-color --redact --verbose --ignore-gitleaks-allow \
+		--log-opts="${tips# } --not --all" . >&2 2>"$log"
+	status=$?
+	cat "$log" >&2
+	if [ "$status" -ne 0 ] || grep -Eq '^[^ ]* (ERR|FTL) ' "$log"; then
 		echo "bottle-gate: push to '$name' rejected: gitleaks reported the findings above (or failed)." >&2
 		echo "bottle-gate: nothing was forwarded upstream. Remove the secret from the commits (rewrite them) and push again." >&2
 		exit 1
