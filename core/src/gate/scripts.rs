@@ -83,6 +83,10 @@ const ENTRYPOINT: &str = r#"#!/bin/sh
 # Creates one bare mirror per upstream (first start only), points each at its
 # upstream with the gate's own ssh key and pinned host key, then serves them all
 # with git daemon. Arguments are passed on to git daemon (e.g. --port=N).
+#
+# Manifest values below are single-quoted literals on purpose: nothing in them
+# expands.
+# shellcheck disable=SC2016
 set -eu
 
 repos=@REPOS@

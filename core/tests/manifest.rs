@@ -1,0 +1,173 @@
+//! Manifest validation: each failure names the file, line, field and what to do.
+
+mod common;
+
+use std::path::Path;
+
+use bottle_core::manifest::{self, Env};
+use bottle_core::planner::{self, PlanError};
+use common::HOST_KEY;
+
+fn errors(text: &str) -> String {
+    let env = Env { home: Some("/home/u".into()) };
+    match manifest::parse(Path::new("bottle.toml"), text, &env) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn git_entry(name: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[bottles.demo.git]]\nname = {name:?}\nupstream = {upstream:?}\nidentity_file = \"/k\"\nknown_host_key = \"{HOST_KEY}\"\n{extra}\n"
+    )
+}
+
+const HEAD: &str = "[bottles.demo]\nimage = \"img\"\n";
+
+#[test]
+fn the_example_is_valid() {
+    let fx = common::Fixture::new();
+    let m = fx.parse(&common::example()).unwrap();
+    let b = m.select(None).unwrap();
+    assert_eq!(b.git.len(), 2);
+    assert_eq!(b.git[0].host, "git.example.com");
+    assert_eq!(b.git[0].port, Some(2222));
+    assert_eq!(b.git[1].host, "git.example.com");
+    assert_eq!(b.git[1].port, None);
+    assert_eq!(b.git[1].known_host_key.as_deref(), Some(HOST_KEY));
+    assert_eq!(b.git[1].identity_file.value, fx.path().join("id_app"));
+    assert_eq!(
+        b.git[0].known_hosts_line().unwrap(),
+        format!("[git.example.com]:2222 {HOST_KEY}\n")
+    );
+    assert_eq!(m.settings.backend.as_ref().unwrap().value, "dry-run");
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let e = errors(&format!("{HEAD}imgae = \"x\"\n"));
+    assert!(e.starts_with("bottle.toml:3:1: imgae: "), "{e}");
+    assert!(e.contains("unknown field `imgae`"), "{e}");
+    assert!(e.contains("hint: remove the key"), "{e}");
+    let e = errors(&format!("{HEAD}{}", git_entry("app", "git@h:x.git", "token = \"t\"")));
+    assert!(e.contains("bottle.toml:8:1") && e.contains("unknown field `token`"), "{e}");
+}
+
+#[test]
+fn duplicate_git_names_are_refused() {
+    let e = errors(&format!(
+        "{HEAD}{}{}",
+        git_entry("app", "git@h:a.git", ""),
+        git_entry("app", "git@h:b.git", "")
+    ));
+    assert!(e.starts_with("bottle.toml:10:8: bottles.demo.git[1].name: the git name 'app' is used twice (first at line 4)"), "{e}");
+}
+
+#[test]
+fn unsafe_names_are_refused() {
+    for bad in ["a'b", "$(id)", "a b", "a\nb", "-x", "../x", "x.git", "`id`", ""] {
+        let e = errors(&format!("{HEAD}{}", git_entry(bad, "git@h:a.git", "")));
+        assert!(e.contains("bottles.demo.git[0].name") && e.contains("is not a valid git entry name"), "{bad:?}: {e}");
+    }
+    for bad in ["Demo", "a_b", "-a", "a.b", "$(id)"] {
+        let e = errors(&format!("[bottles.{bad:?}]\nimage = \"img\"\n"));
+        assert!(e.contains("is not a valid bottle name"), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn bad_upstreams_are_refused() {
+    for (bad, why) in [
+        ("not a url", "whitespace"),
+        ("https://github.com/a/b.git", "ssh only"),
+        ("file:///srv/x.git", "ssh only"),
+        ("/srv/x.git", "ssh only"),
+        ("ssh://git@h:99999/x.git", "does not parse"),
+        ("ssh://-oProxyCommand=x/y.git", "ssh option"),
+        ("ssh://git@h/x.git\n", "control"),
+        ("", "empty"),
+    ] {
+        let e = errors(&format!("{HEAD}{}", git_entry("app", bad, "")));
+        assert!(e.contains("bottle.toml:5:12: bottles.demo.git[0].upstream"), "{bad:?}: {e}");
+        assert!(e.contains(why), "{bad:?} should say {why:?}: {e}");
+        assert!(e.contains("hint: write ssh://"), "{e}");
+    }
+}
+
+#[test]
+fn bad_host_keys_are_refused() {
+    for bad in ["ssh-ed25519", "AAAA", "ssh-ed25519 not-base64!", "ssh-foo AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"] {
+        let text = format!("{HEAD}[[bottles.demo.git]]\nname = \"app\"\nupstream = \"git@h:a.git\"\nidentity_file = \"/k\"\nknown_host_key = {bad:?}\n");
+        let e = errors(&text);
+        assert!(e.contains("bottle.toml:7:18: bottles.demo.git[0].known_host_key: not an SSH public host key"), "{bad:?}: {e}");
+        assert!(e.contains("ssh-keyscan"), "{e}");
+    }
+}
+
+#[test]
+fn extra_hosts_must_be_addresses_and_agree() {
+    let e = errors(&format!("{HEAD}{}", git_entry("app", "git@h:a.git", "extra_hosts = { h = \"not-an-ip\" }")));
+    assert!(e.contains("bottles.demo.git[0].extra_hosts.h: 'not-an-ip' is not an IP address"), "{e}");
+    let e = errors(&format!(
+        "{HEAD}{}{}",
+        git_entry("app", "git@h:a.git", "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }"),
+        git_entry("lib", "git@h:b.git", "extra_hosts = { \"git.corp\" = \"10.0.0.2\" }")
+    ));
+    assert!(e.contains("host 'git.corp' maps to 10.0.0.2 here, in upstream 'lib', but to 10.0.0.1 in upstream 'app'"), "{e}");
+    // The same address twice is fine.
+    let fx = common::Fixture::new();
+    fx.parse(&format!(
+        "{HEAD}{}{}",
+        git_entry("app", "git@h:a.git", "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }"),
+        git_entry("lib", "git@h:b.git", "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }")
+    ))
+    .unwrap();
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors(&format!(
+        "{HEAD}memory = \"lots\"\n{}",
+        git_entry("a b", "https://x/y", "")
+    ));
+    assert!(e.ends_with("3 problems in the manifest"), "{e}");
+}
+
+#[test]
+fn missing_identity_files_are_reported_at_plan_time() {
+    let fx = common::Fixture::new();
+    let text = format!("{HEAD}{}", git_entry("app", "git@h:a.git", "")).replace("\"/k\"", "\"missing_key\"");
+    let m = fx.parse(&text).unwrap();
+    let err = planner::plan(m.select(None).unwrap()).unwrap_err();
+    let PlanError::Invalid(e) = err else { panic!("{err}") };
+    let e = e.to_string();
+    assert!(e.contains("bottle.toml:6:17: bottles.demo.git[0].identity_file: cannot read identity file"), "{e}");
+    assert!(e.contains("missing_key"), "{e}");
+    assert!(e.contains("ssh-keygen"), "{e}");
+}
+
+#[test]
+fn selecting_a_bottle() {
+    let fx = common::Fixture::new();
+    let two = fx.parse("[bottles.a]\nimage = \"i\"\n[bottles.b]\nimage = \"i\"\n").unwrap();
+    let e = two.select(None).unwrap_err().to_string();
+    assert!(e.contains("none is named 'default'") && e.contains("a, b"), "{e}");
+    let e = two.select(Some("c")).unwrap_err().to_string();
+    assert!(e.contains("no bottle named 'c'") && e.contains("a, b"), "{e}");
+    assert_eq!(two.select(Some("b")).unwrap().name, "b");
+    let with_default = fx.parse("[bottles.a]\nimage = \"i\"\n[bottles.default]\nimage = \"i\"\n").unwrap();
+    assert_eq!(with_default.select(None).unwrap().name, "default");
+    // A bottle without git entries is valid.
+    assert!(two.select(Some("a")).unwrap().git.is_empty());
+}
+
+#[test]
+fn memory_sizes() {
+    assert_eq!(manifest::parse_memory("512m"), Some(512 << 20));
+    assert_eq!(manifest::parse_memory("4G"), Some(4 << 30));
+    assert_eq!(manifest::parse_memory("2gib"), Some(2 << 30));
+    assert_eq!(manifest::parse_memory("1048576"), Some(1 << 20));
+    assert_eq!(manifest::parse_memory("m"), None);
+    assert_eq!(manifest::parse_memory("99999999999999999999g"), None);
+    assert_eq!(manifest::parse_memory("-1m"), None);
+}

@@ -1,0 +1,75 @@
+//! The plan is deterministic and pinned by a snapshot.
+
+mod common;
+
+use bottle_core::plan::{FileSource, Role};
+use bottle_core::planner;
+
+fn plan_json(fx: &common::Fixture, text: &str, bottle: &str) -> String {
+    let m = fx.parse(text).unwrap();
+    let plan = planner::plan(m.select(Some(bottle)).unwrap()).unwrap();
+    serde_json::to_string_pretty(&plan)
+        .unwrap()
+        .replace(&fx.path().display().to_string(), "[FIXTURE]")
+}
+
+#[test]
+fn same_input_gives_a_byte_identical_plan() {
+    let fx = common::Fixture::new();
+    let a = plan_json(&fx, &common::example(), "demo");
+    let b = plan_json(&fx, &common::example(), "demo");
+    assert_eq!(a, b);
+    insta::assert_snapshot!("demo_plan", a);
+}
+
+#[test]
+fn a_bottle_without_git_is_the_agent_alone_on_its_internal_network() {
+    let fx = common::Fixture::new();
+    let json = plan_json(&fx, "[bottles.solo]\nimage = \"alpine:3\"\nmemory = \"1g\"\ncap_add = [\"cap_chown\"]\n", "solo");
+    insta::assert_snapshot!("solo_plan", json);
+}
+
+#[test]
+fn the_shape_of_the_demo_plan() {
+    let fx = common::Fixture::new();
+    let m = fx.parse(&common::example()).unwrap();
+    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let names: Vec<_> = plan.resource_names().map(|(_, n)| n.to_owned()).collect();
+    assert_eq!(names, ["bottle-demo-internal", "bottle-demo-egress", "bottle-demo-gate", "bottle-demo-agent"]);
+    let gate = plan.container(Role::Gate).unwrap();
+    let agent = plan.container(Role::Agent).unwrap();
+    // The agent is on the internal network only; the gate reaches out through egress.
+    assert_eq!(agent.network, "bottle-demo-internal");
+    assert!(agent.connect.is_empty());
+    assert_eq!(gate.connect, ["bottle-demo-egress"]);
+    assert!(plan.networks[0].internal && !plan.networks[1].internal);
+    // The key goes to the gate only, never to the agent.
+    let secret = b"secret-bytes";
+    let holds = |c: &bottle_core::plan::ContainerSpec| {
+        c.files.iter().any(|f| f.bytes().windows(secret.len()).any(|w| w == secret))
+    };
+    assert!(holds(gate));
+    assert!(!holds(agent));
+    assert!(gate.files.iter().any(|f| matches!(f.source, FileSource::HostFile { .. }) && f.mode == 0o400));
+    // Debug output redacts it.
+    assert!(!format!("{plan:?}").contains("secret-bytes"));
+    // Every resource carries the labels.
+    for c in &plan.containers {
+        assert_eq!(c.labels["bottle.slug"], "demo");
+        assert_eq!(c.labels["bottle.role"], c.role.as_str());
+    }
+    // The agent's git config rewrites each upstream URL to the gate.
+    let gitconfig = std::str::from_utf8(agent.files[0].bytes()).unwrap();
+    assert!(gitconfig.contains("[url \"git://bottle-demo-gate/app.git\"]\n\tinsteadOf = \"ssh://git@git.example.com:2222/team/app.git\""), "{gitconfig}");
+    assert!(gitconfig.contains("[url \"git://bottle-demo-gate/lib.git\"]\n\tinsteadOf = \"git@git.example.com:team/lib.git\""), "{gitconfig}");
+}
+
+#[test]
+fn the_plan_round_trips_through_json() {
+    let fx = common::Fixture::new();
+    let m = fx.parse(&common::example()).unwrap();
+    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let json = serde_json::to_vec(&plan).unwrap();
+    let back: bottle_core::plan::Plan = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, plan);
+}
