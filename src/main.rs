@@ -1,1 +1,260 @@
-fn main() {}
+//! `bottle`: the command-line front end. Parses arguments, finds the manifest and the
+//! backend, plans, and hands the plan to the backend. Exit codes: 0 success, 1 a runtime
+//! failure, 2 a usage or manifest error; `exec` exits with its command's code.
+
+mod backends;
+mod cli;
+mod config;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bottle_core::backend::{Backend, ExecRequest, UpOptions};
+use bottle_core::manifest::{self, LoadError, Manifest, MANIFEST_FILE};
+use bottle_core::planner::{self, PlanError};
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// An error that exits with code 2: the user's input is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let usage = err.chain().any(|e| {
+        e.is::<UsageError>()
+            || e.is::<bottle_core::diag::ManifestError>()
+            || e.is::<LoadError>()
+            || e.is::<manifest::SelectError>()
+            || e.is::<backends::UnknownBackend>()
+            || matches!(e.downcast_ref::<PlanError>(), Some(PlanError::Invalid(_)))
+    });
+    if usage {
+        2
+    } else {
+        1
+    }
+}
+
+/// The manifest's path: `--manifest`, else `./bottle.toml`.
+fn manifest_path(cli: &Cli) -> PathBuf {
+    cli.manifest
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(MANIFEST_FILE))
+}
+
+/// Loads the manifest; required by commands that plan.
+fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
+    Ok(manifest::load(path)?)
+}
+
+/// Loads the manifest if there is one: `down`, `ps`, `cleanup` and `exec` work without
+/// it when given a bottle name.
+fn try_manifest(cli: &Cli) -> anyhow::Result<Option<Manifest>> {
+    let path = manifest_path(cli);
+    if cli.manifest.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    load_manifest(&path).map(Some)
+}
+
+async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Box<dyn Backend>> {
+    let flag = if cli.dry_run {
+        Some("dry-run")
+    } else {
+        cli.backend.as_deref()
+    };
+    let env = std::env::var("BOTTLE_BACKEND").ok();
+    let from_manifest = manifest
+        .and_then(|m| m.settings.backend.as_ref())
+        .map(|b| (b.value.as_str(), b.location.to_string()));
+    let user_path = config::user_config_path();
+    let user = match &user_path {
+        Some(p) => config::load_user_config(p)?,
+        None => config::UserConfig::default(),
+    };
+    let from_user = user.backend.as_deref().zip(user_path.clone());
+    let (name, source) = config::resolve(flag, env.as_deref(), from_manifest, from_user);
+    let entry = backends::find(&name).ok_or_else(|| backends::UnknownBackend {
+        name: name.clone(),
+        source_: source.to_string(),
+    })?;
+    Ok(backends::open(entry).await?)
+}
+
+/// The bottle a command names, or the one the manifest implies.
+fn bottle_name(manifest: Option<&Manifest>, name: Option<&str>) -> anyhow::Result<String> {
+    match (manifest, name) {
+        (Some(m), name) => Ok(m.select(name)?.name.clone()),
+        (None, Some(name)) => Ok(name.to_owned()),
+        (None, None) => Err(UsageError(format!(
+            "no bottle named and no {MANIFEST_FILE} here\n  hint: name the bottle, or pass --manifest PATH"
+        ))
+        .into()),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Init { force } => init(&manifest_path(&cli), *force).map(|_| ExitCode::SUCCESS),
+        Command::Render { bottle, out } => {
+            let manifest = load_manifest(&manifest_path(&cli))?;
+            let bottle = manifest.select(bottle.as_deref())?;
+            render(bottle, out).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Up {
+            bottle,
+            keep_on_failure,
+        } => {
+            let manifest = load_manifest(&manifest_path(&cli))?;
+            let bottle = manifest.select(bottle.as_deref())?;
+            let plan = planner::plan(bottle)?;
+            let backend = open_backend(&cli, Some(&manifest)).await?;
+            backend
+                .up(
+                    &plan,
+                    &UpOptions {
+                        keep_on_failure: *keep_on_failure,
+                    },
+                )
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Down { bottle } => {
+            let manifest = try_manifest(&cli)?;
+            let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            backend.down(&slug).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ps { bottle, json } => {
+            let manifest = try_manifest(&cli)?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let found = backend.ps(bottle.as_deref()).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else if backend.name().starts_with("dry-run") {
+                // The dry-run printed the command it would run.
+            } else if found.is_empty() {
+                println!("no bottles");
+            } else {
+                println!(
+                    "{:<20} {:<10} {:<10} {:<32} STATE",
+                    "BOTTLE", "KIND", "ROLE", "NAME"
+                );
+                for b in &found {
+                    for r in &b.resources {
+                        let role = r.role.map(|r| r.to_string()).unwrap_or_default();
+                        println!(
+                            "{:<20} {:<10} {:<10} {:<32} {}",
+                            b.slug, r.kind, role, r.name, r.state
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup { bottle } => {
+            let manifest = try_manifest(&cli)?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let removed = backend.cleanup(bottle.as_deref()).await?;
+            if !backend.name().starts_with("dry-run") {
+                for r in &removed {
+                    println!("removed {} {}", r.kind, r.name);
+                }
+                if removed.is_empty() {
+                    println!("nothing to clean up");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec(args) => {
+            let manifest = try_manifest(&cli)?;
+            let slug = bottle_name(manifest.as_ref(), args.bottle.as_deref())?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let tty = if args.no_tty {
+                false
+            } else {
+                args.tty || (std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
+            };
+            let command = if args.command.is_empty() {
+                vec!["sh".to_owned()]
+            } else {
+                args.command.clone()
+            };
+            let code = backend.exec(&ExecRequest { slug, command, tty }).await?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+    }
+}
+
+/// `bottle init`: writes the commented example manifest.
+fn init(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        return Err(UsageError(format!(
+            "{} already exists; not overwriting it\n  hint: pass --force to replace it",
+            path.display()
+        ))
+        .into());
+    }
+    std::fs::write(path, include_str!("bottle.example.toml"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {}: edit the upstream, identity_file and known_host_key, then run `bottle --dry-run up demo`",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `bottle render`: writes the gate's scripts (and the agent's git config) into `out`.
+/// Identity keys are never written.
+fn render(bottle: &manifest::Bottle, out: &Path) -> anyhow::Result<()> {
+    use bottle_core::gate::{GitGate, StandardGate};
+    use std::os::unix::fs::PermissionsExt;
+
+    let Some(gate) = StandardGate.prepare(&bottle.name, bottle, "internal", "egress")? else {
+        return Err(UsageError(format!(
+            "bottle '{}' has no git entries, so it has no gate to render\n  hint: add a [[bottles.{}.git]] entry",
+            bottle.name, bottle.name
+        ))
+        .into());
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let files = [
+        ("entrypoint", gate.scripts.entrypoint.as_str(), 0o755),
+        ("pre-receive", gate.scripts.pre_receive.as_str(), 0o755),
+        ("access-hook", gate.scripts.access_hook.as_str(), 0o755),
+        ("agent-gitconfig", gate.agent_git_config.as_str(), 0o644),
+    ];
+    for (name, text, mode) in files {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}

@@ -81,10 +81,19 @@ impl Rig {
             .args(["init", "--quiet", "--bare", "-b", opts.default_branch])
             .arg(&rig.upstream));
         let seed = d.join("work/seed");
-        ok(rig.git().arg("clone").arg("--quiet").arg(&rig.upstream).arg(&seed));
+        ok(rig
+            .git()
+            .arg("clone")
+            .arg("--quiet")
+            .arg(&rig.upstream)
+            .arg(&seed));
         fs::write(seed.join("README.md"), "hello from upstream\n").unwrap();
         rig.commit(&seed, "initial commit");
-        ok(rig.git().arg("-C").arg(&seed).args(["push", "--quiet", "origin", "HEAD"]));
+        ok(rig
+            .git()
+            .arg("-C")
+            .arg(&seed)
+            .args(["push", "--quiet", "origin", "HEAD"]));
 
         // sshd on a loopback port, with its own host key and the gate's key authorized.
         for key in ["host_key", "client_key"] {
@@ -123,7 +132,11 @@ impl Rig {
 
         // The manifest, validated and planned exactly as `bottle up` would.
         let url = opts.url.clone().unwrap_or_else(|| {
-            format!("ssh://{}@127.0.0.1:{ssh_port}{}", user(), rig.upstream.display())
+            format!(
+                "ssh://{}@127.0.0.1:{ssh_port}{}",
+                user(),
+                rig.upstream.display()
+            )
         });
         let host_key = fs::read_to_string(d.join("ssh/host_key.pub")).unwrap();
         let pin = if opts.pin_host_key {
@@ -240,7 +253,11 @@ impl Rig {
         ok(self.git().arg("-C").arg(&seed).args(["pull", "--quiet"]));
         fs::write(seed.join(file), contents).unwrap();
         self.commit(&seed, &format!("upstream change to {file}"));
-        ok(self.git().arg("-C").arg(&seed).args(["push", "--quiet", "origin", "HEAD"]));
+        ok(self
+            .git()
+            .arg("-C")
+            .arg(&seed)
+            .args(["push", "--quiet", "origin", "HEAD"]));
         self.rev(&seed, "HEAD")
     }
 
@@ -254,7 +271,10 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        for child in [self.gate.as_mut(), self.sshd.as_mut()].into_iter().flatten() {
+        for child in [self.gate.as_mut(), self.sshd.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -273,7 +293,9 @@ fn require_tools() -> bool {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{tool} is not installed; .ci/run should have installed it");
             }
-            eprintln!("\n!!!! SKIPPED: {tool} is not installed; run scripts/install-deps.sh !!!!\n");
+            eprintln!(
+                "\n!!!! SKIPPED: {tool} is not installed; run scripts/install-deps.sh !!!!\n"
+            );
             return false;
         }
     }
@@ -301,16 +323,31 @@ fn clone_fetch_and_clean_push_go_through_the_gate() {
     assert_eq!(rig.rev(&work, "origin/main"), new);
 
     // A clean push arrives upstream, and the gate's ref follows.
-    ok(rig.git().arg("-C").arg(&work).args(["merge", "--quiet", "--ff-only", "origin/main"]));
+    ok(rig
+        .git()
+        .arg("-C")
+        .arg(&work)
+        .args(["merge", "--quiet", "--ff-only", "origin/main"]));
     fs::write(work.join("feature.txt"), "work by the agent\n").unwrap();
     rig.commit(&work, "agent work");
     let pushed = rig.rev(&work, "HEAD");
-    ok(rig.git().arg("-C").arg(&work).args(["push", "--quiet", "origin", "main"]));
+    ok(rig
+        .git()
+        .arg("-C")
+        .arg(&work)
+        .args(["push", "--quiet", "origin", "main"]));
     assert_eq!(rig.upstream_rev("refs/heads/main"), pushed);
-    assert_eq!(rig.gate_rev("refs/heads/main").as_deref(), Some(pushed.as_str()));
+    assert_eq!(
+        rig.gate_rev("refs/heads/main").as_deref(),
+        Some(pushed.as_str())
+    );
 
     // A new branch is forwarded too.
-    ok(rig.git().arg("-C").arg(&work).args(["push", "--quiet", "origin", "HEAD:refs/heads/topic"]));
+    ok(rig
+        .git()
+        .arg("-C")
+        .arg(&work)
+        .args(["push", "--quiet", "origin", "HEAD:refs/heads/topic"]));
     assert_eq!(rig.upstream_rev("refs/heads/topic"), pushed);
 }
 
@@ -321,16 +358,44 @@ fn assert_secret_push_rejected(rig: &Rig, work: &Path, file: &str, contents: &st
     let gate_before = rig.gate_rev("refs/heads/main");
     fs::write(work.join(file), contents).unwrap();
     rig.commit(work, &format!("add {file}"));
-    let out = run(rig.git().arg("-C").arg(work).args(["push", "origin", "main"]));
+    let out = run(rig
+        .git()
+        .arg("-C")
+        .arg(work)
+        .args(["push", "origin", "main"]));
     let said = text(&out);
-    assert!(!out.status.success(), "a push holding a secret succeeded:\n{said}");
-    assert!(said.contains(rule), "gitleaks' finding ({rule}) not shown:\n{said}");
-    assert!(said.contains(file), "the finding does not name {file}:\n{said}");
-    assert!(said.contains("rejected: gitleaks"), "no gate verdict:\n{said}");
-    assert_eq!(rig.upstream_rev("refs/heads/main"), upstream_before, "upstream moved");
-    assert_eq!(rig.gate_rev("refs/heads/main"), gate_before, "the gate's ref moved");
+    assert!(
+        !out.status.success(),
+        "a push holding a secret succeeded:\n{said}"
+    );
+    assert!(
+        said.contains(rule),
+        "gitleaks' finding ({rule}) not shown:\n{said}"
+    );
+    assert!(
+        said.contains(file),
+        "the finding does not name {file}:\n{said}"
+    );
+    assert!(
+        said.contains("rejected: gitleaks"),
+        "no gate verdict:\n{said}"
+    );
+    assert_eq!(
+        rig.upstream_rev("refs/heads/main"),
+        upstream_before,
+        "upstream moved"
+    );
+    assert_eq!(
+        rig.gate_rev("refs/heads/main"),
+        gate_before,
+        "the gate's ref moved"
+    );
     // Drop the rejected commit for the next case.
-    ok(rig.git().arg("-C").arg(work).args(["reset", "--quiet", "--hard", "HEAD~1"]));
+    ok(rig
+        .git()
+        .arg("-C")
+        .arg(work)
+        .args(["reset", "--quiet", "--hard", "HEAD~1"]));
 }
 
 #[test]
@@ -358,10 +423,18 @@ fn pushes_holding_secrets_are_rejected_with_the_finding() {
 
     // Two refs, one clean and one holding a secret: nothing is forwarded.
     let upstream_before = rig.upstream_rev("refs/heads/main");
-    ok(rig.git().arg("-C").arg(&work).args(["checkout", "--quiet", "-b", "clean"]));
+    ok(rig
+        .git()
+        .arg("-C")
+        .arg(&work)
+        .args(["checkout", "--quiet", "-b", "clean"]));
     fs::write(work.join("clean.txt"), "nothing secret\n").unwrap();
     rig.commit(&work, "clean work");
-    ok(rig.git().arg("-C").arg(&work).args(["checkout", "--quiet", "-b", "dirty", "main"]));
+    ok(rig
+        .git()
+        .arg("-C")
+        .arg(&work)
+        .args(["checkout", "--quiet", "-b", "dirty", "main"]));
     fs::write(work.join("aws.txt"), format!("key = {AWS_KEY}\n")).unwrap();
     rig.commit(&work, "dirty work");
     let out = run(rig
@@ -372,12 +445,16 @@ fn pushes_holding_secrets_are_rejected_with_the_finding() {
     assert!(!out.status.success(), "{}", text(&out));
     assert_eq!(rig.upstream_rev("refs/heads/main"), upstream_before);
     for branch in ["clean", "dirty"] {
-        let probe = run(rig
-            .git()
-            .arg("-C")
-            .arg(&rig.upstream)
-            .args(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")]));
-        assert!(!probe.status.success(), "branch {branch} reached the upstream");
+        let probe = run(rig.git().arg("-C").arg(&rig.upstream).args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ]));
+        assert!(
+            !probe.status.success(),
+            "branch {branch} reached the upstream"
+        );
         assert_eq!(rig.gate_rev(&format!("refs/heads/{branch}")), None);
     }
 }
@@ -393,7 +470,11 @@ fn a_new_branch_is_scanned_only_for_commits_the_gate_lacks() {
     let work = rig.clone("agent");
     // A new branch on top of that history with one clean commit: only that commit is new
     // to the gate, so only it is scanned, and the push goes through.
-    ok(rig.git().arg("-C").arg(&work).args(["checkout", "--quiet", "-b", "feature"]));
+    ok(rig
+        .git()
+        .arg("-C")
+        .arg(&work)
+        .args(["checkout", "--quiet", "-b", "feature"]));
     fs::write(work.join("feature.txt"), "clean\n").unwrap();
     rig.commit(&work, "clean feature");
     let out = run(rig
@@ -402,7 +483,10 @@ fn a_new_branch_is_scanned_only_for_commits_the_gate_lacks() {
         .arg(&work)
         .args(["push", "origin", "feature"]));
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(rig.upstream_rev("refs/heads/feature"), rig.rev(&work, "HEAD"));
+    assert_eq!(
+        rig.upstream_rev("refs/heads/feature"),
+        rig.rev(&work, "HEAD")
+    );
 }
 
 #[test]
@@ -415,13 +499,19 @@ fn fetch_fails_closed_when_the_upstream_is_down() {
     rig.stop_upstream();
     let out = run(rig.git().arg("-C").arg(&work).args(["fetch", "origin"]));
     let said = text(&out);
-    assert!(!out.status.success(), "fetch succeeded with the upstream down:\n{said}");
+    assert!(
+        !out.status.success(),
+        "fetch succeeded with the upstream down:\n{said}"
+    );
     assert!(said.contains("unreachable"), "no reason given:\n{said}");
     let out = run(rig
         .git()
         .args(["clone", &rig.gate_url()])
         .arg(rig.path("work/second")));
-    assert!(!out.status.success(), "clone succeeded with the upstream down");
+    assert!(
+        !out.status.success(),
+        "clone succeeded with the upstream down"
+    );
 }
 
 #[test]
@@ -504,9 +594,7 @@ fn upstream_urls_with_shell_syntax_are_quoted_and_nothing_runs() {
             .args(["config", "remote.origin.url"]));
         assert_eq!(stored.trim_end_matches('\n'), url);
         // Fetching makes the access hook use it; it fails (no such upstream), harmlessly.
-        let out = run(rig
-            .git()
-            .args(["ls-remote", &rig.gate_url()]));
+        let out = run(rig.git().args(["ls-remote", &rig.gate_url()]));
         assert!(!out.status.success());
         assert!(!marker.exists(), "{url} ran a command");
     }

@@ -1,4 +1,5 @@
 //! bottle's integration tests, compiled into one binary with one module per area.
 
+mod cli;
 mod gate_scripts;
 mod support;

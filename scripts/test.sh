@@ -1,0 +1,20 @@
+#!/bin/sh
+# Runs every check CI runs, on a fresh Debian 12 machine with a Docker engine:
+# installs what the tests need, then formatting, lints, and the whole test suite.
+set -eu
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+
+# rustfmt and clippy ship with the toolchain here; add them where rustup lacks them.
+if command -v rustup >/dev/null 2>&1; then
+	rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+echo "==> cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> cargo test" >&2
+cargo test --workspace

@@ -1,0 +1,105 @@
+//! The command line, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  bottle init                          write a commented bottle.toml here
+  bottle --dry-run up demo             print the commands `up demo` would run
+  bottle up                            start the only (or the 'default') bottle
+  bottle exec demo -- git clone ssh://git@git.example.com:2222/team/app.git
+  bottle ps --json                     list bottles and their containers
+  bottle down demo                     stop and remove bottle 'demo'
+  bottle cleanup                       remove every leftover bottle resource
+  bottle render demo --out gate/       write the gate's scripts for inspection
+
+The backend is chosen by --backend, else BOTTLE_BACKEND, else [settings] backend
+in bottle.toml, else backend in $XDG_CONFIG_HOME/bottle/config.toml, else docker.";
+
+/// Run an AI coding agent in a sandboxed container whose only ways out are sidecars you
+/// control, starting with a git-gate that scans every push for secrets.
+#[derive(Debug, Parser)]
+#[command(name = "bottle", version, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    /// The backend to use (docker, podman, dry-run, dry-run-podman, ...).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub backend: Option<String>,
+
+    /// Shorthand for --backend dry-run: print the commands, change nothing.
+    #[arg(long, global = true, conflicts_with = "backend")]
+    pub dry_run: bool,
+
+    /// The manifest to read [default: ./bottle.toml].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start a bottle: its networks, its git-gate, its agent.
+    Up {
+        /// The bottle [default: the only one, or 'default'].
+        bottle: Option<String>,
+        /// Keep what a failed `up` created, to debug it.
+        #[arg(long)]
+        keep_on_failure: bool,
+    },
+    /// Stop and remove a bottle's containers and networks (nothing to remove is fine).
+    Down {
+        /// The bottle [default: the only one, or 'default'].
+        bottle: Option<String>,
+    },
+    /// List bottles and their containers.
+    Ps {
+        /// Only this bottle.
+        bottle: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove leftovers (containers and networks labelled by bottle) of one or all bottles.
+    Cleanup {
+        /// Only this bottle's leftovers.
+        bottle: Option<String>,
+    },
+    /// Run a command in a bottle's agent container.
+    Exec(ExecArgs),
+    /// Write the git-gate's rendered scripts for a bottle into a directory, for inspection.
+    Render {
+        /// The bottle [default: the only one, or 'default'].
+        bottle: Option<String>,
+        /// The directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write a commented example bottle.toml.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `bottle exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The bottle, then `--`, then the command.
+    #[arg(value_name = "BOTTLE")]
+    pub bottle: Option<String>,
+    /// Allocate a terminal [default: when stdin and stdout are terminals].
+    #[arg(short = 't', long, overrides_with = "no_tty")]
+    pub tty: bool,
+    /// Never allocate a terminal.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+    /// The command and its arguments [default: sh].
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,198 @@
+//! The binary's commands, backend resolution, exit codes and messages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{ok, run, text};
+
+/// `bottle` with a clean environment: no BOTTLE_BACKEND, a config home of our own.
+pub fn bottle(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bottle"));
+    cmd.current_dir(dir)
+        .env_remove("BOTTLE_BACKEND")
+        .env("XDG_CONFIG_HOME", dir.join("config-home"))
+        .env("HOME", dir);
+    cmd
+}
+
+/// A directory with the example manifest, its identity key at ~/.ssh/bottle_app (HOME is
+/// the directory itself) and nothing else.
+pub fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(bottle(dir.path()).arg("init"));
+    std::fs::create_dir_all(dir.path().join(".ssh")).unwrap();
+    std::fs::write(dir.path().join(".ssh/bottle_app"), "PRIVATE KEY BYTES\n").unwrap();
+    dir
+}
+
+fn code(cmd: &mut Command) -> (i32, String) {
+    let out = run(cmd);
+    (out.status.code().unwrap_or(-1), text(&out))
+}
+
+#[test]
+fn help_has_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(bottle(dir.path()).arg("--help"));
+    assert!(
+        out.contains("Examples:") && out.contains("bottle --dry-run up demo"),
+        "{out}"
+    );
+    for sub in ["up", "down", "ps", "cleanup", "exec", "render", "init"] {
+        assert!(
+            out.contains(&format!("\n  {sub}")),
+            "{sub} missing from help:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn init_writes_a_valid_manifest_once() {
+    let dir = project();
+    let (c, out) = code(bottle(dir.path()).arg("init"));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("already exists") && out.contains("--force"),
+        "{out}"
+    );
+    ok(bottle(dir.path()).args(["init", "--force"]));
+    // The example is a valid manifest whose bottle plans.
+    ok(bottle(dir.path()).args(["--dry-run", "up", "demo"]));
+}
+
+#[test]
+fn unknown_backends_list_the_known_ones_and_the_source() {
+    let dir = project();
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "nope", "up"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("no backend named 'nope' (from --backend)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("known backends: ") && out.contains("dry-run"),
+        "{out}"
+    );
+
+    let (c, out) = code(bottle(dir.path()).env("BOTTLE_BACKEND", "envy").arg("up"));
+    assert_eq!(c, 2);
+    assert!(out.contains("'envy' (from BOTTLE_BACKEND)"), "{out}");
+
+    let manifest = std::fs::read_to_string(dir.path().join("bottle.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("bottle.toml"),
+        manifest.replace("# backend = \"docker\"", "backend = \"fromfile\""),
+    )
+    .unwrap();
+    let (c, out) = code(bottle(dir.path()).arg("up"));
+    assert_eq!(c, 2);
+    assert!(
+        out.contains("'fromfile' (from [settings] backend at bottle.toml:"),
+        "{out}"
+    );
+    // The flag beats the manifest.
+    ok(bottle(dir.path()).args(["--backend", "dry-run", "up"]));
+}
+
+#[test]
+fn the_user_config_file_is_read_last() {
+    let dir = project();
+    let conf = dir.path().join("config-home/bottle");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("config.toml"), "backend = \"dry-run-podman\"\n").unwrap();
+    let out = ok(bottle(dir.path()).arg("up"));
+    assert!(out.contains("podman network create"), "{out}");
+    let out = ok(bottle(dir.path())
+        .env("BOTTLE_BACKEND", "dry-run")
+        .arg("up"));
+    assert!(out.contains("docker network create"), "{out}");
+}
+
+#[test]
+fn manifest_errors_exit_2_with_a_place() {
+    let dir = project();
+    std::fs::write(
+        dir.path().join("bottle.toml"),
+        "[bottles.demo]\nimage = \"i\"\n[[bottles.demo.git]]\nname = \"a b\"\nupstream = \"https://x/y\"\nidentity_file = \"k\"\n",
+    )
+    .unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "up"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("bottle.toml:4:8: bottles.demo.git[0].name"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bottle.toml:5:12: bottles.demo.git[0].upstream"),
+        "{out}"
+    );
+
+    let (c, out) = code(bottle(dir.path()).args(["--manifest", "missing.toml", "up"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("cannot read manifest missing.toml") && out.contains("bottle init"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_missing_identity_file_is_an_error_at_plan_time() {
+    let dir = project();
+    std::fs::remove_file(dir.path().join(".ssh/bottle_app")).unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "up", "demo"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("bottles.demo.git[0].identity_file: cannot read identity file"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unknown_bottles_are_listed() {
+    let dir = project();
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "up", "nope"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("no bottle named 'nope'; the manifest has: demo"),
+        "{out}"
+    );
+}
+
+#[test]
+fn render_writes_scripts_that_pass_shellcheck() {
+    let dir = project();
+    let out_dir: PathBuf = dir.path().join("rendered");
+    let out = ok(bottle(dir.path())
+        .args(["render", "demo", "--out"])
+        .arg(&out_dir));
+    assert!(out.contains("entrypoint"), "{out}");
+    for script in ["entrypoint", "pre-receive", "access-hook"] {
+        let path = out_dir.join(script);
+        ok(Command::new("sh").arg("-n").arg(&path));
+        if crate::support::have("shellcheck") {
+            ok(Command::new("shellcheck").args(["-s", "sh"]).arg(&path));
+        } else if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("shellcheck is not installed on CI");
+        }
+    }
+    let gitconfig = std::fs::read_to_string(out_dir.join("agent-gitconfig")).unwrap();
+    assert!(gitconfig.contains("insteadOf"), "{gitconfig}");
+    // The key is never rendered.
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY BYTES"));
+    }
+}
+
+#[test]
+fn dry_run_up_prints_a_script_sh_accepts_without_the_key() {
+    let dir = project();
+    let script = ok(bottle(dir.path()).args(["--backend", "dry-run", "up", "demo"]));
+    let path = dir.path().join("up.sh");
+    std::fs::write(&path, &script).unwrap();
+    ok(Command::new("sh").arg("-n").arg(&path));
+    assert!(!script.contains("PRIVATE KEY BYTES"), "the key was printed");
+    assert!(script.contains(&dir.path().join(".ssh/bottle_app").display().to_string()));
+    let stable = script.replace(&dir.path().display().to_string(), "[HOME]");
+    insta::assert_snapshot!("dry_run_up_demo", stable);
+}
