@@ -79,7 +79,9 @@ pub enum BackendError {
         hint: String,
     },
     /// The bottle has no container of the asked role.
-    #[error("bottle '{slug}' has no running {role} container\n  hint: start it with `bottle up {slug}`")]
+    #[error(
+        "bottle '{slug}' has no running {role} container\n  hint: start it with `bottle up {slug}`"
+    )]
     NotRunning {
         /// The bottle's slug.
         slug: String,

@@ -45,13 +45,7 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}",
-            self.file.display(),
-            self.line,
-            self.column
-        )
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
     }
 }
 

@@ -300,7 +300,9 @@ fn field_at(source: &str, span: Option<Range<usize>>) -> String {
     };
     let start = span.start.min(source.len());
     let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+    let line_end = source[start..]
+        .find('\n')
+        .map_or(source.len(), |i| start + i);
     let line = source[line_start..line_end].trim();
     match line.split_once('=') {
         Some((key, _)) => key.trim().to_owned(),
@@ -349,7 +351,9 @@ fn valid_env_key(key: &str) -> bool {
     let bytes = key.as_bytes();
     !bytes.is_empty()
         && (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
 /// Parses a memory size as Docker writes it: bytes, or a number with `k`, `m` or `g`
@@ -448,7 +452,10 @@ impl Validator<'_> {
                 self.error(
                     &value.span(),
                     field,
-                    format!("'{}' is not a memory size of at least 6m", value.get_ref().escape_debug()),
+                    format!(
+                        "'{}' is not a memory size of at least 6m",
+                        value.get_ref().escape_debug()
+                    ),
                     "write a number of bytes or a number with k, m or g, e.g. \"512m\" or \"4g\"",
                 );
                 None
@@ -490,11 +497,19 @@ impl Validator<'_> {
                 self.error(
                     &key.span(),
                     &field,
-                    format!("'{}' is not a valid environment variable name", key.get_ref().escape_debug()),
+                    format!(
+                        "'{}' is not a valid environment variable name",
+                        key.get_ref().escape_debug()
+                    ),
                     "use letters, digits and '_', not starting with a digit",
                 );
             } else if value.get_ref().contains('\0') {
-                self.error(&value.span(), &field, "the value holds a NUL character", "remove the NUL: environment values cannot carry it");
+                self.error(
+                    &value.span(),
+                    &field,
+                    "the value holds a NUL character",
+                    "remove the NUL: environment values cannot carry it",
+                );
             } else {
                 env.insert(key.into_inner(), value.into_inner());
             }
@@ -506,7 +521,15 @@ impl Validator<'_> {
             if (16..=1_000_000).contains(p.get_ref()) {
                 Some(*p.get_ref())
             } else {
-                self.error(&p.span(), &format!("{prefix}.pids_limit"), format!("{} is not a process limit between 16 and 1000000", p.get_ref()), "pick a limit such as 1024");
+                self.error(
+                    &p.span(),
+                    &format!("{prefix}.pids_limit"),
+                    format!(
+                        "{} is not a process limit between 16 and 1000000",
+                        p.get_ref()
+                    ),
+                    "pick a limit such as 1024",
+                );
                 None
             }
         });
@@ -515,7 +538,8 @@ impl Validator<'_> {
         for cap in raw.cap_add {
             let c = cap.get_ref().to_ascii_uppercase();
             let c = c.strip_prefix("CAP_").unwrap_or(&c).to_owned();
-            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') || c == "ALL" {
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') || c == "ALL"
+            {
                 self.error(&cap.span(), &format!("{prefix}.cap_add"), format!("'{}' is not a capability name", cap.get_ref().escape_debug()), "name one capability, e.g. \"CHOWN\" or \"NET_BIND_SERVICE\" (ALL is not accepted)");
             } else {
                 cap_add.push(c);
@@ -601,12 +625,28 @@ impl Validator<'_> {
         for (host, ip) in raw.extra_hosts {
             let host_field = format!("{field}.extra_hosts.{}", host.get_ref());
             let h = host.get_ref().to_ascii_lowercase();
-            if h.is_empty() || h.len() > 253 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')) || h.starts_with(['-', '.']) {
-                self.error(&host.span(), &host_field, format!("'{}' is not a host name", host.get_ref().escape_debug()), "use a DNS name such as git.example.com");
+            if h.is_empty()
+                || h.len() > 253
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+                || h.starts_with(['-', '.'])
+            {
+                self.error(
+                    &host.span(),
+                    &host_field,
+                    format!("'{}' is not a host name", host.get_ref().escape_debug()),
+                    "use a DNS name such as git.example.com",
+                );
                 continue;
             }
             let Ok(addr) = ip.get_ref().parse::<IpAddr>() else {
-                self.error(&ip.span(), &host_field, format!("'{}' is not an IP address", ip.get_ref().escape_debug()), "write an IPv4 or IPv6 address, e.g. \"10.1.2.3\"");
+                self.error(
+                    &ip.span(),
+                    &host_field,
+                    format!("'{}' is not an IP address", ip.get_ref().escape_debug()),
+                    "write an IPv4 or IPv6 address, e.g. \"10.1.2.3\"",
+                );
                 continue;
             };
             match hosts.get(&h) {
@@ -637,7 +677,12 @@ impl Validator<'_> {
     }
 
     /// Checks an upstream URL; returns its host and port.
-    fn upstream(&mut self, field: &str, url: &str, span: &Range<usize>) -> Option<(String, Option<u16>)> {
+    fn upstream(
+        &mut self,
+        field: &str,
+        url: &str,
+        span: &Range<usize>,
+    ) -> Option<(String, Option<u16>)> {
         const HINT: &str = "write ssh://user@host[:port]/path/repo.git or user@host:path/repo.git";
         if url.is_empty() || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
             self.error(span, field, format!("'{}' is not an upstream URL: it is empty or holds whitespace or control characters", url.escape_debug()), HINT);
@@ -646,12 +691,25 @@ impl Validator<'_> {
         let parsed = match gix_url::parse(url) {
             Ok(p) => p,
             Err(e) => {
-                self.error(span, field, format!("'{url}' does not parse as a git URL: {e}"), HINT);
+                self.error(
+                    span,
+                    field,
+                    format!("'{url}' does not parse as a git URL: {e}"),
+                    HINT,
+                );
                 return None;
             }
         };
         if parsed.scheme != gix_url::Scheme::Ssh {
-            self.error(span, field, format!("'{url}' uses {}, but the gate reaches upstreams over ssh only", parsed.scheme.as_str()), HINT);
+            self.error(
+                span,
+                field,
+                format!(
+                    "'{url}' uses {}, but the gate reaches upstreams over ssh only",
+                    parsed.scheme.as_str()
+                ),
+                HINT,
+            );
             return None;
         }
         let Some(host) = parsed.host().filter(|h| !h.is_empty()).map(str::to_owned) else {
@@ -659,11 +717,21 @@ impl Validator<'_> {
             return None;
         };
         if host.starts_with('-') || parsed.user().is_some_and(|u| u.starts_with('-')) {
-            self.error(span, field, format!("'{url}': a host or user starting with '-' would be read as an ssh option"), HINT);
+            self.error(
+                span,
+                field,
+                format!("'{url}': a host or user starting with '-' would be read as an ssh option"),
+                HINT,
+            );
             return None;
         }
         if parsed.path.is_empty() || parsed.path.as_slice() == b"/" {
-            self.error(span, field, format!("'{url}' names no repository path"), HINT);
+            self.error(
+                span,
+                field,
+                format!("'{url}' names no repository path"),
+                HINT,
+            );
             return None;
         }
         Some((host, parsed.port))
@@ -681,7 +749,9 @@ impl Validator<'_> {
                 .ok_or_else(|| format!("'{text}' starts with ~ but HOME is not set"))?;
             home.join(text.trim_start_matches('~').trim_start_matches('/'))
         } else if text.starts_with('~') {
-            return Err(format!("'{text}': only ~/ (your own home) is understood, not ~user"));
+            return Err(format!(
+                "'{text}': only ~/ (your own home) is understood, not ~user"
+            ));
         } else {
             PathBuf::from(text)
         };

@@ -9,8 +9,8 @@ use crate::diag::ManifestError;
 use crate::gate::{GitGate, StandardGate};
 use crate::manifest::Bottle;
 use crate::plan::{
-    labels, resource_name, BuiltinImage, ContainerSpec, FileSource, FileSpec, Hardening,
-    ImageRef, NetworkSpec, Plan, Role, PLAN_FORMAT,
+    labels, resource_name, BuiltinImage, ContainerSpec, FileSource, FileSpec, Hardening, ImageRef,
+    NetworkSpec, Plan, Role, PLAN_FORMAT,
 };
 use crate::quote::QuoteError;
 

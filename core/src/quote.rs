@@ -70,7 +70,9 @@ mod tests {
 
     #[test]
     fn shell_words_round_trip() {
-        for v in ["plain", "", "a'b", "$(id)", "`id`", "a\nb", "-x", "~", "a b", "\\"] {
+        for v in [
+            "plain", "", "a'b", "$(id)", "`id`", "a\nb", "-x", "~", "a b", "\\",
+        ] {
             let q = sh(v).unwrap();
             assert_eq!(shlex::split(&q).unwrap(), vec![v.to_owned()], "{q}");
         }

@@ -9,7 +9,9 @@ use bottle_core::planner::{self, PlanError};
 use common::HOST_KEY;
 
 fn errors(text: &str) -> String {
-    let env = Env { home: Some("/home/u".into()) };
+    let env = Env {
+        home: Some("/home/u".into()),
+    };
     match manifest::parse(Path::new("bottle.toml"), text, &env) {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(e) => e.to_string(),
@@ -49,8 +51,14 @@ fn unknown_keys_are_named_with_their_line() {
     assert!(e.starts_with("bottle.toml:3:1: imgae: "), "{e}");
     assert!(e.contains("unknown field `imgae`"), "{e}");
     assert!(e.contains("hint: remove the key"), "{e}");
-    let e = errors(&format!("{HEAD}{}", git_entry("app", "git@h:x.git", "token = \"t\"")));
-    assert!(e.contains("bottle.toml:8:1") && e.contains("unknown field `token`"), "{e}");
+    let e = errors(&format!(
+        "{HEAD}{}",
+        git_entry("app", "git@h:x.git", "token = \"t\"")
+    ));
+    assert!(
+        e.contains("bottle.toml:8:1") && e.contains("unknown field `token`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -65,9 +73,14 @@ fn duplicate_git_names_are_refused() {
 
 #[test]
 fn unsafe_names_are_refused() {
-    for bad in ["a'b", "$(id)", "a b", "a\nb", "-x", "../x", "x.git", "`id`", ""] {
+    for bad in [
+        "a'b", "$(id)", "a b", "a\nb", "-x", "../x", "x.git", "`id`", "",
+    ] {
         let e = errors(&format!("{HEAD}{}", git_entry(bad, "git@h:a.git", "")));
-        assert!(e.contains("bottles.demo.git[0].name") && e.contains("is not a valid git entry name"), "{bad:?}: {e}");
+        assert!(
+            e.contains("bottles.demo.git[0].name") && e.contains("is not a valid git entry name"),
+            "{bad:?}: {e}"
+        );
     }
     for bad in ["Demo", "a_b", "-a", "a.b", "$(id)"] {
         let e = errors(&format!("[bottles.{bad:?}]\nimage = \"img\"\n"));
@@ -88,7 +101,10 @@ fn bad_upstreams_are_refused() {
         ("", "empty"),
     ] {
         let e = errors(&format!("{HEAD}{}", git_entry("app", bad, "")));
-        assert!(e.contains("bottle.toml:5:12: bottles.demo.git[0].upstream"), "{bad:?}: {e}");
+        assert!(
+            e.contains("bottle.toml:5:12: bottles.demo.git[0].upstream"),
+            "{bad:?}: {e}"
+        );
         assert!(e.contains(why), "{bad:?} should say {why:?}: {e}");
         assert!(e.contains("hint: write ssh://"), "{e}");
     }
@@ -96,30 +112,62 @@ fn bad_upstreams_are_refused() {
 
 #[test]
 fn bad_host_keys_are_refused() {
-    for bad in ["ssh-ed25519", "AAAA", "ssh-ed25519 not-base64!", "ssh-foo AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"] {
+    for bad in [
+        "ssh-ed25519",
+        "AAAA",
+        "ssh-ed25519 not-base64!",
+        "ssh-foo AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+    ] {
         let text = format!("{HEAD}[[bottles.demo.git]]\nname = \"app\"\nupstream = \"git@h:a.git\"\nidentity_file = \"/k\"\nknown_host_key = {bad:?}\n");
         let e = errors(&text);
-        assert!(e.contains("bottle.toml:7:18: bottles.demo.git[0].known_host_key: not an SSH public host key"), "{bad:?}: {e}");
+        assert!(
+            e.contains(
+                "bottle.toml:7:18: bottles.demo.git[0].known_host_key: not an SSH public host key"
+            ),
+            "{bad:?}: {e}"
+        );
         assert!(e.contains("ssh-keyscan"), "{e}");
     }
 }
 
 #[test]
 fn extra_hosts_must_be_addresses_and_agree() {
-    let e = errors(&format!("{HEAD}{}", git_entry("app", "git@h:a.git", "extra_hosts = { h = \"not-an-ip\" }")));
-    assert!(e.contains("bottles.demo.git[0].extra_hosts.h: 'not-an-ip' is not an IP address"), "{e}");
+    let e = errors(&format!(
+        "{HEAD}{}",
+        git_entry("app", "git@h:a.git", "extra_hosts = { h = \"not-an-ip\" }")
+    ));
+    assert!(
+        e.contains("bottles.demo.git[0].extra_hosts.h: 'not-an-ip' is not an IP address"),
+        "{e}"
+    );
     let e = errors(&format!(
         "{HEAD}{}{}",
-        git_entry("app", "git@h:a.git", "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }"),
-        git_entry("lib", "git@h:b.git", "extra_hosts = { \"git.corp\" = \"10.0.0.2\" }")
+        git_entry(
+            "app",
+            "git@h:a.git",
+            "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }"
+        ),
+        git_entry(
+            "lib",
+            "git@h:b.git",
+            "extra_hosts = { \"git.corp\" = \"10.0.0.2\" }"
+        )
     ));
     assert!(e.contains("host 'git.corp' maps to 10.0.0.2 here, in upstream 'lib', but to 10.0.0.1 in upstream 'app'"), "{e}");
     // The same address twice is fine.
     let fx = common::Fixture::new();
     fx.parse(&format!(
         "{HEAD}{}{}",
-        git_entry("app", "git@h:a.git", "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }"),
-        git_entry("lib", "git@h:b.git", "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }")
+        git_entry(
+            "app",
+            "git@h:a.git",
+            "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }"
+        ),
+        git_entry(
+            "lib",
+            "git@h:b.git",
+            "extra_hosts = { \"git.corp\" = \"10.0.0.1\" }"
+        )
     ))
     .unwrap();
 }
@@ -136,12 +184,20 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn missing_identity_files_are_reported_at_plan_time() {
     let fx = common::Fixture::new();
-    let text = format!("{HEAD}{}", git_entry("app", "git@h:a.git", "")).replace("\"/k\"", "\"missing_key\"");
+    let text = format!("{HEAD}{}", git_entry("app", "git@h:a.git", ""))
+        .replace("\"/k\"", "\"missing_key\"");
     let m = fx.parse(&text).unwrap();
     let err = planner::plan(m.select(None).unwrap()).unwrap_err();
-    let PlanError::Invalid(e) = err else { panic!("{err}") };
+    let PlanError::Invalid(e) = err else {
+        panic!("{err}")
+    };
     let e = e.to_string();
-    assert!(e.contains("bottle.toml:6:17: bottles.demo.git[0].identity_file: cannot read identity file"), "{e}");
+    assert!(
+        e.contains(
+            "bottle.toml:6:17: bottles.demo.git[0].identity_file: cannot read identity file"
+        ),
+        "{e}"
+    );
     assert!(e.contains("missing_key"), "{e}");
     assert!(e.contains("ssh-keygen"), "{e}");
 }
@@ -149,13 +205,23 @@ fn missing_identity_files_are_reported_at_plan_time() {
 #[test]
 fn selecting_a_bottle() {
     let fx = common::Fixture::new();
-    let two = fx.parse("[bottles.a]\nimage = \"i\"\n[bottles.b]\nimage = \"i\"\n").unwrap();
+    let two = fx
+        .parse("[bottles.a]\nimage = \"i\"\n[bottles.b]\nimage = \"i\"\n")
+        .unwrap();
     let e = two.select(None).unwrap_err().to_string();
-    assert!(e.contains("none is named 'default'") && e.contains("a, b"), "{e}");
+    assert!(
+        e.contains("none is named 'default'") && e.contains("a, b"),
+        "{e}"
+    );
     let e = two.select(Some("c")).unwrap_err().to_string();
-    assert!(e.contains("no bottle named 'c'") && e.contains("a, b"), "{e}");
+    assert!(
+        e.contains("no bottle named 'c'") && e.contains("a, b"),
+        "{e}"
+    );
     assert_eq!(two.select(Some("b")).unwrap().name, "b");
-    let with_default = fx.parse("[bottles.a]\nimage = \"i\"\n[bottles.default]\nimage = \"i\"\n").unwrap();
+    let with_default = fx
+        .parse("[bottles.a]\nimage = \"i\"\n[bottles.default]\nimage = \"i\"\n")
+        .unwrap();
     assert_eq!(with_default.select(None).unwrap().name, "default");
     // A bottle without git entries is valid.
     assert!(two.select(Some("a")).unwrap().git.is_empty());

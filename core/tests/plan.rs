@@ -25,7 +25,11 @@ fn same_input_gives_a_byte_identical_plan() {
 #[test]
 fn a_bottle_without_git_is_the_agent_alone_on_its_internal_network() {
     let fx = common::Fixture::new();
-    let json = plan_json(&fx, "[bottles.solo]\nimage = \"alpine:3\"\nmemory = \"1g\"\ncap_add = [\"cap_chown\"]\n", "solo");
+    let json = plan_json(
+        &fx,
+        "[bottles.solo]\nimage = \"alpine:3\"\nmemory = \"1g\"\ncap_add = [\"cap_chown\"]\n",
+        "solo",
+    );
     insta::assert_snapshot!("solo_plan", json);
 }
 
@@ -35,7 +39,15 @@ fn the_shape_of_the_demo_plan() {
     let m = fx.parse(&common::example()).unwrap();
     let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
     let names: Vec<_> = plan.resource_names().map(|(_, n)| n.to_owned()).collect();
-    assert_eq!(names, ["bottle-demo-internal", "bottle-demo-egress", "bottle-demo-gate", "bottle-demo-agent"]);
+    assert_eq!(
+        names,
+        [
+            "bottle-demo-internal",
+            "bottle-demo-egress",
+            "bottle-demo-gate",
+            "bottle-demo-agent"
+        ]
+    );
     let gate = plan.container(Role::Gate).unwrap();
     let agent = plan.container(Role::Agent).unwrap();
     // The agent is on the internal network only; the gate reaches out through egress.
@@ -46,11 +58,16 @@ fn the_shape_of_the_demo_plan() {
     // The key goes to the gate only, never to the agent.
     let secret = b"secret-bytes";
     let holds = |c: &bottle_core::plan::ContainerSpec| {
-        c.files.iter().any(|f| f.bytes().windows(secret.len()).any(|w| w == secret))
+        c.files
+            .iter()
+            .any(|f| f.bytes().windows(secret.len()).any(|w| w == secret))
     };
     assert!(holds(gate));
     assert!(!holds(agent));
-    assert!(gate.files.iter().any(|f| matches!(f.source, FileSource::HostFile { .. }) && f.mode == 0o400));
+    assert!(gate
+        .files
+        .iter()
+        .any(|f| matches!(f.source, FileSource::HostFile { .. }) && f.mode == 0o400));
     // Debug output redacts it.
     assert!(!format!("{plan:?}").contains("secret-bytes"));
     // Every resource carries the labels.

@@ -11,8 +11,16 @@ fn check(name: &str, script: &str) {
     let path = dir.path().join(name);
     std::fs::write(&path, script).unwrap();
     let out = Command::new("sh").arg("-n").arg(&path).output().unwrap();
-    assert!(out.status.success(), "sh -n {name}: {}", String::from_utf8_lossy(&out.stderr));
-    match Command::new("shellcheck").args(["-s", "sh", "-S", "style"]).arg(&path).output() {
+    assert!(
+        out.status.success(),
+        "sh -n {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match Command::new("shellcheck")
+        .args(["-s", "sh", "-S", "style"])
+        .arg(&path)
+        .output()
+    {
         Ok(out) => assert!(
             out.status.success(),
             "shellcheck {name}:\n{}",
@@ -21,7 +29,9 @@ fn check(name: &str, script: &str) {
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("shellcheck is not installed on CI: {e}")
         }
-        Err(_) => eprintln!("\n!!!! SKIPPED shellcheck of {name}: shellcheck is not installed !!!!\n"),
+        Err(_) => {
+            eprintln!("\n!!!! SKIPPED shellcheck of {name}: shellcheck is not installed !!!!\n")
+        }
     }
 }
 
@@ -40,12 +50,19 @@ fn rendered_scripts_pass_sh_n_and_shellcheck() {
 fn hostile_urls_are_single_words_in_the_entrypoint() {
     let fx = common::Fixture::new();
     let url = "ssh://git@h/x/$(id)`id`'\"${IFS}.git";
-    let text = common::example().replace("ssh://git@git.example.com:2222/team/app.git", &url.replace('\\', "\\\\").replace('"', "\\\""));
+    let text = common::example().replace(
+        "ssh://git@git.example.com:2222/team/app.git",
+        &url.replace('\\', "\\\\").replace('"', "\\\""),
+    );
     let manifest = fx.parse(&text).unwrap();
     let bottle = manifest.select(Some("demo")).unwrap();
     let set = scripts::render(&GateLayout::container(), &bottle.git).unwrap();
     check("entrypoint", &set.entrypoint);
-    let line = set.entrypoint.lines().find(|l| l.starts_with("init_repo 'app'") || l.starts_with("init_repo app")).unwrap();
+    let line = set
+        .entrypoint
+        .lines()
+        .find(|l| l.starts_with("init_repo 'app'") || l.starts_with("init_repo app"))
+        .unwrap();
     let words = shlex::split(line).unwrap();
     assert_eq!(words[1], "app");
     assert_eq!(words[2], url);

@@ -17,7 +17,11 @@ pub struct Fixture {
 impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("id_app"), b"-----BEGIN FAKE KEY-----\nsecret-bytes\n-----END FAKE KEY-----\n").unwrap();
+        std::fs::write(
+            dir.path().join("id_app"),
+            b"-----BEGIN FAKE KEY-----\nsecret-bytes\n-----END FAKE KEY-----\n",
+        )
+        .unwrap();
         Fixture { dir }
     }
 
