@@ -23,6 +23,16 @@ pub struct Entry {
 /// Every built-in backend, in the order they are listed to users.
 pub const BUILTIN: &[Entry] = &[
     Entry {
+        name: "docker",
+        about: "the Docker engine, through its API (DOCKER_HOST or /var/run/docker.sock)",
+        open: || {
+            Box::pin(async {
+                let docker = bottle_backend_docker::Docker::connect().await?;
+                Ok(Box::new(docker) as Box<dyn Backend>)
+            })
+        },
+    },
+    Entry {
         name: "dry-run",
         about: "print the docker commands `up` would run; change nothing",
         open: || Box::pin(async { Ok(dry_run(bottle_backend_dryrun::Cli::Docker)) }),

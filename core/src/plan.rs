@@ -193,6 +193,10 @@ pub struct ContainerSpec {
     pub extra_hosts: BTreeMap<String, IpAddr>,
     /// Files copied into the container before it starts.
     pub files: Vec<FileSpec>,
+    /// Run a minimal init as PID 1 (the engine's own, e.g. docker-init), which forwards
+    /// signals and reaps orphaned processes, so a long-lived container does not fill its
+    /// process limit with zombies and stops promptly.
+    pub init: bool,
     /// Capabilities and resource limits.
     pub hardening: Hardening,
 }
@@ -293,6 +297,7 @@ pub struct Hardening {
     pub no_new_privileges: bool,
     /// Maximum number of processes.
     pub pids_limit: i64,
-    /// Memory limit in bytes.
+    /// Memory limit in bytes. Backends set the swap limit to the same value: no swap on
+    /// top of it.
     pub memory_bytes: i64,
 }

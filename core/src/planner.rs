@@ -97,6 +97,7 @@ pub fn plan_with(bottle: &Bottle, gate: &dyn GitGate) -> Result<Plan, PlanError>
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
         files: agent_files,
+        init: true,
         hardening: Hardening {
             cap_drop: vec!["ALL".to_owned()],
             cap_add: bottle.cap_add.clone(),

@@ -415,6 +415,11 @@ fn create_groups(ct: &ContainerSpec, cli: Cli) -> Result<Vec<String>, RenderErro
     g.push(qj(["--pids-limit", &h.pids_limit.to_string()])?);
     if h.memory_bytes > 0 {
         g.push(qj(["--memory", &h.memory_bytes.to_string()])?);
+        // Swap limit = memory limit: no swap on top of it, as the docker backend sets.
+        g.push(qj(["--memory-swap", &h.memory_bytes.to_string()])?);
+    }
+    if ct.init {
+        g.push(q("--init")?);
     }
     g.push(q(&ct.image.name)?);
     if let Some(command) = &ct.command {

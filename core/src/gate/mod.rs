@@ -203,6 +203,7 @@ pub trait GitGate {
             connect: vec![egress.to_owned()],
             extra_hosts,
             files,
+            init: true,
             hardening: Hardening {
                 // git daemon listens above 1024 and the gate owns what it writes: it needs
                 // no capability at all.

@@ -54,6 +54,9 @@ fn expected_create(plan: &Plan, cli: Cli, e: &str) -> Vec<String> {
         "100",
         "--memory",
         "1073741824",
+        "--memory-swap",
+        "1073741824",
+        "--init",
     ]));
     v.push(agent.image.name.clone());
     if cli == Cli::Docker {

@@ -147,6 +147,7 @@ fn container(slug: &str, role: Role, network: &str, files: Vec<FileSpec>) -> Con
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
         files,
+        init: true,
         hardening: hardening(),
     }
 }

@@ -1,0 +1,100 @@
+//! Tar archives handed to the engine: a container's files, an image's build context.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bottle_core::plan::FileSpec;
+
+/// One regular file of an archive.
+pub(crate) struct Entry<'a> {
+    /// Path inside the archive, relative (no leading `/`).
+    pub path: &'a str,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+    pub bytes: &'a [u8],
+}
+
+/// Builds an uncompressed tar of regular files only, each with its exact mode and numeric
+/// owner (no user or group names, so nothing is looked up by name on extraction).
+pub(crate) fn tar<'a>(entries: impl IntoIterator<Item = Entry<'a>>) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(e.mode);
+        header.set_uid(u64::from(e.uid));
+        header.set_gid(u64::from(e.gid));
+        header.set_mtime(e.mtime);
+        header.set_size(e.bytes.len() as u64);
+        // `append_data` writes a GNU long-name entry when the path needs one, and sets the
+        // checksum.
+        builder.append_data(&mut header, e.path, e.bytes)?;
+    }
+    builder.into_inner()
+}
+
+/// The archive of a container's files, to upload to `/`.
+pub(crate) fn container_files(files: &[FileSpec]) -> std::io::Result<Vec<u8>> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    tar(files.iter().map(|f| Entry {
+        path: f.path.trim_start_matches('/'),
+        mode: f.mode,
+        uid: f.uid,
+        gid: f.gid,
+        mtime: now,
+        bytes: f.bytes(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bottle_core::plan::FileSource;
+
+    #[test]
+    fn files_keep_mode_owner_and_bytes() {
+        let files = vec![
+            FileSpec {
+                path: "/etc/x/a".into(),
+                mode: 0o755,
+                uid: 10001,
+                gid: 10002,
+                source: FileSource::Text { text: "hi".into() },
+            },
+            FileSpec {
+                path: format!("/{}", "d/".repeat(80) + "long"),
+                mode: 0o400,
+                uid: 0,
+                gid: 0,
+                source: FileSource::Text { text: "x".into() },
+            },
+        ];
+        let bytes = container_files(&files).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        let got: Vec<_> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let h = e.header().clone();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let mut body = String::new();
+                std::io::Read::read_to_string(&mut e, &mut body).unwrap();
+                (
+                    path,
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    body,
+                )
+            })
+            .collect();
+        assert_eq!(got[0], ("etc/x/a".into(), 0o755, 10001, 10002, "hi".into()));
+        assert_eq!(got[1].0, files[1].path.trim_start_matches('/'));
+        assert_eq!(got[1].1, 0o400);
+    }
+}
