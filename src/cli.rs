@@ -79,9 +79,26 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Build bottle's images (the gate, the demo agent, the demo's upstream).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Write a commented example bottle.toml.
     Init {
         /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `bottle image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build images that are missing or whose inputs changed.
+    Build {
+        /// Which images: gate, agent, upstream [default: all].
+        #[arg(value_parser = ["gate", "agent", "upstream"])]
+        images: Vec<String>,
+        /// Build even when up to date.
         #[arg(long)]
         force: bool,
     },

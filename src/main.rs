@@ -16,7 +16,8 @@ use bottle_core::manifest::{self, LoadError, Manifest, MANIFEST_FILE};
 use bottle_core::planner::{self, PlanError};
 use clap::Parser;
 
-use cli::{Cli, Command};
+use bottle_core::plan::BuiltinImage;
+use cli::{Cli, Command, ImageCommand};
 
 /// An error that exits with code 2: the user's input is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +191,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("nothing to clean up");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Image(ImageCommand::Build { images, force }) => {
+            let manifest = try_manifest(&cli)?;
+            let which: Vec<BuiltinImage> = BuiltinImage::ALL
+                .into_iter()
+                .filter(|i| images.is_empty() || images.iter().any(|n| n == i.as_str()))
+                .collect();
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            backend.build_images(&which, *force).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec(args) => {

@@ -22,9 +22,14 @@ fn main() {
     // Exactly the files of each context, with the modes gate-image/build-context.sh gives
     // them (the classic builder copies modes into the image). The gate's `gitleaks` binary
     // is not here: it comes from the host at build time, verified against gitleaks.lock.
-    let contexts: [(&str, &str, &[Ctx]); 2] = [
+    let contexts: [(&str, &str, &[Ctx]); 3] = [
         ("GATE_CONTEXT", "gate-image", &[("Dockerfile", 0o644)]),
         ("AGENT_CONTEXT", "agent-image", &[("Dockerfile", 0o644)]),
+        (
+            "UPSTREAM_CONTEXT",
+            "tests/fixtures/upstream-image",
+            &[("Dockerfile", 0o644), ("entrypoint", 0o755)],
+        ),
     ];
     for (name, dir, files) in contexts {
         writeln!(code, "pub(crate) static {name}: &[EmbeddedFile] = &[").unwrap();

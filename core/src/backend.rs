@@ -9,7 +9,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Plan, ResourceKind, Role};
+use crate::plan::{BuiltinImage, Plan, ResourceKind, Role};
 
 /// Options of `bottle up`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +124,16 @@ pub trait Backend: Send + Sync {
 
     /// Runs a command in the bottle's agent; returns its exit code.
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError>;
+
+    /// Builds bottle's built-in images (`which`), each only when it is missing or its
+    /// inputs changed, or always with `force`. Backends that run no engine refuse.
+    async fn build_images(&self, which: &[BuiltinImage], force: bool) -> Result<(), BackendError> {
+        let _ = (which, force);
+        Err(BackendError::Other(format!(
+            "the {} backend does not build images\n  hint: use --backend docker",
+            self.name()
+        )))
+    }
 }
 
 impl fmt::Debug for dyn Backend {

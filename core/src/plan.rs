@@ -161,6 +161,36 @@ pub enum BuiltinImage {
     Gate,
     /// The demo agent image (`agent-image/`).
     Agent,
+    /// A local upstream git server (sshd + git, `tests/fixtures/upstream-image/`), used by
+    /// `bottle demo` and the end-to-end tests. Never part of a bottle.
+    Upstream,
+}
+
+impl BuiltinImage {
+    /// Every built-in image.
+    pub const ALL: [BuiltinImage; 3] = [
+        BuiltinImage::Gate,
+        BuiltinImage::Agent,
+        BuiltinImage::Upstream,
+    ];
+
+    /// The tag bottle gives the image.
+    pub const fn tag(self) -> &'static str {
+        match self {
+            BuiltinImage::Gate => "bottle-gate:latest",
+            BuiltinImage::Agent => "bottle-agent:latest",
+            BuiltinImage::Upstream => "bottle-upstream-fixture:latest",
+        }
+    }
+
+    /// The name used on the command line (`bottle image build gate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuiltinImage::Gate => "gate",
+            BuiltinImage::Agent => "agent",
+            BuiltinImage::Upstream => "upstream",
+        }
+    }
 }
 
 /// A container to create, fill with files, connect and start.

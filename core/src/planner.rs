@@ -15,7 +15,7 @@ use crate::plan::{
 use crate::quote::QuoteError;
 
 /// The demo agent image bottle builds from `agent-image/`.
-pub const AGENT_IMAGE: &str = "bottle-agent:latest";
+pub const AGENT_IMAGE: &str = BuiltinImage::Agent.tag();
 /// The agent's memory limit unless the manifest sets `memory`.
 pub const AGENT_MEMORY: i64 = 4 << 30;
 /// The agent's process limit unless the manifest sets `pids_limit`.

@@ -69,6 +69,8 @@ mod embedded {
 pub const LABEL_INPUTS: &str = "bottle.inputs";
 /// The base image the built-in Dockerfiles build from by default.
 pub const DEFAULT_BASE_IMAGE: &str = "bottle-base:bookworm";
+/// The base image of the upstream fixture: [`DEFAULT_BASE_IMAGE`] plus openssh-server.
+pub const SSHD_BASE_IMAGE: &str = "bottle-base-sshd:bookworm";
 /// The build argument naming the base image.
 pub const BASE_IMAGE_ARG: &str = "BASE_IMAGE";
 
@@ -440,13 +442,21 @@ pub fn builtin_spec(
     let (files, dir) = match which {
         BuiltinImage::Gate => (embedded::GATE_CONTEXT, "gate-image"),
         BuiltinImage::Agent => (embedded::AGENT_CONTEXT, "agent-image"),
+        BuiltinImage::Upstream => (embedded::UPSTREAM_CONTEXT, "tests/fixtures/upstream-image"),
     };
     if !files.iter().any(|f| f.path == "Dockerfile") {
         return Err(BackendError::Other(format!(
             "this bottle was built without {dir}/Dockerfile: it cannot build {tag}\n  hint: rebuild bottle from a complete source tree"
         )));
     }
-    let mut spec = BuildSpec::new(tag).build_arg(BASE_IMAGE_ARG, &opts.base_image);
+    // The upstream fixture runs sshd, which bottle's own images must not carry: by default
+    // it builds from a base of its own that has openssh-server.
+    let base = if which == BuiltinImage::Upstream && opts.base_image == DEFAULT_BASE_IMAGE {
+        SSHD_BASE_IMAGE
+    } else {
+        opts.base_image.as_str()
+    };
+    let mut spec = BuildSpec::new(tag).build_arg(BASE_IMAGE_ARG, base);
     for f in files {
         spec.context.insert(
             f.path.to_owned(),
@@ -647,11 +657,7 @@ impl Docker {
         which: BuiltinImage,
         opts: &BuildOptions,
     ) -> Result<ImageStatus, BackendError> {
-        let tag = match which {
-            BuiltinImage::Gate => bottle_core::gate::GATE_IMAGE,
-            BuiltinImage::Agent => bottle_core::planner::AGENT_IMAGE,
-        };
-        self.ensure_builtin(which, tag, opts).await
+        self.ensure_builtin(which, which.tag(), opts).await
     }
 
     /// Makes sure the base image `name` exists: when it is missing and is
@@ -662,7 +668,7 @@ impl Docker {
         if self.image_exists(name).await? {
             return Ok(ImageStatus::Fresh);
         }
-        if name != DEFAULT_BASE_IMAGE {
+        if name != DEFAULT_BASE_IMAGE && name != SSHD_BASE_IMAGE {
             return Ok(ImageStatus::Fresh);
         }
         self.make_base_image(name).await?;
@@ -710,6 +716,11 @@ impl Docker {
             .arg(&script_path)
             .arg("--name")
             .arg(name)
+            .args(if name == SSHD_BASE_IMAGE {
+                &["--include", "openssh-server"][..]
+            } else {
+                &[]
+            })
             .arg("--tar-out")
             .arg(&tar_path)
             .stdin(std::process::Stdio::null())

@@ -283,4 +283,24 @@ impl Backend for Docker {
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
         exec::exec_stdio(self, request).await
     }
+
+    async fn build_images(
+        &self,
+        which: &[bottle_core::plan::BuiltinImage],
+        force: bool,
+    ) -> Result<(), BackendError> {
+        let opts = BuildOptions {
+            force,
+            ..BuildOptions::default()
+        };
+        for image in which {
+            let status = self.build_builtin(*image, &opts).await?;
+            let what = match status {
+                ImageStatus::Fresh => "up to date",
+                ImageStatus::Built => "built",
+            };
+            self.progress(&format!("bottle: image {} {what}", image.tag()));
+        }
+        Ok(())
+    }
 }

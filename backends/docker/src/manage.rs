@@ -109,6 +109,37 @@ pub(crate) async fn ps(d: &Docker, slug: Option<&str>) -> Result<Vec<BottleStatu
         .collect())
 }
 
+/// Removes a network. Containers bottle did not create (a user's debugging container, a
+/// test's upstream) may still be attached: they are disconnected, not removed, and the
+/// removal is tried again.
+async fn remove_network(d: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    match d.client.remove_network(id).await {
+        Err(e) if !is_not_found(&e) => {
+            let attached = d
+                .client
+                .inspect_network(id, None)
+                .await?
+                .containers
+                .unwrap_or_default();
+            if attached.is_empty() {
+                return Err(e);
+            }
+            for container in attached.keys() {
+                let request = bollard::models::NetworkDisconnectRequest {
+                    container: container.clone(),
+                    force: Some(true),
+                };
+                match d.client.disconnect_network(id, request).await {
+                    Err(e) if !is_not_found(&e) => return Err(e),
+                    _ => {}
+                }
+            }
+            d.client.remove_network(id).await
+        }
+        other => other,
+    }
+}
+
 /// Force-removes every labelled container, then every labelled network, of `slug` or of
 /// every bottle; returns what was removed. Already-gone resources are not an error.
 pub(crate) async fn remove_labelled(
@@ -138,7 +169,7 @@ pub(crate) async fn remove_labelled(
     }
 
     let results = futures_util::future::join_all(networks.into_iter().map(|f| async move {
-        let r = d.client.remove_network(&f.id).await;
+        let r = remove_network(d, &f.id).await;
         (f, r)
     }))
     .await;

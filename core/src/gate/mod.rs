@@ -24,7 +24,7 @@ use crate::quote;
 pub use scripts::ScriptSet;
 
 /// The gate image bottle builds from `gate-image/`.
-pub const GATE_IMAGE: &str = "bottle-gate:latest";
+pub const GATE_IMAGE: &str = BuiltinImage::Gate.tag();
 /// The gate's user and group inside its image.
 pub const GATE_UID: u32 = 10001;
 /// The port `git daemon` listens on.

@@ -184,7 +184,7 @@ if [ -n "$tips" ]; then
 	echo "bottle-gate: scanning new commits with gitleaks" >&2
 	log=$(mktemp)
 	trap 'rm -f "$log"' EXIT
-	gitleaks git --no-banner --no-color --redact --verbose --ignore-gitleaks-allow \
+	gitleaks git --no-banner --no-color --redact --verbose --ignore-gitleaks-allow --platform none \
 		--log-opts="${tips# } --not --all" . >&2 2>"$log"
 	status=$?
 	cat "$log" >&2
