@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
+  bottle demo                          see the git-gate at work on Docker
   bottle init                          write a commented bottle.toml here
   bottle --dry-run up demo             print the commands `up demo` would run
   bottle up                            start the only (or the 'default') bottle
@@ -78,6 +79,14 @@ pub enum Command {
         /// The directory to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+    /// Show the git-gate at work on the local Docker engine: a local upstream, a bottle,
+    /// a clone, a clean push, a push with a secret blocked. Needs nothing but Docker.
+    Demo {
+        /// Leave the bottle and its upstream running afterwards (`bottle down demo` removes
+        /// them).
+        #[arg(long)]
+        keep: bool,
     },
     /// Build bottle's images (the gate, the demo agent, the demo's upstream).
     #[command(subcommand)]

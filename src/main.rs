@@ -5,6 +5,7 @@
 mod backends;
 mod cli;
 mod config;
+mod demo;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -191,6 +192,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("nothing to clean up");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { keep } => {
+            if cli.dry_run || cli.backend.as_deref().is_some_and(|b| b != "docker") {
+                return Err(UsageError(
+                    "the demo runs on the docker backend only\n  hint: drop --backend/--dry-run"
+                        .to_owned(),
+                )
+                .into());
+            }
+            demo::run(*keep).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Image(ImageCommand::Build { images, force }) => {

@@ -1,5 +1,6 @@
 //! bottle's integration tests, compiled into one binary with one module per area.
 
 mod cli;
+mod demo;
 mod gate_scripts;
 mod support;

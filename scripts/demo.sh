@@ -1,0 +1,14 @@
+#!/bin/sh
+# The demo, from a fresh Debian 12 machine with a Docker engine: installs what bottle
+# needs, builds it, and runs `bottle demo` (extra arguments are passed on, e.g. --keep).
+set -eu
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+if ! docker info >/dev/null 2>&1; then
+	echo "demo: the Docker engine is not reachable; start it (systemctl start docker) or set DOCKER_HOST" >&2
+	exit 1
+fi
+echo "==> building bottle (cargo build --release)" >&2
+cargo build --release --quiet --bin bottle
+exec ./target/release/bottle demo "$@"

@@ -1,0 +1,315 @@
+//! `bottle demo`: the git-gate at work, on the local Docker engine, with nothing to set up.
+//!
+//! It builds the images it needs, makes two keys (the gate's key for the upstream and the
+//! upstream's host key), brings up the bottle `demo` from an embedded manifest, starts a
+//! local upstream (sshd + git) on the bottle's egress network, and then, inside the agent,
+//! clones through the gate, pushes a clean commit (it arrives upstream) and pushes a commit
+//! holding an AWS key (gitleaks blocks it; the upstream does not move). Everything is torn
+//! down at the end unless `--keep` is given.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bottle_backend_docker::bollard::models::{ContainerCreateBody, HostConfig};
+use bottle_backend_docker::bollard::query_parameters::CreateContainerOptions;
+use bottle_backend_docker::Docker;
+use bottle_core::backend::{Backend, BackendError, UpOptions};
+use bottle_core::manifest::{self, Env};
+use bottle_core::plan::{resource_name, BuiltinImage, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
+use bottle_core::planner;
+
+/// The demo's bottle, and so its slug.
+const SLUG: &str = "demo";
+/// The upstream the agent clones, as the agent writes it.
+const UPSTREAM_URL: &str = "ssh://git@bottle-demo-upstream/srv/git/app.git";
+/// An AWS access key id of the shape gitleaks recognises (made up).
+const FAKE_AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
+
+const MANIFEST: &str = r#"# The manifest `bottle demo` runs: one bottle, one upstream.
+[bottles.demo]
+image = "bottle-agent:latest"
+command = ["sleep", "infinity"]
+
+[[bottles.demo.git]]
+name = "app"
+upstream = "@URL@"
+identity_file = "gate_key"
+known_host_key = "@HOST_KEY@"
+"#;
+
+struct Steps {
+    total: usize,
+    n: usize,
+    started: Instant,
+}
+
+impl Steps {
+    fn step(&mut self, what: &str) {
+        self.n += 1;
+        println!(
+            "\n[{}/{}] {what}   (+{:.1}s)",
+            self.n,
+            self.total,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn show(label: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        println!("    {label}{}", line.trim_end());
+    }
+}
+
+/// Where the demo keeps its keys and manifest: `$XDG_CACHE_HOME/bottle/demo`.
+fn demo_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set: nowhere to keep the demo's keys")?;
+    Ok(base.join("bottle").join("demo"))
+}
+
+fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
+    for p in [path.to_path_buf(), path.with_extension("pub")] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", p.display()))
+            }
+            _ => {}
+        }
+    }
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .output()
+        .context("cannot run ssh-keygen: install openssh-client (scripts/install-deps.sh does)")?;
+    if !out.status.success() {
+        bail!(
+            "ssh-keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+async fn exec(docker: &Docker, container: &str, script: &str) -> anyhow::Result<(i32, Vec<u8>)> {
+    let out = docker
+        .exec_output(container, &["sh".into(), "-c".into(), script.into()])
+        .await?;
+    let mut both = out.stdout;
+    both.extend_from_slice(&out.stderr);
+    Ok((out.code, both))
+}
+
+/// Runs the demo. `keep`: leave the bottle and the upstream up.
+pub async fn run(keep: bool) -> anyhow::Result<()> {
+    let mut steps = Steps {
+        total: 7,
+        n: 0,
+        started: Instant::now(),
+    };
+    println!("bottle demo: an agent in a bottle, its git traffic through the git-gate.");
+    let docker = Docker::connect()
+        .await?
+        .with_progress(|line| println!("    | {line}"));
+    println!("engine: {} (API {})", docker.host(), docker.api_version());
+
+    steps.step(
+        "Images: the git-gate, the agent, a local upstream (first run builds them: a few minutes)",
+    );
+    docker
+        .build_images(&BuiltinImage::ALL, false)
+        .await
+        .context("building the demo's images")?;
+
+    steps.step("Keys: the gate's own key for the upstream, and the upstream's host key");
+    let dir = demo_dir()?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    keygen(&dir.join("gate_key"), "bottle demo gate")?;
+    keygen(&dir.join("upstream_host_key"), "bottle demo upstream")?;
+    let host_pub = std::fs::read_to_string(dir.join("upstream_host_key.pub"))?;
+    let host_key = manifest::parse_host_key(&host_pub).map_err(|e| anyhow::anyhow!(e))?;
+    let manifest_text = MANIFEST
+        .replace("@URL@", UPSTREAM_URL)
+        .replace("@HOST_KEY@", &host_key);
+    let manifest_path = dir.join("bottle.toml");
+    std::fs::write(&manifest_path, &manifest_text)?;
+    println!(
+        "    in {}: gate_key (only the gate gets it), upstream_host_key, bottle.toml",
+        dir.display()
+    );
+
+    steps.step("The bottle 'demo': internal and egress networks, the git-gate, the agent");
+    let manifest = manifest::parse(&manifest_path, &manifest_text, &Env::current())?;
+    let plan = planner::plan(manifest.select(Some(SLUG))?)?;
+    docker.up(&plan, &UpOptions::default()).await?;
+    for c in &plan.containers {
+        let nets: Vec<_> = std::iter::once(c.network.as_str())
+            .chain(c.connect.iter().map(String::as_str))
+            .collect();
+        println!("    {} on {}", c.name, nets.join(" + "));
+    }
+
+    // From here on, tear down on failure too (unless --keep).
+    let result = exercise(&docker, &dir, &mut steps).await;
+    if keep {
+        println!("\nThe bottle is still up (--keep). Get into the agent with:");
+        println!("    bottle exec demo -- bash");
+        println!("and try: git clone {UPSTREAM_URL}");
+        println!("Remove it with: bottle down demo");
+    } else {
+        println!("\nTearing down: bottle down demo");
+        docker.down(SLUG).await?;
+    }
+    result?;
+    println!(
+        "\nDone in {:.1}s: the clone came through the gate, the clean push arrived upstream, \
+         the secret never left the bottle.",
+        steps.started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn exercise(docker: &Docker, dir: &Path, steps: &mut Steps) -> anyhow::Result<()> {
+    let agent = resource_name(SLUG, Role::Agent);
+    let upstream = "bottle-demo-upstream";
+
+    steps.step("A local upstream (sshd + git) on the bottle's egress network, where only the gate can reach it");
+    start_upstream(docker, dir, upstream).await?;
+    println!("    {upstream}: repository /srv/git/app.git, key login for the gate's key only");
+
+    steps.step(&format!("In the agent: git clone {UPSTREAM_URL}"));
+    println!("    (the agent's git config sends it to git://bottle-demo-gate/app.git; the gate fetches from the upstream first)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out) = exec(
+            docker,
+            &agent,
+            &format!(
+                "cd && rm -rf app && git clone {UPSTREAM_URL} app 2>&1 && git -C app log --oneline"
+            ),
+        )
+        .await?;
+        if code == 0 {
+            show("agent$ ", &out);
+            break;
+        }
+        if Instant::now() > deadline {
+            show("agent$ ", &out);
+            bail!("the clone through the gate failed (see above)");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    steps.step("In the agent: a clean commit, pushed");
+    let (code, out) = exec(
+        docker,
+        &agent,
+        "cd ~/app && echo 'work by the agent' > feature.txt && git add feature.txt \
+         && git commit -qm 'Add a feature' && git push origin HEAD 2>&1",
+    )
+    .await?;
+    show("agent$ ", &out);
+    if code != 0 {
+        bail!("the clean push was refused (see above)");
+    }
+    let (_, log) = exec(docker, upstream, &upstream_git("log --oneline -3")).await?;
+    println!("    upstream now has:");
+    show("upstream$ ", &log);
+
+    steps.step("In the agent: a commit holding an AWS access key, pushed");
+    let before = upstream_head(docker, upstream).await?;
+    let (code, out) = exec(
+        docker,
+        &agent,
+        &format!(
+            "cd ~/app && echo 'AWS_ACCESS_KEY_ID={FAKE_AWS_KEY}' > deploy.env && git add deploy.env \
+             && git commit -qm 'Add deploy settings' && git push origin HEAD 2>&1"
+        ),
+    )
+    .await?;
+    show("agent$ ", &out);
+    let after = upstream_head(docker, upstream).await?;
+    if code == 0 {
+        bail!("the push holding a secret went through: the gate did not block it");
+    }
+    if before != after {
+        bail!("the upstream moved although the push was refused");
+    }
+    println!(
+        "    blocked: gitleaks found the key, nothing was forwarded; the upstream is still at {}",
+        after
+    );
+    Ok(())
+}
+
+/// A git command on the upstream's repository, run as root inside the fixture (whose
+/// repositories belong to its `git` user, hence the safe.directory).
+fn upstream_git(args: &str) -> String {
+    format!("git -c safe.directory='*' --git-dir=/srv/git/app.git {args}")
+}
+
+async fn upstream_head(docker: &Docker, upstream: &str) -> anyhow::Result<String> {
+    let (code, out) = exec(docker, upstream, &upstream_git("rev-parse --short HEAD")).await?;
+    let text = String::from_utf8_lossy(&out).trim().to_owned();
+    if code != 0 {
+        bail!("cannot read the upstream's HEAD: {text}");
+    }
+    Ok(text)
+}
+
+/// Starts the upstream fixture on the bottle's egress network, labelled as part of the
+/// bottle so `bottle down demo` removes it too.
+async fn start_upstream(docker: &Docker, dir: &Path, name: &str) -> anyhow::Result<()> {
+    let host_key = std::fs::read_to_string(dir.join("upstream_host_key"))?;
+    let authorized = std::fs::read_to_string(dir.join("gate_key.pub"))?;
+    let egress = resource_name(SLUG, Role::Egress);
+    let labels = HashMap::from([
+        (LABEL_SLUG.to_owned(), SLUG.to_owned()),
+        (LABEL_ROLE.to_owned(), "upstream".to_owned()),
+        (LABEL_MANAGED.to_owned(), "1".to_owned()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(BuiltinImage::Upstream.tag().to_owned()),
+        env: Some(vec![
+            "FIXTURE_REPOS=app".to_owned(),
+            "FIXTURE_DEFAULT_BRANCH=main".to_owned(),
+            format!("FIXTURE_HOST_KEY={host_key}"),
+            format!("FIXTURE_AUTHORIZED_KEYS={authorized}"),
+        ]),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some(egress),
+            init: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let client = docker.client();
+    client
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(|e| BackendError::Engine {
+            action: format!("create container {name}"),
+            message: e.to_string(),
+        })?;
+    client
+        .start_container(name, None)
+        .await
+        .map_err(|e| BackendError::Engine {
+            action: format!("start container {name}"),
+            message: e.to_string(),
+        })?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `bottle demo`, the README's main command, run for real on the Docker engine.
+
+use std::process::Command;
+
+use crate::support::{run, text};
+
+#[test]
+fn the_demo_shows_clone_clean_push_and_blocked_secret_then_cleans_up() {
+    if !run(Command::new("docker").arg("info")).status.success() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("no Docker engine on CI");
+        }
+        eprintln!("\n!!!! SKIPPED: no Docker engine !!!!\n");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_bottle"))
+        .arg("demo")
+        .env_remove("BOTTLE_BACKEND")
+        .env("HOME", home.path())
+        .env("XDG_CACHE_HOME", home.path().join("cache")));
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for expected in [
+        "[5/7] In the agent: git clone",
+        "initial commit",
+        "upstream$ ",
+        "Add a feature",
+        "RuleID:      aws-access-token",
+        "pre-receive hook declined",
+        "blocked: gitleaks found the key",
+        "Tearing down",
+    ] {
+        assert!(said.contains(expected), "missing {expected:?} in:\n{said}");
+    }
+    let left =
+        run(Command::new("docker").args(["ps", "-aq", "--filter", "label=bottle.slug=demo"]));
+    assert!(
+        left.stdout.is_empty(),
+        "containers left behind: {}",
+        text(&left)
+    );
+    // The demo keeps its keys in its own directory, under XDG_CACHE_HOME.
+    assert!(home.path().join("cache/bottle/demo/gate_key").exists());
+}
