@@ -523,6 +523,15 @@ fn the_upstream_default_branch_is_the_clone_branch() {
         default_branch: "trunk",
         ..Options::default()
     });
+    // The upstream also has a `master`: git's own default branch name, which the gate's
+    // fresh mirror starts with, must not win over the upstream's real default.
+    let seed = rig.path("work/seed");
+    ok(rig.git().arg("-C").arg(&seed).args([
+        "push",
+        "--quiet",
+        "origin",
+        "HEAD:refs/heads/master",
+    ]));
     let work = rig.clone("agent");
     let branch = ok(rig
         .git()

@@ -241,13 +241,16 @@ if ! err=$(git fetch --quiet --prune origin 2>&1); then
 	exit 1
 fi
 
-# On the first fetch, point HEAD at the upstream's default branch, so a clone
-# checks out what a clone of the upstream would.
-if ! git rev-parse --quiet --verify HEAD >/dev/null; then
+# Until it is known, point HEAD at the upstream's default branch, so a clone
+# checks out what a clone of the upstream would. (Whether HEAD resolves is no
+# test: the mirror's initial HEAD names git's own default branch, which the
+# upstream may also have without it being its default.)
+if [ "$(git config --get bottle-gate.headSynced)" != true ]; then
 	head=$(git ls-remote --symref origin HEAD 2>/dev/null |
 		sed -n 's/^ref: \(refs\/[^[:space:]]*\)[[:space:]]*HEAD$/\1/p')
 	if [ -n "$head" ]; then
 		git symbolic-ref HEAD "$head"
+		git config bottle-gate.headSynced true
 	fi
 fi
 exit 0
