@@ -108,11 +108,12 @@ async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<
     Ok(backends::open(entry).await?)
 }
 
-/// The bottle a command names, or the one the manifest implies.
+/// The bottle a command acts on: the named one (these commands find resources by label, so
+/// a bottle of another project's manifest is fine), or the one the manifest implies.
 fn bottle_name(manifest: Option<&Manifest>, name: Option<&str>) -> anyhow::Result<String> {
     match (manifest, name) {
-        (Some(m), name) => Ok(m.select(name)?.name.clone()),
-        (None, Some(name)) => Ok(name.to_owned()),
+        (_, Some(name)) => Ok(name.to_owned()),
+        (Some(m), None) => Ok(m.select(None)?.name.clone()),
         (None, None) => Err(UsageError(format!(
             "no bottle named and no {MANIFEST_FILE} here\n  hint: name the bottle, or pass --manifest PATH"
         ))

@@ -2,5 +2,6 @@
 
 mod cli;
 mod demo;
+mod e2e;
 mod gate_scripts;
 mod support;

@@ -236,8 +236,13 @@ fi
 
 if ! err=$(git fetch --quiet --prune origin 2>&1); then
 	printf 'bottle-gate: fetch of %s failed:\n%s\n' "$url" "$err" >&2
-	last=$(printf '%s\n' "$err" | sed '/^[[:space:]]*$/d' | tail -n 1)
-	echo "bottle-gate: upstream $url of '$name' is unreachable; refusing to serve possibly stale data ($last)"
+	# The cause, without git's boilerplate around it (e.g. "ssh: Could not
+	# resolve hostname ...", "Host key verification failed.").
+	why=$(printf '%s\n' "$err" | sed -e '/^[[:space:]]*$/d' \
+		-e '/^fatal: Could not read from remote repository/d' \
+		-e '/^Please make sure you have the correct access rights/d' \
+		-e '/^and the repository exists/d' | head -n 1)
+	echo "bottle-gate: upstream $url of '$name' is unreachable; refusing to serve possibly stale data (${why:-no reason given})"
 	exit 1
 fi
 

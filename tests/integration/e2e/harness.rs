@@ -1,0 +1,741 @@
+//! The harness: one bottle with its upstream fixture, driven through `bottle` and the engine
+//! CLI, removed on drop.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::Engine;
+
+/// How long any single command may take before the test fails.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(180);
+/// How long the fixture and the gate get to become ready.
+const READY_LIMIT: Duration = Duration::from_secs(20);
+/// The images a scenario needs.
+const IMAGES: [&str; 3] = [
+    "bottle-gate:latest",
+    "bottle-agent:latest",
+    "bottle-upstream-fixture:latest",
+];
+/// The repository the fixture serves and the manifest declares.
+pub const REPO: &str = "app";
+
+// ---------------------------------------------------------------------------------------
+// Running commands, always under a time limit.
+
+/// Runs `cmd` with `input` on its stdin (or none), failing the test when it runs longer
+/// than `limit`. Returns its output whatever its status. With `BOTTLE_E2E_TRACE=1`, prints
+/// each command with when it started (since the first command) and how long it took.
+pub fn run_limited(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
+    static FIRST: OnceLock<Instant> = OnceLock::new();
+    let first = *FIRST.get_or_init(Instant::now);
+    let started = Instant::now();
+    let out = run_limited_untraced(cmd, input, limit);
+    if std::env::var("BOTTLE_E2E_TRACE").as_deref() == Ok("1") {
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+        let line = format!("{} {}", cmd.get_program().to_string_lossy(), args.join(" "));
+        let line: String = line.chars().take(160).collect();
+        eprintln!(
+            "[e2e +{:.1}s {:.2}s] {} -> {}",
+            (started - first).as_secs_f64(),
+            started.elapsed().as_secs_f64(),
+            line.replace('\n', " "),
+            out.status
+        );
+    }
+    out
+}
+
+fn run_limited_untraced(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
+    try_run_limited(cmd, input, limit).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`run_limited`], but returns an error instead of failing the test: for drop
+/// handlers, which must not panic while a failing test unwinds.
+pub fn try_run_limited(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    limit: Duration,
+) -> Result<Output, String> {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        // Dropping the handle at the end of the thread closes the command's stdin.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+    }
+    fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel();
+        if let Some(mut pipe) = pipe {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                let _ = tx.send(buf);
+            });
+        }
+        rx
+    }
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    // A process the command left behind may hold its pipes open: wait for them only briefly.
+    let grab = |rx: &mpsc::Receiver<Vec<u8>>, wait: u64| {
+        rx.recv_timeout(Duration::from_secs(wait))
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Ok(Output {
+                    status,
+                    stdout: grab(&stdout, 10),
+                    stderr: grab(&stderr, 10),
+                })
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{cmd:?} did not finish within {} s and was killed\nstdout:\n{}\nstderr:\n{}",
+                    limit.as_secs(),
+                    String::from_utf8_lossy(&grab(&stdout, 2)),
+                    String::from_utf8_lossy(&grab(&stderr, 2)),
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for {cmd:?}: {e}")),
+        }
+    }
+}
+
+/// Runs `cmd` under [`COMMAND_LIMIT`].
+pub fn run(cmd: &mut Command) -> Output {
+    run_limited(cmd, None, COMMAND_LIMIT)
+}
+
+/// A command's status, stdout and stderr, for failure messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Stdout and stderr together, for assertions on messages.
+pub fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Fails the test unless `out` succeeded; returns its trimmed stdout.
+pub fn expect_ok(out: Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed\n{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Polls `check` every 200 ms until it returns `Ok` or `limit` has passed; then fails the
+/// test with the last error.
+pub fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => {
+                panic!(
+                    "{what}: not ready within {} s; last try:\n{e}",
+                    limit.as_secs()
+                )
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+fn keep() -> bool {
+    std::env::var("BOTTLE_TEST_KEEP").as_deref() == Ok("1")
+}
+
+// ---------------------------------------------------------------------------------------
+// Once per engine: is it there, are the images there and fresh.
+
+fn preflight(engine: &Engine) -> Result<(), String> {
+    static DONE: Mutex<Vec<(&'static str, Result<(), String>)>> = Mutex::new(Vec::new());
+    // Held while checking, so concurrent scenarios wait for one check (and one build).
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, r)) = done.iter().find(|(cli, _)| *cli == engine.cli) {
+        return r.clone();
+    }
+    let result = check_engine(engine);
+    done.push((engine.cli, result.clone()));
+    result
+}
+
+fn check_engine(engine: &Engine) -> Result<(), String> {
+    if !crate::support::have(engine.cli) {
+        return Err(format!("the {} CLI is not installed", engine.cli));
+    }
+    let info = run_limited(
+        Command::new(engine.cli).arg("info"),
+        None,
+        Duration::from_secs(30),
+    );
+    if !info.status.success() {
+        return Err(format!(
+            "`{} info` failed, the engine is unreachable: {}",
+            engine.cli,
+            String::from_utf8_lossy(&info.stderr).trim()
+        ));
+    }
+    for tool in ["ssh-keygen", "sh", "tar"] {
+        if !crate::support::have(tool) {
+            return Err(format!("{tool} is not installed on the host"));
+        }
+    }
+    let missing: Vec<&str> = IMAGES
+        .iter()
+        .copied()
+        .filter(|image| {
+            !run(Command::new(engine.cli).args(["image", "inspect", image]))
+                .status
+                .success()
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "images missing on {}: {}; build them with `bottle --backend {} image build`",
+            engine.cli,
+            missing.join(", "),
+            engine.backend
+        ));
+    }
+    // Rebuild what is stale, once, before any scenario's `up` would (concurrently).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let build = run(crate::cli::bottle(dir.path()).args([
+        "--backend",
+        engine.backend,
+        "image",
+        "build",
+        "gate",
+        "agent",
+        "upstream",
+    ]));
+    assert!(
+        build.status.success(),
+        "`bottle image build` failed although the images exist: stale images cannot be rebuilt\n{}",
+        show(&build)
+    );
+    Ok(())
+}
+
+/// Whether the scenario can run; prints a loud SKIP (or fails under `CI=true`) when not.
+fn can_run(engine: &Engine) -> bool {
+    match preflight(engine) {
+        Ok(()) => true,
+        Err(why) => {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("e2e scenario")
+                .to_owned();
+            if ci() {
+                panic!("CI=true, but {test} cannot run: {why}");
+            }
+            eprintln!("\n!!!! SKIPPED {test} !!!!\n     {why}\n");
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// At most BOTTLE_E2E_JOBS bottles at once.
+
+static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+fn max_jobs() -> usize {
+    std::env::var("BOTTLE_E2E_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
+}
+
+/// One of the slots; released on drop.
+struct Permit;
+
+impl Permit {
+    fn acquire() -> Permit {
+        let (lock, cvar) = &SLOTS;
+        let mut used = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *used >= max_jobs() {
+            used = cvar.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += 1;
+        Permit
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let (lock, cvar) = &SLOTS;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        cvar.notify_one();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The harness.
+
+/// How the bottle is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `bottle --backend <engine> up`.
+    Up,
+    /// The script `bottle --backend <dry-run> up` prints, run with `sh`.
+    DryRunScript,
+}
+
+/// What a scenario's bottle and upstream look like.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Part of the slug naming the scenario (short: slugs are at most 40 characters).
+    pub short: &'static str,
+    /// The upstream's default branch (`FIXTURE_DEFAULT_BRANCH`).
+    pub default_branch: &'static str,
+    /// Branches created upstream (at the default branch's commit) before the gate's first
+    /// fetch.
+    pub extra_branches: &'static [&'static str],
+    /// Whether the manifest pins the fixture's host key (`known_host_key`).
+    pub pin_host_key: bool,
+    /// How the bottle is brought up.
+    pub via: Via,
+}
+
+impl Options {
+    pub fn new(short: &'static str) -> Options {
+        Options {
+            short,
+            default_branch: "main",
+            extra_branches: &[],
+            pin_host_key: true,
+            via: Via::Up,
+        }
+    }
+}
+
+/// One scenario's bottle: its directory, keys and manifest, its containers; removed on drop.
+pub struct Harness {
+    pub engine: &'static Engine,
+    pub opts: Options,
+    pub slug: String,
+    /// The upstream URL as written in the manifest and used in the agent.
+    pub url: String,
+    /// The gate's identity key (private), on the host.
+    pub identity_file: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    fixture_started: AtomicBool,
+    // Last: released only after the drop handler removed the bottle.
+    _permit: Permit,
+}
+
+impl Harness {
+    /// A harness whose bottle is up, its fixture ready and its gate serving; `None` (after
+    /// a SKIP message) when the engine cannot run scenarios.
+    pub fn start(engine: &'static Engine, opts: Options) -> Option<Harness> {
+        let h = Harness::prepare(engine, opts)?;
+        h.bring_up();
+        Some(h)
+    }
+
+    /// A harness with its directory, keys and manifest, and nothing on the engine yet.
+    pub fn prepare(engine: &'static Engine, opts: Options) -> Option<Harness> {
+        if !can_run(engine) {
+            return None;
+        }
+        let permit = Permit::acquire();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos();
+        let slug = format!(
+            "e2e-{}-{}-{:04x}",
+            opts.short,
+            std::process::id(),
+            (nanos >> 8) & 0xffff
+        );
+        assert!(
+            slug.len() <= 40
+                && slug
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "bad slug {slug}: the scenario's short name is too long or not lowercase"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("bottle-{slug}-"))
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        for (file, comment) in [
+            ("gate_key", "bottle-e2e-gate"),
+            ("host_key", "bottle-e2e-host"),
+        ] {
+            expect_ok(
+                run(Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                    .arg(d.join(file))),
+                "ssh-keygen",
+            );
+        }
+        let url = format!("ssh://git@bottle-{slug}-upstream/srv/git/{REPO}.git");
+        let identity_file = d.join("gate_key");
+        let pin = if opts.pin_host_key {
+            let public = std::fs::read_to_string(d.join("host_key.pub")).expect("host_key.pub");
+            let type_and_key: Vec<&str> = public.split_whitespace().take(2).collect();
+            format!("known_host_key = {:?}\n", type_and_key.join(" "))
+        } else {
+            String::new()
+        };
+        let manifest = format!(
+            "[bottles.{slug}]\nimage = \"bottle-agent:latest\"\ncommand = [\"sleep\", \"infinity\"]\n\n\
+             [[bottles.{slug}.git]]\nname = \"{REPO}\"\nupstream = {url:?}\nidentity_file = {key:?}\n{pin}",
+            key = identity_file.display().to_string(),
+        );
+        std::fs::write(d.join("bottle.toml"), manifest).expect("write bottle.toml");
+        Some(Harness {
+            engine,
+            opts,
+            slug,
+            url,
+            identity_file,
+            dir: Some(dir),
+            fixture_started: AtomicBool::new(false),
+            _permit: permit,
+        })
+    }
+
+    /// Brings the bottle up (as [`Options::via`] says), starts the fixture and waits until
+    /// the gate serves the upstream.
+    pub fn bring_up(&self) {
+        match self.opts.via {
+            Via::Up => {
+                expect_ok(run(self.bottle().arg("up").arg(&self.slug)), "bottle up");
+            }
+            Via::DryRunScript => self.up_with_dry_run_script(),
+        }
+        self.start_fixture();
+        self.wait_ready();
+    }
+
+    fn up_with_dry_run_script(&self) {
+        let mut cmd = crate::cli::bottle(self.dir());
+        cmd.args(["--backend", self.engine.dry_run, "up", &self.slug]);
+        let script = expect_ok(run(&mut cmd), "bottle --backend dry-run up");
+        let key = std::fs::read_to_string(&self.identity_file).expect("identity file");
+        for line in key.lines().filter(|l| l.len() > 40) {
+            assert!(
+                !script.contains(line),
+                "the dry-run script holds the identity key's bytes"
+            );
+        }
+        let path = self.dir().join("up.sh");
+        std::fs::write(&path, &script).expect("write up.sh");
+        expect_ok(
+            run(Command::new("sh")
+                .arg(&path)
+                .current_dir(self.dir())
+                .env("HOME", self.dir())),
+            "sh up.sh (the script bottle --dry-run up printed)",
+        );
+    }
+
+    /// The scenario's directory (keys, manifest).
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("dir kept until drop").path()
+    }
+
+    /// `bottle --backend <engine>` run in the scenario's directory, with a clean env.
+    pub fn bottle(&self) -> Command {
+        let mut cmd = crate::cli::bottle(self.dir());
+        cmd.args(["--backend", self.engine.backend]);
+        cmd
+    }
+
+    /// The engine's CLI.
+    pub fn cli(&self) -> Command {
+        Command::new(self.engine.cli)
+    }
+
+    /// Runs the engine CLI with `args`.
+    pub fn engine(&self, args: &[&str]) -> Output {
+        run(self.cli().args(args))
+    }
+
+    /// Runs the engine CLI with `args`, failing the test unless it succeeds; trimmed stdout.
+    pub fn engine_ok(&self, args: &[&str]) -> String {
+        expect_ok(
+            self.engine(args),
+            &format!("{} {}", self.engine.cli, args.join(" ")),
+        )
+    }
+
+    /// `bottle-<slug>-<role>`.
+    pub fn name(&self, role: &str) -> String {
+        format!("bottle-{}-{role}", self.slug)
+    }
+
+    pub fn gate(&self) -> String {
+        self.name("gate")
+    }
+
+    pub fn agent(&self) -> String {
+        self.name("agent")
+    }
+
+    pub fn fixture(&self) -> String {
+        self.name("upstream")
+    }
+
+    /// Runs `sh -c script` in the agent with `bottle exec`.
+    pub fn agent_sh(&self, script: &str) -> Output {
+        run(&mut self.agent_cmd(script))
+    }
+
+    /// Runs `sh -c script` in the agent with `input` on its stdin.
+    pub fn agent_sh_input(&self, script: &str, input: &[u8]) -> Output {
+        run_limited(&mut self.agent_cmd(script), Some(input), COMMAND_LIMIT)
+    }
+
+    /// Runs `sh -c script` in the agent, failing the test unless it succeeds; trimmed stdout.
+    pub fn agent_ok(&self, script: &str) -> String {
+        expect_ok(self.agent_sh(script), &format!("in the agent: {script}"))
+    }
+
+    fn agent_cmd(&self, script: &str) -> Command {
+        let mut cmd = self.bottle();
+        cmd.args(["exec", &self.slug, "-T", "--", "sh", "-c", script]);
+        cmd
+    }
+
+    /// `git --git-dir=/srv/git/app.git ARGS` in the fixture, as its user git.
+    pub fn upstream_git(&self, args: &[&str]) -> Output {
+        let dir = format!("--git-dir=/srv/git/{REPO}.git");
+        let fixture = self.fixture();
+        let mut all = vec!["exec", "-u", "git", &fixture, "git", &dir];
+        all.extend_from_slice(args);
+        self.engine(&all)
+    }
+
+    /// The upstream's value of `reference`, `None` when it does not exist there.
+    pub fn upstream_ref(&self, reference: &str) -> Option<String> {
+        let out = self.upstream_git(&["rev-parse", "--verify", "--quiet", reference]);
+        self.read_ref(out, "the upstream", reference)
+    }
+
+    /// The gate's own value of `reference`, read from its bare repository directly (through
+    /// git daemon the access hook would refresh it first); `None` when it does not exist.
+    pub fn gate_ref(&self, reference: &str) -> Option<String> {
+        let repo = format!("/git/{REPO}.git");
+        let out = self.engine(&[
+            "exec",
+            &self.gate(),
+            "git",
+            "-C",
+            &repo,
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            reference,
+        ]);
+        self.read_ref(out, "the gate", reference)
+    }
+
+    fn read_ref(&self, out: Output, whose: &str, reference: &str) -> Option<String> {
+        match out.status.code() {
+            Some(0) => Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
+            Some(1) if out.stdout.is_empty() && out.stderr.is_empty() => None,
+            _ => panic!("cannot read {reference} in {whose}\n{}", show(&out)),
+        }
+    }
+
+    /// Starts the upstream fixture on the bottle's egress network, labelled with the
+    /// bottle's slug (so `bottle down` removes it too).
+    pub fn start_fixture(&self) {
+        let d = self.dir();
+        let host_key = std::fs::read_to_string(d.join("host_key")).expect("host_key");
+        let authorized = std::fs::read_to_string(d.join("gate_key.pub")).expect("gate_key.pub");
+        let fixture = self.fixture();
+        let egress = self.name("egress");
+        let slug_label = format!("bottle.slug={}", self.slug);
+        let branch = format!("FIXTURE_DEFAULT_BRANCH={}", self.opts.default_branch);
+        let repos = format!("FIXTURE_REPOS={REPO}");
+        let host_key = format!("FIXTURE_HOST_KEY={host_key}");
+        let authorized = format!("FIXTURE_AUTHORIZED_KEYS={authorized}");
+        let mut args = vec![
+            "run",
+            "-d",
+            "--pull",
+            "never",
+            "--name",
+            &fixture,
+            "--network",
+            &egress,
+        ];
+        args.extend([
+            "--label",
+            &slug_label,
+            "--label",
+            "bottle.managed=1",
+            "-e",
+            &repos,
+            "-e",
+            &branch,
+            "-e",
+            &host_key,
+            "-e",
+            &authorized,
+            "bottle-upstream-fixture:latest",
+        ]);
+        // Marked before running: even a half-started fixture is removed on drop.
+        self.fixture_started.store(true, Ordering::SeqCst);
+        self.engine_ok(&args);
+    }
+
+    /// Waits (bounded) until the fixture serves its repository over ssh and, when the host
+    /// key is pinned, until the gate can reach it (a `git ls-remote` from the agent).
+    pub fn wait_ready(&self) {
+        let fixture = self.fixture();
+        let head = format!("/srv/git/{REPO}.git/HEAD");
+        poll(READY_LIMIT, "the upstream fixture", || {
+            let running = self.engine(&["inspect", "-f", "{{.State.Running}}", &fixture]);
+            if said(&running).trim() != "true" {
+                return Err(format!(
+                    "{fixture} is not running\n{}",
+                    show(&self.engine(&["logs", &fixture]))
+                ));
+            }
+            let repo = self.engine(&["exec", "-u", "git", &fixture, "test", "-e", &head]);
+            let logs = said(&self.engine(&["logs", &fixture]));
+            if repo.status.success() && logs.contains("Server listening on") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no {head} or sshd not listening yet; logs:\n{logs}"
+                ))
+            }
+        });
+        for branch in self.opts.extra_branches {
+            let start = format!("refs/heads/{}", self.opts.default_branch);
+            expect_ok(
+                self.upstream_git(&["branch", branch, &start]),
+                "create a branch upstream",
+            );
+        }
+        if self.opts.pin_host_key {
+            let script = format!("git ls-remote {}", self.url);
+            poll(READY_LIMIT, "the gate serving the upstream", || {
+                let out = self.agent_sh(&script);
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(show(&out))
+                }
+            });
+        }
+    }
+
+    /// Stops the fixture (the upstream goes away; its name no longer resolves).
+    pub fn stop_fixture(&self) {
+        self.engine_ok(&["stop", "-t", "5", &self.fixture()]);
+    }
+
+    /// The end of a container's log, for a failing test's report (never panics).
+    fn logs(&self, container: &str) -> String {
+        let mut cmd = self.cli();
+        cmd.args(["logs", "--tail", "80", container]);
+        match try_run_limited(&mut cmd, None, Duration::from_secs(20)) {
+            Ok(out) => said(&out),
+            Err(e) => e,
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let fixture = self.fixture();
+        let started = self.fixture_started.load(Ordering::SeqCst);
+        if std::thread::panicking() {
+            for container in [self.gate(), fixture.clone()] {
+                eprintln!(
+                    "---- {container} log (last 80 lines) ----\n{}",
+                    self.logs(&container)
+                );
+            }
+        }
+        if keep() {
+            let dir = self.dir.take().map(|d| d.keep()).unwrap_or_default();
+            eprintln!(
+                "BOTTLE_TEST_KEEP=1: kept bottle '{slug}' (containers {gate}, {agent}{fx}; networks \
+                 {internal}, {egress}) and its directory {dir}\n  remove them with: {cli} rm -f {fixture}; \
+                 bottle down {slug}; bottle cleanup {slug}; rm -rf {dir}",
+                slug = self.slug,
+                gate = self.gate(),
+                agent = self.agent(),
+                fx = if started { format!(", {fixture}") } else { String::new() },
+                internal = self.name("internal"),
+                egress = self.name("egress"),
+                dir = dir.display(),
+                cli = self.engine.cli,
+            );
+            return;
+        }
+        let mut problems = Vec::new();
+        let mut steps = Vec::new();
+        if started {
+            let mut rm = self.cli();
+            rm.args(["rm", "-f", &fixture]);
+            steps.push((format!("{} rm -f {fixture}", self.engine.cli), rm));
+        }
+        for step in ["down", "cleanup"] {
+            let mut cmd = self.bottle();
+            cmd.args([step, &self.slug]);
+            steps.push((format!("bottle {step} {}", self.slug), cmd));
+        }
+        for (what, mut cmd) in steps {
+            match try_run_limited(&mut cmd, None, Duration::from_secs(120)) {
+                Ok(out) if out.status.success() => {}
+                // Already gone (`bottle down` removes the labelled fixture too).
+                Ok(out) if said(&out).contains("No such container") => {}
+                Ok(out) => problems.push(format!("{what}: {}", said(&out))),
+                Err(e) => problems.push(format!("{what}: {e}")),
+            }
+        }
+        if !problems.is_empty() {
+            eprintln!(
+                "warning: removing test bottle '{}' failed:\n{}",
+                self.slug,
+                problems.join("\n")
+            );
+        }
+    }
+}

@@ -1,0 +1,1000 @@
+//! The scenarios, written once for every engine.
+//!
+//! Each `pub fn NAME(engine)` is one `#[test]` per engine (see `suite!` in the parent
+//! module). The checks themselves are functions taking a [`Harness`] (`clone_matches`,
+//! `clean_push_arrives`, ...), so a scenario can run them on a bottle made another way:
+//! [`the_dry_run_script_makes_a_working_bottle`] runs them on a bottle created by the script
+//! `bottle --dry-run up` prints.
+
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use bottle_core::quote;
+
+use super::harness::{
+    expect_ok, run, run_limited, said, show, Harness, Options, Via, COMMAND_LIMIT, REPO,
+};
+use super::Engine;
+
+/// An AWS access key id of the shape gitleaks' `aws-access-token` rule looks for.
+const AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
+
+// ---------------------------------------------------------------------------------------
+// Scenarios.
+
+/// 1. Inside the agent, `git clone <the real upstream URL>` goes through the gate and gets
+///    the upstream's state; `bottle ps --json` lists the bottle as running.
+pub fn clone_matches_upstream(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("clone")) else {
+        return;
+    };
+    ps_lists_the_bottle(&h);
+    clone_matches(&h);
+    // The gate really talked to the upstream over ssh (the check the no-host-key scenario
+    // relies on to show the opposite).
+    assert!(
+        fixture_connections(&h) > 0,
+        "the fixture's sshd logged no connection although the gate fetched from it:\n{}",
+        fixture_log(&h)
+    );
+}
+
+/// 2. A commit made upstream is seen by the agent's next fetch.
+pub fn upstream_commit_is_seen_by_the_next_fetch(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("fetch")) else {
+        return;
+    };
+    let dir = "fetch-check";
+    clone_in_agent(&h, dir);
+    let before = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
+    let new = commit_upstream(&h, "NEWS", "news from upstream");
+    assert_ne!(new, before, "the upstream commit did not change the branch");
+    h.agent_ok(&format!("git -C {dir} fetch -q origin"));
+    let branch = h.opts.default_branch;
+    let seen = h.agent_ok(&format!(
+        "git -C {dir} rev-parse refs/remotes/origin/{branch}"
+    ));
+    assert_eq!(
+        seen, new,
+        "the agent's fetch did not bring the upstream's new commit"
+    );
+    let news = h.agent_ok(&format!("git -C {dir} show origin/{branch}:NEWS"));
+    assert_eq!(news, "news from upstream");
+}
+
+/// 3. A clean push arrives upstream, and the gate's ref follows.
+pub fn clean_push_arrives_upstream(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("push")) else {
+        return;
+    };
+    clean_push_arrives(&h);
+}
+
+/// 4. Pushes holding (a) an AWS access key, (b) a private key are rejected with gitleaks'
+///    finding; neither the upstream's ref nor the gate's moves.
+pub fn pushes_holding_secrets_are_rejected(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("secret")) else {
+        return;
+    };
+    secret_pushes_rejected(&h);
+}
+
+/// 5. One push of two refs, one of them holding a secret, forwards nothing.
+pub fn a_push_of_two_refs_with_one_secret_forwards_nothing(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("tworefs")) else {
+        return;
+    };
+    let dir = "push-two";
+    clone_in_agent(&h, dir);
+    let branch = h.opts.default_branch;
+    let main_ref = format!("refs/heads/{branch}");
+    let upstream_before = h.upstream_ref(&main_ref);
+    h.agent_ok(&format!(
+        "set -e; cd {dir}
+         git checkout -q -b clean-e2e
+         echo 'nothing secret' >clean.txt; git add clean.txt; git commit -qm 'clean work'
+         git checkout -q -b dirty-e2e {branch}
+         echo 'key = {AWS_KEY}' >aws.txt; git add aws.txt; git commit -qm 'dirty work'"
+    ));
+    let out = h.agent_sh(&format!("git -C {dir} push origin clean-e2e dirty-e2e"));
+    let text = said(&out);
+    assert!(
+        !out.status.success(),
+        "a push holding a secret succeeded\n{}",
+        show(&out)
+    );
+    assert!(
+        text.contains("aws-access-token") && text.contains("aws.txt"),
+        "gitleaks' finding is not shown\n{}",
+        show(&out)
+    );
+    assert!(
+        text.contains("[remote rejected] clean-e2e"),
+        "the clean ref was not rejected with the other\n{}",
+        show(&out)
+    );
+    for b in ["clean-e2e", "dirty-e2e"] {
+        let r = format!("refs/heads/{b}");
+        assert_eq!(h.upstream_ref(&r), None, "{b} reached the upstream");
+        assert_eq!(h.gate_ref(&r), None, "{b} exists on the gate");
+    }
+    assert_eq!(h.upstream_ref(&main_ref), upstream_before, "upstream moved");
+
+    // Control: the clean ref alone goes through, so the refusal was the secret's doing.
+    let out = h.agent_sh(&format!("git -C {dir} push origin clean-e2e"));
+    assert!(
+        out.status.success(),
+        "the clean ref alone was refused\n{}",
+        show(&out)
+    );
+    let clean = h.agent_ok(&format!("git -C {dir} rev-parse clean-e2e"));
+    assert_eq!(h.upstream_ref("refs/heads/clean-e2e"), Some(clean));
+}
+
+/// 6. With the upstream stopped, fetch fails saying the upstream is unreachable, and no
+///    stale data is served: a fresh clone fails too.
+pub fn a_stopped_upstream_fails_fetch_and_clone(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("stopped")) else {
+        return;
+    };
+    let dir = "stale-check";
+    clone_in_agent(&h, dir);
+    let branch = h.opts.default_branch;
+    assert!(
+        h.gate_ref(&format!("refs/heads/{branch}")).is_some(),
+        "the gate's mirror holds nothing, so there is no stale data it could serve"
+    );
+    h.stop_fixture();
+
+    let out = h.agent_sh(&format!("git -C {dir} fetch origin"));
+    assert_unreachable(&h, &out, "fetch");
+    let out = h.agent_sh(&format!("rm -rf fresh; git clone {} fresh", sh(&h.url)));
+    assert_unreachable(&h, &out, "clone");
+    let leftover = h.agent_sh("test -e fresh");
+    assert!(
+        !leftover.status.success(),
+        "the failed clone left a directory behind"
+    );
+    let out = h.agent_sh(&format!("git ls-remote {}", sh(&h.url)));
+    assert_unreachable(&h, &out, "ls-remote");
+}
+
+/// 7a. An upstream whose default branch is `main` clones onto `main`.
+pub fn clone_follows_default_branch_main(engine: &'static Engine) {
+    clone_follows_default_branch(engine, "brmain", "main", &[]);
+}
+
+/// 7b. An upstream whose default branch is `trunk` (and which also has a `main`) clones
+///     onto `trunk`: the gate follows the upstream's HEAD, not a default of its own.
+pub fn clone_follows_default_branch_trunk(engine: &'static Engine) {
+    clone_follows_default_branch(engine, "brtrunk", "trunk", &["main"]);
+}
+
+/// 7c. The same with a `master` branch beside `trunk`: `master` is the gate's own initial
+///     HEAD (git 2.39 without init.defaultBranch), which resolves once fetched, so a gate
+///     that only repointed an unresolvable HEAD would serve `master`.
+pub fn clone_follows_default_branch_trunk_beside_master(engine: &'static Engine) {
+    clone_follows_default_branch(engine, "brmaster", "trunk", &["main", "master"]);
+}
+
+/// 8. Without `known_host_key`, clone, fetch and push are refused with a message saying
+///    what to add, and the gate never contacts the upstream.
+pub fn without_a_host_key_fetch_and_push_are_refused(engine: &'static Engine) {
+    let mut opts = Options::new("nokey");
+    opts.pin_host_key = false;
+    let Some(h) = Harness::start(engine, opts) else {
+        return;
+    };
+    let main_ref = format!("refs/heads/{}", h.opts.default_branch);
+    let upstream_before = h.upstream_ref(&main_ref);
+    assert!(upstream_before.is_some(), "the fixture has no {main_ref}");
+    let url = sh(&h.url);
+
+    let clone = h.agent_sh(&format!("git clone {url} c"));
+    let fetch = h.agent_sh(&format!(
+        "git init -q f && git -C f fetch {url} refs/heads/*:refs/remotes/up/*"
+    ));
+    let push = h.agent_sh(&format!(
+        "set -e; git init -q -b main local; cd local
+         echo a >a; git add a; git commit -qm a
+         git push {url} main"
+    ));
+    for (what, out) in [("clone", &clone), ("fetch", &fetch), ("push", &push)] {
+        assert!(
+            !out.status.success(),
+            "{what} without a pinned host key succeeded\n{}",
+            show(out)
+        );
+        assert!(
+            said(out).contains("known_host_key"),
+            "the refused {what} does not say to add known_host_key\n{}",
+            show(out)
+        );
+    }
+    assert_eq!(h.upstream_ref(&main_ref), upstream_before, "upstream moved");
+    assert_eq!(
+        fixture_connections(&h),
+        0,
+        "the gate connected to an upstream whose host key is not pinned:\n{}",
+        fixture_log(&h)
+    );
+}
+
+/// 9. The identity key's bytes are nowhere in the agent (files, environment, engine
+///    metadata) and are in the gate, where the plan puts them.
+pub fn the_identity_key_is_only_in_the_gate(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("key")) else {
+        return;
+    };
+    let key = std::fs::read_to_string(&h.identity_file).expect("identity file");
+    // The base64 lines of the key. The first is the same in every unencrypted ed25519 key
+    // (format name, cipher "none"), the last is short: the full lines after the first hold
+    // the key's own bytes.
+    let body: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let needles: Vec<String> = body
+        .iter()
+        .skip(1)
+        .filter(|l| l.len() >= 60)
+        .map(|l| (*l).to_owned())
+        .collect();
+    assert!(
+        needles.len() >= 2,
+        "unexpected key layout; no distinctive lines in:\n{}",
+        body.len()
+    );
+    let whole = expect_ok(
+        run(Command::new("base64").arg("-w0").arg(&h.identity_file)),
+        "base64 of the key",
+    );
+    let mut all = needles.clone();
+    all.push(whole.clone());
+
+    // The gate holds it, owned by the gate's user, readable by it alone, and the search
+    // used on the agent below finds it there.
+    let gate = h.gate();
+    let creds = format!("/etc/bottle-gate/creds/{REPO}.key");
+    let mode = h.engine_ok(&["exec", &gate, "stat", "-c", "%a %u %g", &creds]);
+    assert_eq!(
+        mode, "400 10001 10001",
+        "mode and owner of {creds} in the gate"
+    );
+    let held = expect_ok(
+        h.engine(&["exec", &gate, "cat", &creds]),
+        "read the gate's key",
+    );
+    assert_eq!(held.trim(), key.trim(), "{creds} is not the identity key");
+    let found = grep_inside(&h, &gate, None, &needles);
+    assert!(
+        found.contains(&creds),
+        "grep inside the gate does not find {creds}:\n{found}"
+    );
+
+    // The agent's files: its whole filesystem as the engine exports it (every file, whatever
+    // its owner and mode: root in the agent has no capability to read others' files), then
+    // from inside, as root and as the agent, what an export leaves out (mounted files, the
+    // main process's environment and command line).
+    let agent = h.agent();
+    let rewrite = format!("git://{gate}/{REPO}.git");
+    // The three scans are independent (and slow): run them at once.
+    let ((seen, in_agent), as_root, as_agent) = std::thread::scope(|s| {
+        let exported = s.spawn(|| {
+            let tar = export(&h, &agent);
+            // Control: the scan sees the agent's files (its /etc/gitconfig names the gate).
+            let seen = count_lines(&h, &tar, std::slice::from_ref(&rewrite));
+            let in_agent = count_lines(&h, &tar, &needles);
+            let _ = std::fs::remove_file(&tar);
+            (seen, in_agent)
+        });
+        let as_root = s.spawn(|| grep_inside(&h, &agent, Some("0"), &needles));
+        let as_agent = s.spawn(|| grep_inside(&h, &agent, None, &needles));
+        (join(exported), join(as_root), join(as_agent))
+    });
+    assert!(
+        seen > 0,
+        "the scan of the agent's export does not find {rewrite} (/etc/gitconfig)"
+    );
+    assert_eq!(
+        in_agent,
+        0,
+        "{in_agent} line(s) of the identity key {key} in the agent's filesystem \
+         (look with BOTTLE_TEST_KEEP=1: {cli} export {agent} | grep -aF -f <its lines>)",
+        key = h.identity_file.display(),
+        cli = h.engine.cli
+    );
+    for (user, found) in [("root", as_root), ("agent", as_agent)] {
+        assert!(
+            found.is_empty(),
+            "the identity key is in the agent's files (searched as {user}):\n{found}"
+        );
+    }
+
+    // Its environment, as `bottle exec` and the engine's exec see it.
+    let env_exec = h.agent_ok("env");
+    let env_engine = h.engine_ok(&["exec", &agent, "env"]);
+    // Its engine metadata: the whole inspect output (env, labels, command, mounts).
+    let inspect = h.engine_ok(&["inspect", &agent]);
+    let parsed: serde_json::Value = serde_json::from_str(&inspect).expect("inspect is JSON");
+    let config_env = parsed[0]["Config"]["Env"].to_string();
+    assert!(
+        parsed[0]["Config"]["Env"].is_array(),
+        "no Config.Env in the agent's inspect output"
+    );
+    for (what, text) in [
+        ("environment (bottle exec env)", &env_exec),
+        ("environment (engine exec env)", &env_engine),
+        ("Config.Env", &config_env),
+        ("inspect output", &inspect),
+    ] {
+        for needle in &all {
+            assert!(
+                !text.contains(needle.as_str()),
+                "the identity key is in the agent's {what}"
+            );
+        }
+    }
+}
+
+/// 10. The agent reaches the gate and nothing else: not the upstream by name or address, not
+///     the gate's egress address, not an outside name; its network is internal.
+pub fn the_agent_reaches_nothing_but_the_gate(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("net")) else {
+        return;
+    };
+    let internal = h.name("internal");
+    let egress = h.name("egress");
+    for (network, want) in [(&internal, true), (&egress, false)] {
+        let out = h.engine_ok(&["network", "inspect", network]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("network inspect is JSON");
+        let flag = v[0]
+            .get("Internal")
+            .or_else(|| v[0].get("internal"))
+            .and_then(|f| f.as_bool())
+            .unwrap_or(false);
+        assert_eq!(flag, want, "network {network}: internal flag\n{out}");
+    }
+    let networks = |container: &str| -> serde_json::Value {
+        let out = h.engine_ok(&["inspect", container]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect is JSON");
+        v[0]["NetworkSettings"]["Networks"].clone()
+    };
+    let agent_networks: Vec<String> = networks(&h.agent())
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        agent_networks,
+        vec![internal.clone()],
+        "the agent's networks"
+    );
+    let ip = |container: &str, network: &str| -> String {
+        let ip = networks(container)[network]["IPAddress"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!ip.is_empty(), "{container} has no address on {network}");
+        ip
+    };
+    let fixture_ip = ip(&h.fixture(), &egress);
+    let gate_egress_ip = ip(&h.gate(), &egress);
+    let gate_internal_ip = ip(&h.gate(), &internal);
+
+    let resolve = |name: &str| {
+        h.agent_sh(&format!(
+            "RES_OPTIONS='timeout:1 attempts:1' getent hosts {name}"
+        ))
+    };
+    let connect =
+        |ip: &str, port: u16| h.agent_sh(&format!("timeout 3 bash -c '</dev/tcp/{ip}/{port}'"));
+    let gate_name = h.gate();
+    let fixture_name = h.fixture();
+    // (what, expected to work, result): all probes at once, each bounded by 3 s.
+    let results: Vec<(String, bool, Output)> = std::thread::scope(|s| {
+        let probes: Vec<(String, bool, std::thread::ScopedJoinHandle<'_, Output>)> = vec![
+            (
+                format!("resolve the gate {gate_name}"),
+                true,
+                s.spawn(|| resolve(&gate_name)),
+            ),
+            (
+                format!("connect to the gate {gate_internal_ip}:9418 on {internal}"),
+                true,
+                s.spawn(|| connect(&gate_internal_ip, 9418)),
+            ),
+            (
+                format!("resolve the upstream {fixture_name}"),
+                false,
+                s.spawn(|| resolve(&fixture_name)),
+            ),
+            (
+                "resolve example.com".to_owned(),
+                false,
+                s.spawn(|| resolve("example.com")),
+            ),
+            (
+                format!("connect to the upstream {fixture_ip}:22"),
+                false,
+                s.spawn(|| connect(&fixture_ip, 22)),
+            ),
+            (
+                format!("connect to the gate's egress address {gate_egress_ip}:9418"),
+                false,
+                s.spawn(|| connect(&gate_egress_ip, 9418)),
+            ),
+        ];
+        probes
+            .into_iter()
+            .map(|(what, want, handle)| (what, want, join(handle)))
+            .collect()
+    });
+    for (what, want, out) in &results {
+        assert_eq!(
+            out.status.success(),
+            *want,
+            "from the agent: {what}: expected {}\n{}",
+            if *want { "success" } else { "failure" },
+            show(out)
+        );
+    }
+    // Control: the upstream listens, for the gate, at the address the agent cannot reach.
+    let probe = format!("</dev/tcp/{fixture_ip}/22");
+    h.engine_ok(&["exec", &h.gate(), "timeout", "3", "bash", "-c", &probe]);
+}
+
+/// 11. A leftover of an earlier run makes `bottle up` fail fast, creating nothing and
+///     naming `bottle cleanup`; after `bottle cleanup <slug>`, `bottle up` works.
+pub fn leftovers_make_up_fail_fast_until_cleanup(engine: &'static Engine) {
+    let Some(h) = Harness::prepare(engine, Options::new("leftover")) else {
+        return;
+    };
+    let slug_label = format!("bottle.slug={}", h.slug);
+    let (gate, egress) = (h.gate(), h.name("egress"));
+    h.engine_ok(&[
+        "create",
+        "--pull",
+        "never",
+        "--name",
+        &gate,
+        "--label",
+        &slug_label,
+        "--label",
+        "bottle.managed=1",
+        "--label",
+        "bottle.role=gate",
+        "bottle-agent:latest",
+    ]);
+    h.engine_ok(&[
+        "network",
+        "create",
+        "--label",
+        &slug_label,
+        "--label",
+        "bottle.managed=1",
+        "--label",
+        "bottle.role=egress",
+        &egress,
+    ]);
+
+    let started = Instant::now();
+    let out = run(h.bottle().args(["up", &h.slug]));
+    let failed_in = started.elapsed();
+    let text = said(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "up over leftovers\n{}",
+        show(&out)
+    );
+    for want in [
+        "leftovers".to_owned(),
+        format!("container {gate}"),
+        format!("network {egress}"),
+        format!("bottle cleanup {}", h.slug),
+    ] {
+        assert!(
+            text.contains(&want),
+            "the error does not say {want:?}\n{}",
+            show(&out)
+        );
+    }
+    assert!(
+        failed_in.as_secs() < 10,
+        "up over leftovers took {failed_in:?} to fail"
+    );
+    for list in [labelled as Lister, named] {
+        assert_eq!(
+            list(&h, "container"),
+            [gate.as_str()],
+            "containers after the failed up"
+        );
+        assert_eq!(
+            list(&h, "network"),
+            [egress.as_str()],
+            "networks after the failed up"
+        );
+    }
+
+    let out = run(h.bottle().args(["cleanup", &h.slug]));
+    let text = expect_ok(out, "bottle cleanup");
+    for want in [
+        format!("removed container {gate}"),
+        format!("removed network {egress}"),
+    ] {
+        assert!(
+            text.contains(&want),
+            "cleanup does not say {want:?}:\n{text}"
+        );
+    }
+    for list in [labelled as Lister, named] {
+        assert!(
+            list(&h, "container").is_empty() && list(&h, "network").is_empty(),
+            "cleanup left something: {:?} {:?}",
+            list(&h, "container"),
+            list(&h, "network")
+        );
+    }
+
+    let started = Instant::now();
+    expect_ok(
+        run(h.bottle().args(["up", &h.slug])),
+        "bottle up after cleanup",
+    );
+    let up_in = started.elapsed();
+    eprintln!(
+        "{}: up over leftovers failed in {failed_in:?}; a clean up took {up_in:?}",
+        h.slug
+    );
+    assert!(
+        failed_in < up_in,
+        "up over leftovers ({failed_in:?}) was not faster than a real up ({up_in:?}): it did not fail fast"
+    );
+    h.start_fixture();
+    h.wait_ready();
+    ps_lists_the_bottle(&h);
+}
+
+/// 12. After `bottle down` nothing of the bottle remains (the fixture labelled with its
+///     slug included); `bottle down` again succeeds.
+pub fn down_removes_everything_and_is_idempotent(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("down")) else {
+        return;
+    };
+    assert_eq!(
+        labelled(&h, "container").len(),
+        3,
+        "gate, agent and fixture before down"
+    );
+    expect_ok(run(h.bottle().args(["down", &h.slug])), "bottle down");
+    for (how, list) in [("labelled", labelled as Lister), ("named", named)] {
+        assert_eq!(
+            list(&h, "container"),
+            [""; 0],
+            "containers ({how}) left by down"
+        );
+        assert_eq!(
+            list(&h, "network"),
+            [""; 0],
+            "networks ({how}) left by down"
+        );
+    }
+    expect_ok(
+        run(h.bottle().args(["down", &h.slug])),
+        "a second bottle down",
+    );
+    let ps = expect_ok(run(h.bottle().args(["ps", "--json"])), "bottle ps --json");
+    let v: serde_json::Value = serde_json::from_str(&ps).expect("ps --json is JSON");
+    assert!(
+        !v.as_array()
+            .expect("a list")
+            .iter()
+            .any(|b| b["slug"] == h.slug.as_str()),
+        "ps still lists the bottle after down:\n{ps}"
+    );
+}
+
+/// 13. The script `bottle --dry-run up` prints, run with `sh` against the same engine, makes
+///     a bottle that passes scenarios 1, 3 and 4.
+pub fn the_dry_run_script_makes_a_working_bottle(engine: &'static Engine) {
+    let mut opts = Options::new("script");
+    opts.via = Via::DryRunScript;
+    let Some(h) = Harness::start(engine, opts) else {
+        return;
+    };
+    ps_lists_the_bottle(&h);
+    clone_matches(&h);
+    clean_push_arrives(&h);
+    secret_pushes_rejected(&h);
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks shared by scenarios.
+
+/// `bottle ps --json` lists the bottle's gate and agent as running, and its networks.
+pub fn ps_lists_the_bottle(h: &Harness) {
+    let out = expect_ok(run(h.bottle().args(["ps", "--json"])), "bottle ps --json");
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ps --json: {e}\n{out}"));
+    let bottle = v
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["slug"] == h.slug.as_str()))
+        .unwrap_or_else(|| panic!("bottle ps --json does not list {}:\n{out}", h.slug));
+    let resources = bottle["resources"].as_array().expect("resources");
+    let has = |kind: &str, role: &str, state: &str| {
+        resources.iter().any(|r| {
+            r["kind"] == kind
+                && r["role"] == role
+                && r["name"] == h.name(role).as_str()
+                && r["state"] == state
+        })
+    };
+    for role in ["gate", "agent"] {
+        assert!(
+            has("container", role, "running"),
+            "ps --json: no running {role}:\n{out}"
+        );
+    }
+    for role in ["internal", "egress"] {
+        assert!(
+            has("network", role, ""),
+            "ps --json: no {role} network:\n{out}"
+        );
+    }
+}
+
+/// Clones the upstream by its real URL in the agent, and checks that the clone is the
+/// upstream's default branch at the upstream's commit, reached through the gate.
+pub fn clone_matches(h: &Harness) {
+    let dir = "clone-check";
+    clone_in_agent(h, dir);
+    let branch = h.opts.default_branch;
+    let upstream = h
+        .upstream_ref(&format!("refs/heads/{branch}"))
+        .unwrap_or_else(|| panic!("the upstream has no {branch}"));
+    let head = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
+    assert_eq!(
+        head, upstream,
+        "the agent's clone is not at the upstream's {branch}"
+    );
+    let on = h.agent_ok(&format!("git -C {dir} symbolic-ref --short HEAD"));
+    assert_eq!(
+        on, branch,
+        "the clone is not on the upstream's default branch"
+    );
+    let readme = h.agent_ok(&format!("cat {dir}/README.md"));
+    assert_eq!(readme, format!("# {REPO}"), "README.md of the clone");
+    // The agent used the real URL; its git config sent it to the gate.
+    let origin = h.agent_ok(&format!("git -C {dir} config remote.origin.url"));
+    assert_eq!(origin, h.url, "the clone's remote URL");
+    let effective = h.agent_ok(&format!("git -C {dir} ls-remote --get-url origin"));
+    assert_eq!(
+        effective,
+        format!("git://{}/{REPO}.git", h.gate()),
+        "where the URL leads"
+    );
+    assert_eq!(
+        h.gate_ref(&format!("refs/heads/{branch}")),
+        Some(upstream),
+        "the gate's mirror after the clone"
+    );
+}
+
+/// A clean commit pushed from the agent arrives upstream; the gate's ref follows.
+pub fn clean_push_arrives(h: &Harness) {
+    let dir = "push-clean";
+    clone_in_agent(h, dir);
+    let branch = h.opts.default_branch;
+    let out = h.agent_sh(&format!(
+        "set -e; cd {dir}
+         echo 'work by the agent' >feature.txt; git add feature.txt; git commit -qm 'agent work'
+         git push origin {branch}"
+    ));
+    assert!(out.status.success(), "a clean push failed\n{}", show(&out));
+    assert!(
+        said(&out).contains("scanning new commits with gitleaks"),
+        "the push was not scanned\n{}",
+        show(&out)
+    );
+    let head = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
+    let r = format!("refs/heads/{branch}");
+    assert_eq!(
+        h.upstream_ref(&r),
+        Some(head.clone()),
+        "the upstream's {branch} after the push"
+    );
+    assert_eq!(
+        h.gate_ref(&r),
+        Some(head),
+        "the gate's {branch} after the push"
+    );
+}
+
+/// Pushes an AWS key and then a private key; both are rejected with gitleaks' finding.
+pub fn secret_pushes_rejected(h: &Harness) {
+    let dir = "push-secret";
+    clone_in_agent(h, dir);
+    assert_secret_push_rejected(
+        h,
+        dir,
+        "config.env",
+        format!("AWS_ACCESS_KEY_ID={AWS_KEY}\n").as_bytes(),
+        "aws-access-token",
+    );
+    let leaked = h.dir().join("leaked_key");
+    expect_ok(
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "leaked", "-f"])
+            .arg(&leaked)),
+        "ssh-keygen",
+    );
+    let private = std::fs::read(&leaked).expect("leaked key");
+    assert_secret_push_rejected(h, dir, "deploy_key", &private, "private-key");
+}
+
+/// Commits `contents` as `file` on the default branch in the agent's clone `dir` and pushes:
+/// the push must be refused with gitleaks' finding (`rule`, the file), redacted, and
+/// neither the upstream's nor the gate's ref may move, nor the commit reach either.
+fn assert_secret_push_rejected(h: &Harness, dir: &str, file: &str, contents: &[u8], rule: &str) {
+    let branch = h.opts.default_branch;
+    let r = format!("refs/heads/{branch}");
+    let upstream_before = h.upstream_ref(&r);
+    let gate_before = h.gate_ref(&r);
+    assert!(
+        gate_before.is_some(),
+        "the gate has no {branch} before the push"
+    );
+    expect_ok(
+        h.agent_sh_input(&format!("cat >{dir}/{file}"), contents),
+        "write the secret in the agent",
+    );
+    let commit = h.agent_ok(&format!(
+        "set -e; cd {dir}; git add {file}; git commit -qm 'add {file}'; git rev-parse HEAD"
+    ));
+    let out = h.agent_sh(&format!("git -C {dir} push origin {branch}"));
+    let text = said(&out);
+    assert!(
+        !out.status.success(),
+        "a push holding a secret ({rule}) succeeded\n{}",
+        show(&out)
+    );
+    for want in [
+        "RuleID:".to_owned(),
+        rule.to_owned(),
+        "File:".to_owned(),
+        file.to_owned(),
+        "rejected: gitleaks".to_owned(),
+    ] {
+        assert!(
+            text.contains(&want),
+            "the rejected push does not show {want:?}\n{}",
+            show(&out)
+        );
+    }
+    // The finding is redacted: the secret itself is not echoed back.
+    for line in String::from_utf8_lossy(contents).lines() {
+        let secret = line.rsplit('=').next().unwrap_or(line);
+        if secret.len() >= 16 && !secret.starts_with("-----") {
+            assert!(
+                !text.contains(secret),
+                "the push output shows the secret {secret:?}\n{}",
+                show(&out)
+            );
+        }
+    }
+    assert_eq!(
+        h.upstream_ref(&r),
+        upstream_before,
+        "the upstream's {branch} moved"
+    );
+    assert_eq!(h.gate_ref(&r), gate_before, "the gate's {branch} moved");
+    let object = format!("{commit}^{{commit}}");
+    let upstream_has = h.upstream_git(&["cat-file", "-e", &object]);
+    assert!(
+        !upstream_has.status.success(),
+        "the rejected commit reached the upstream"
+    );
+    let repo = format!("/git/{REPO}.git");
+    let gate_has = h.engine(&[
+        "exec",
+        &h.gate(),
+        "git",
+        "-C",
+        &repo,
+        "cat-file",
+        "-e",
+        &object,
+    ]);
+    assert!(
+        !gate_has.status.success(),
+        "the rejected commit is in the gate's mirror"
+    );
+    // Drop the rejected commit for what follows.
+    h.agent_ok(&format!("git -C {dir} reset -q --hard HEAD~1"));
+}
+
+fn clone_follows_default_branch(
+    engine: &'static Engine,
+    short: &'static str,
+    branch: &'static str,
+    extra: &'static [&'static str],
+) {
+    let mut opts = Options::new(short);
+    opts.default_branch = branch;
+    opts.extra_branches = extra;
+    let Some(h) = Harness::start(engine, opts) else {
+        return;
+    };
+    let head = expect_ok(
+        h.upstream_git(&["symbolic-ref", "HEAD"]),
+        "the upstream's HEAD",
+    );
+    assert_eq!(
+        head,
+        format!("refs/heads/{branch}"),
+        "the fixture's default branch"
+    );
+    for other in extra {
+        assert!(
+            h.upstream_ref(&format!("refs/heads/{other}")).is_some(),
+            "the upstream has no {other} beside {branch}"
+        );
+    }
+    clone_matches(&h);
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+/// A scoped thread's result; its panic, if it panicked, goes on in this thread.
+fn join<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// One shell word.
+fn sh(value: &str) -> String {
+    quote::sh(value).expect("no NUL in the value")
+}
+
+/// A fresh clone of the upstream, by its real URL, in the agent's `~/<dir>`.
+fn clone_in_agent(h: &Harness, dir: &str) {
+    h.agent_ok(&format!(
+        "rm -rf {dir} && git clone -q {} {dir}",
+        sh(&h.url)
+    ));
+}
+
+/// Commits `contents` as `file` on the upstream's default branch, inside the fixture as its
+/// user git (bypassing the gate); returns the new commit.
+fn commit_upstream(h: &Harness, file: &str, contents: &str) -> String {
+    let script = format!(
+        "set -eu; w=$(mktemp -d); trap 'rm -rf \"$w\"' EXIT
+         git clone -q /srv/git/{REPO}.git \"$w/w\"; cd \"$w/w\"
+         printf '%s\\n' {contents} >{file}; git add {file}
+         git -c user.name=upstream -c user.email=upstream@bottle.invalid commit -qm 'upstream change'
+         git push -q origin HEAD; git rev-parse HEAD",
+        contents = sh(contents),
+        file = sh(file),
+    );
+    let new = h.engine_ok(&["exec", "-u", "git", &h.fixture(), "sh", "-c", &script]);
+    let branch = format!("refs/heads/{}", h.opts.default_branch);
+    assert_eq!(
+        h.upstream_ref(&branch),
+        Some(new.clone()),
+        "the upstream commit"
+    );
+    new
+}
+
+/// A git command in the agent failed, saying the upstream is unreachable.
+fn assert_unreachable(h: &Harness, out: &Output, what: &str) {
+    let text = said(out);
+    assert!(
+        !out.status.success(),
+        "{what} succeeded with the upstream stopped\n{}",
+        show(out)
+    );
+    assert!(
+        text.contains("unreachable") && text.contains(&h.url),
+        "{what} failed without saying the upstream {} is unreachable\n{}",
+        h.url,
+        show(out)
+    );
+}
+
+/// Lists a bottle's containers (`kind` = "container") or networks.
+type Lister = fn(&Harness, &str) -> Vec<String>;
+
+/// The bottle's containers (`kind` = "container") or networks, by the slug's label.
+fn labelled(h: &Harness, kind: &str) -> Vec<String> {
+    listed(h, kind, &format!("label=bottle.slug={}", h.slug))
+}
+
+/// The bottle's containers or networks, by name (`bottle-<slug>-...`), labelled or not.
+fn named(h: &Harness, kind: &str) -> Vec<String> {
+    listed(h, kind, &format!("name=bottle-{}-", h.slug))
+}
+
+fn listed(h: &Harness, kind: &str, filter: &str) -> Vec<String> {
+    let out = if kind == "container" {
+        h.engine_ok(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
+    } else {
+        h.engine_ok(&["network", "ls", "--filter", filter, "--format", "{{.Name}}"])
+    };
+    let mut names: Vec<String> = out.lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+/// The fixture's log.
+fn fixture_log(h: &Harness) -> String {
+    said(&h.engine(&["logs", &h.fixture()]))
+}
+
+/// How many ssh connections the fixture's sshd logged.
+fn fixture_connections(h: &Harness) -> usize {
+    fixture_log(h).matches("Connection from").count()
+}
+
+/// Exports `container`'s filesystem to a tar file in the scenario's directory: every file,
+/// whatever its owner and mode.
+fn export(h: &Harness, container: &str) -> std::path::PathBuf {
+    let tar = h.dir().join(format!("{container}.tar"));
+    let tar_arg = tar.display().to_string();
+    h.engine_ok(&["export", "-o", &tar_arg, container]);
+    let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 1 << 20,
+        "the export of {container} is only {size} bytes"
+    );
+    tar
+}
+
+/// How many lines of `file` hold one of `patterns` (fixed strings).
+fn count_lines(h: &Harness, file: &std::path::Path, patterns: &[String]) -> usize {
+    let list = h.dir().join("patterns");
+    std::fs::write(&list, patterns.join("\n") + "\n").expect("write the patterns");
+    let out = run(Command::new("grep")
+        .args(["-c", "-a", "-F", "-f"])
+        .arg(&list)
+        .arg(file));
+    match out.status.code() {
+        Some(0) | Some(1) => String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("grep -c printed no count\n{}", show(&out))),
+        _ => panic!("grep over {} failed\n{}", file.display(), show(&out)),
+    }
+}
+
+/// The files inside the running `container` (as `user`, or its own user) holding one of
+/// `needles`: every directory but /proc, /sys and /dev (with /dev/shm), plus the main
+/// process's environment and command line. Unreadable files are skipped silently.
+fn grep_inside(h: &Harness, container: &str, user: Option<&str>, needles: &[String]) -> String {
+    let mut cmd = h.cli();
+    cmd.args(["exec", "-i"]);
+    if let Some(u) = user {
+        cmd.args(["-u", u]);
+    }
+    // The patterns come on stdin: they are written nowhere in the container.
+    cmd.args([
+        container,
+        "sh",
+        "-c",
+        "set --; for d in /* /dev/shm; do case $d in /proc|/sys|/dev) ;; *) set -- \"$@\" \"$d\" ;; esac; done
+         grep -rlsF -f - \"$@\" /proc/1/environ /proc/1/cmdline
+         echo \"grep-status=$?\" >&2",
+    ]);
+    let patterns = needles.join("\n") + "\n";
+    let out = run_limited(&mut cmd, Some(patterns.as_bytes()), COMMAND_LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // 0: found, 1: not found, 2: not found but some file was unreadable (skipped).
+    assert!(
+        out.status.success()
+            && ["0", "1", "2"]
+                .iter()
+                .any(|s| err.contains(&format!("grep-status={s}"))),
+        "grep inside {container} did not run\n{}",
+        show(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
