@@ -505,7 +505,10 @@ fn fetch_fails_closed_when_the_upstream_is_down() {
     );
     assert!(said.contains("unreachable"), "no reason given:\n{said}");
     // The cause itself, not git's boilerplate.
-    assert!(said.contains("Connection refused"), "the cause is missing:\n{said}");
+    assert!(
+        said.contains("Connection refused"),
+        "the cause is missing:\n{said}"
+    );
     let out = run(rig
         .git()
         .args(["clone", &rig.gate_url()])
