@@ -88,6 +88,8 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Check what the host must provide for the backend, and print how to fix what is missing.
+    Doctor,
     /// Build bottle's images (the gate, the demo agent, the demo's upstream).
     #[command(subcommand)]
     Image(ImageCommand),

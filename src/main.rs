@@ -6,6 +6,7 @@ mod backends;
 mod cli;
 mod config;
 mod demo;
+mod doctor;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -84,7 +85,11 @@ fn try_manifest(cli: &Cli) -> anyhow::Result<Option<Manifest>> {
     load_manifest(&path).map(Some)
 }
 
-async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Box<dyn Backend>> {
+/// The backend's name and where it came from, by the documented precedence.
+fn backend_name_and_source(
+    cli: &Cli,
+    manifest: Option<&Manifest>,
+) -> anyhow::Result<(String, config::Source)> {
     let flag = if cli.dry_run {
         Some("dry-run")
     } else {
@@ -100,7 +105,16 @@ async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<
         None => config::UserConfig::default(),
     };
     let from_user = user.backend.as_deref().zip(user_path.clone());
-    let (name, source) = config::resolve(flag, env.as_deref(), from_manifest, from_user);
+    Ok(config::resolve(
+        flag,
+        env.as_deref(),
+        from_manifest,
+        from_user,
+    ))
+}
+
+async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Box<dyn Backend>> {
+    let (name, source) = backend_name_and_source(cli, manifest)?;
     let entry = backends::find(&name).ok_or_else(|| backends::UnknownBackend {
         name: name.clone(),
         source_: source.to_string(),
@@ -205,6 +219,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             demo::run(*keep).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            let manifest = try_manifest(&cli)?;
+            let (name, _) = backend_name_and_source(&cli, manifest.as_ref())?;
+            let mut checks = Vec::new();
+            match name.as_str() {
+                "docker" => {
+                    checks.extend(doctor::docker().await);
+                    checks.extend(doctor::build_tools());
+                }
+                "podman" => {
+                    checks.extend(doctor::podman_host());
+                    checks.extend(doctor::build_tools());
+                }
+                other => {
+                    println!("backend {other}: nothing to check (it runs no engine)");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            let healthy = doctor::report(&format!("bottle doctor: backend {name}"), &checks);
+            println!(
+                "{}",
+                if healthy {
+                    "healthy: everything this backend needs is in place"
+                } else {
+                    "not healthy: run the fixes above, then `bottle doctor` again"
+                }
+            );
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Image(ImageCommand::Build { images, force }) => {
             let manifest = try_manifest(&cli)?;

