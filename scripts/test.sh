@@ -16,6 +16,10 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Podman, rootful (root's API service) and rootless (an unprivileged user made here,
+# with its own service), for the podman backend's tests.
+./scripts/setup-podman.sh --rootless bottle-rl
+
 # The engine tests need a Docker engine. On CI its absence fails the run; locally
 # they skip with a loud message.
 if docker info >/dev/null 2>&1; then

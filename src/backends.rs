@@ -9,7 +9,15 @@ use std::pin::Pin;
 
 use bottle_core::backend::{Backend, BackendError};
 
-type Opener = fn() -> Pin<Box<dyn Future<Output = Result<Box<dyn Backend>, BackendError>>>>;
+/// What opening a backend may need from the manifest and the user's config.
+#[derive(Debug, Clone, Default)]
+pub struct OpenSettings {
+    /// The podman socket named in `[settings] podman_socket` or the user's config.
+    pub podman_socket: Option<String>,
+}
+
+type Opener =
+    fn(OpenSettings) -> Pin<Box<dyn Future<Output = Result<Box<dyn Backend>, BackendError>>>>;
 
 /// A built-in backend: its name, what it is, how to open it.
 pub struct Entry {
@@ -25,7 +33,7 @@ pub const BUILTIN: &[Entry] = &[
     Entry {
         name: "docker",
         about: "the Docker engine, through its API (DOCKER_HOST or /var/run/docker.sock)",
-        open: || {
+        open: |_| {
             Box::pin(async {
                 let docker = bottle_backend_docker::Docker::connect().await?;
                 Ok(Box::new(docker) as Box<dyn Backend>)
@@ -33,14 +41,26 @@ pub const BUILTIN: &[Entry] = &[
         },
     },
     Entry {
+        name: "podman",
+        about: "Podman, rootful or rootless, through its libpod API (CONTAINER_HOST, podman_socket, or the user's or root's socket)",
+        open: |settings| {
+            Box::pin(async move {
+                let podman =
+                    bottle_backend_podman::Podman::connect(settings.podman_socket.as_deref())
+                        .await?;
+                Ok(Box::new(podman) as Box<dyn Backend>)
+            })
+        },
+    },
+    Entry {
         name: "dry-run",
         about: "print the docker commands `up` would run; change nothing",
-        open: || Box::pin(async { Ok(dry_run(bottle_backend_dryrun::Cli::Docker)) }),
+        open: |_| Box::pin(async { Ok(dry_run(bottle_backend_dryrun::Cli::Docker)) }),
     },
     Entry {
         name: "dry-run-podman",
         about: "print the podman commands `up` would run; change nothing",
-        open: || Box::pin(async { Ok(dry_run(bottle_backend_dryrun::Cli::Podman)) }),
+        open: |_| Box::pin(async { Ok(dry_run(bottle_backend_dryrun::Cli::Podman)) }),
     },
 ];
 
@@ -84,6 +104,6 @@ pub fn find(name: &str) -> Option<&'static Entry> {
 }
 
 /// Opens a backend found by [`find`].
-pub async fn open(entry: &Entry) -> Result<Box<dyn Backend>, BackendError> {
-    (entry.open)().await
+pub async fn open(entry: &Entry, settings: OpenSettings) -> Result<Box<dyn Backend>, BackendError> {
+    (entry.open)(settings).await
 }

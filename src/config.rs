@@ -45,6 +45,8 @@ impl fmt::Display for Source {
 pub struct UserConfig {
     /// The backend to use.
     pub backend: Option<String>,
+    /// The podman API socket, for the podman backend.
+    pub podman_socket: Option<String>,
 }
 
 /// The path of the user's config file, if a home or XDG_CONFIG_HOME is known.
@@ -61,7 +63,7 @@ pub fn load_user_config(path: &std::path::Path) -> anyhow::Result<UserConfig> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "{}: {}\n  hint: the file holds one key, backend = \"NAME\"",
+                "{}: {}\n  hint: the file holds backend = \"NAME\" and podman_socket = \"unix:///PATH\", both optional",
                 path.display(),
                 e.message()
             )

@@ -13,6 +13,8 @@ pub enum Status {
     Ok(String),
     /// Not fine: what is wrong, and the command that fixes it.
     Missing { what: String, fix: String },
+    /// Works, with a weaker guarantee worth knowing about; does not make the host unhealthy.
+    Warn(String),
 }
 
 /// One named check.
@@ -184,6 +186,7 @@ pub fn podman_host() -> Vec<Check> {
         ));
     }
     if is_root() {
+        out.extend(podman_next_to_docker());
         return out;
     }
 
@@ -246,6 +249,70 @@ pub fn podman_host() -> Vec<Check> {
     out
 }
 
+/// The podman service: reachable through the socket bottle would use, and what it enforces.
+pub async fn podman_service(setting: Option<&str>) -> Vec<Check> {
+    match bottle_backend_podman::Podman::connect(setting).await {
+        Ok(p) => {
+            let mut out = vec![ok(
+                "podman service",
+                format!(
+                    "{} answers (API {}, {}, cgroups {})",
+                    p.address(),
+                    p.api_version(),
+                    if p.rootless() { "rootless" } else { "rootful" },
+                    p.cgroup_version()
+                ),
+            )];
+            if !p.limits_enforced() {
+                out.push(check(
+                    "resource limits",
+                    Status::Warn(
+                        "rootless podman on cgroups v1 ignores the pids and memory limits; capabilities and no-new-privileges still apply (a cgroups v2 host enforces them)".to_owned(),
+                    ),
+                ));
+            }
+            out
+        }
+        Err(e) => vec![missing(
+            "podman service",
+            e.to_string(),
+            "scripts/setup-podman.sh (root), or: podman system service --time=0 unix://$XDG_RUNTIME_DIR/podman/podman.sock &",
+        )],
+    }
+}
+
+/// With Docker on the same host, its FORWARD DROP policy also drops traffic between
+/// containers of one podman bridge, unless DOCKER-USER lets it through.
+fn podman_next_to_docker() -> Vec<Check> {
+    let iptables = |args: &[&str]| {
+        std::process::Command::new("iptables")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !iptables(&["-S", "DOCKER-USER"]) {
+        return Vec::new(); // no Docker chains: nothing in the way
+    }
+    let rule = ["-i", "podman+", "-o", "podman+", "-j", "ACCEPT"];
+    let mut check_args = vec!["-C", "DOCKER-USER"];
+    check_args.extend(rule);
+    vec![if iptables(&check_args) {
+        ok(
+            "firewall",
+            "DOCKER-USER lets traffic stay within podman bridges",
+        )
+    } else {
+        missing(
+            "firewall",
+            "Docker's FORWARD DROP policy blocks traffic between containers on a podman bridge: an agent could not reach its gate",
+            "iptables -I DOCKER-USER -i podman+ -o podman+ -j ACCEPT (scripts/setup-podman.sh does this)",
+        )
+    }]
+}
+
 /// Prints the checks; returns whether all passed.
 pub fn report(title: &str, checks: &[Check]) -> bool {
     println!("{title}");
@@ -253,6 +320,7 @@ pub fn report(title: &str, checks: &[Check]) -> bool {
     for c in checks {
         match &c.status {
             Status::Ok(detail) => println!("  ok       {:<18} {detail}", c.name),
+            Status::Warn(detail) => println!("  warning  {:<18} {detail}", c.name),
             Status::Missing { what, fix } => {
                 healthy = false;
                 println!(

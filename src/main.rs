@@ -113,13 +113,26 @@ fn backend_name_and_source(
     ))
 }
 
+/// Settings a backend may need: the manifest's win over the user's config.
+fn open_settings(manifest: Option<&Manifest>) -> anyhow::Result<backends::OpenSettings> {
+    let user = match config::user_config_path() {
+        Some(p) => config::load_user_config(&p)?,
+        None => config::UserConfig::default(),
+    };
+    Ok(backends::OpenSettings {
+        podman_socket: manifest
+            .and_then(|m| m.settings.podman_socket.clone())
+            .or(user.podman_socket),
+    })
+}
+
 async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Box<dyn Backend>> {
     let (name, source) = backend_name_and_source(cli, manifest)?;
     let entry = backends::find(&name).ok_or_else(|| backends::UnknownBackend {
         name: name.clone(),
         source_: source.to_string(),
     })?;
-    Ok(backends::open(entry).await?)
+    Ok(backends::open(entry, open_settings(manifest)?).await?)
 }
 
 /// The bottle a command acts on: the named one (these commands find resources by label, so
@@ -231,6 +244,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 "podman" => {
                     checks.extend(doctor::podman_host());
+                    let settings = open_settings(manifest.as_ref())?;
+                    checks.extend(doctor::podman_service(settings.podman_socket.as_deref()).await);
                     checks.extend(doctor::build_tools());
                 }
                 other => {

@@ -39,6 +39,7 @@ struct RawManifest {
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     backend: Option<Spanned<String>>,
+    podman_socket: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +88,8 @@ pub struct Manifest {
 pub struct Settings {
     /// The backend to use unless `--backend` or `BOTTLE_BACKEND` say otherwise.
     pub backend: Option<Located<String>>,
+    /// The podman API socket (`unix:///path` or a path), unless `CONTAINER_HOST` is set.
+    pub podman_socket: Option<String>,
 }
 
 /// A value with the place in the manifest it came from, for errors found after validation.
@@ -228,12 +231,12 @@ fn list(names: &[String]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read manifest {}: {source}\n  hint: create one with `bottle init`, or pass --manifest PATH", path.display())]
+    #[error("cannot read manifest {}: {cause}\n  hint: create one with `bottle init`, or pass --manifest PATH", path.display())]
     Io {
         /// The path tried.
         path: PathBuf,
-        /// Why it failed.
-        source: std::io::Error,
+        /// Why it failed (not a `source`: the message already says it).
+        cause: std::io::Error,
     },
     /// The file is not a valid manifest.
     #[error(transparent)]
@@ -260,9 +263,9 @@ impl Env {
 
 /// Reads and validates the manifest at `path`.
 pub fn load(path: &Path) -> Result<Manifest, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    let source = std::fs::read_to_string(path).map_err(|cause| LoadError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(parse(path, &source, &Env::current())?)
 }
@@ -410,11 +413,16 @@ impl Validator<'_> {
     }
 
     fn run(mut self, raw: RawManifest) -> Result<Manifest, ManifestError> {
+        let (backend, podman_socket) = match raw.settings {
+            Some(s) => (s.backend, s.podman_socket),
+            None => (None, None),
+        };
         let settings = Settings {
-            backend: raw.settings.and_then(|s| s.backend).map(|b| {
+            backend: backend.map(|b| {
                 let span = b.span();
                 self.located(b.into_inner(), &span, "settings.backend")
             }),
+            podman_socket: podman_socket.map(Spanned::into_inner),
         };
         let mut bottles = BTreeMap::new();
         for (name, bottle) in raw.bottles {

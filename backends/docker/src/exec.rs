@@ -1,12 +1,12 @@
 //! `exec`: a command in the agent, attached to our terminal or standard streams.
 
-use std::io::{IsTerminal, Read, Write};
-use std::os::fd::AsFd;
+use std::io::Write;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::ResizeExecOptions;
+use bottle_backend_shared::term::{self, RawMode};
 use bottle_core::backend::{BackendError, ExecRequest};
 use bottle_core::plan::{resource_name, Role};
 use bytes::Bytes;
@@ -14,18 +14,9 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::{engine_err, is_not_found, Docker};
+pub use bottle_backend_shared::term::ExecOutput;
 
-/// What a command run with [`Docker::exec_output`] printed, and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    /// Its exit code.
-    pub code: i32,
-    /// Everything it wrote to standard output.
-    pub stdout: Vec<u8>,
-    /// Everything it wrote to standard error.
-    pub stderr: Vec<u8>,
-}
+use crate::{engine_err, is_not_found, Docker};
 
 impl Docker {
     /// Runs `command` in the running container `container` (any container, not only an
@@ -69,7 +60,7 @@ pub(crate) async fn exec_stdio(d: &Docker, req: &ExecRequest) -> Result<i32, Bac
 
     // Raw mode only when our stdin really is a terminal; restored on drop, whatever happens.
     let _raw = if req.tty { RawMode::enter() } else { None };
-    let stdin = spawn_stdin_reader();
+    let stdin = term::spawn_stdin_reader();
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     run(d, &name, &req.command, req.tty, Some(stdin), move |o| {
@@ -87,33 +78,6 @@ pub(crate) async fn exec_stdio(d: &Docker, req: &ExecRequest) -> Result<i32, Bac
         }
     })
     .await
-}
-
-/// Reads our standard input on a plain thread (a tokio blocking read could not be cancelled
-/// and would hold up the runtime's shutdown); `None` marks its end.
-fn spawn_stdin_reader() -> mpsc::Receiver<Option<Bytes>> {
-    let (tx, rx) = mpsc::channel(16);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = tx.blocking_send(None);
-                    return;
-                }
-                Ok(n) => {
-                    if tx
-                        .blocking_send(Some(Bytes::copy_from_slice(&buf[..n])))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
 }
 
 /// Runs `command` in `container`, feeding it `stdin` (until `None`) and handing its output
@@ -224,7 +188,7 @@ async fn run(
 fn spawn_resizer(d: Docker, exec_id: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let resize = |d: &Docker, id: &str| {
-            let size = terminal_size();
+            let size = term::terminal_size();
             let d = d.clone();
             let id = id.to_owned();
             async move {
@@ -253,41 +217,4 @@ fn spawn_resizer(d: Docker, exec_id: String) -> tokio::task::JoinHandle<()> {
             resize(&d, &exec_id).await;
         }
     })
-}
-
-fn terminal_size() -> Option<(u16, u16)> {
-    let stdout = std::io::stdout();
-    let ws = rustix::termios::tcgetwinsize(stdout.as_fd()).ok()?;
-    (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
-}
-
-/// Our terminal in raw mode; the previous settings come back on drop.
-struct RawMode {
-    saved: rustix::termios::Termios,
-}
-
-impl RawMode {
-    fn enter() -> Option<RawMode> {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            return None;
-        }
-        let saved = rustix::termios::tcgetattr(stdin.as_fd()).ok()?;
-        let mut raw = saved.clone();
-        raw.make_raw();
-        rustix::termios::tcsetattr(stdin.as_fd(), rustix::termios::OptionalActions::Now, &raw)
-            .ok()?;
-        Some(RawMode { saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let stdin = std::io::stdin();
-        let _ = rustix::termios::tcsetattr(
-            stdin.as_fd(),
-            rustix::termios::OptionalActions::Now,
-            &self.saved,
-        );
-    }
 }

@@ -23,7 +23,8 @@
 //! - **Images are checked before anything is created.** A missing image that bottle does
 //!   not build fails `up` with nothing created and a hint to build or pull it; a built-in
 //!   one ([`BuiltinImage`](bottle_core::plan::BuiltinImage)) is built when missing or stale.
-//!   Build contexts are embedded in the binary; see [`images`].
+//!   Build contexts are embedded in the binary (by the shared crate
+//!   `bottle-backend-shared`, which the podman backend uses too); see [`images`].
 //! - **Rollback by identity.** `up` records the id of every network and container it
 //!   created and, on failure, force-removes exactly those (unless
 //!   [`UpOptions::keep_on_failure`]), then says so in the error. It never removes by name,
@@ -53,6 +54,10 @@
 //!   Standard input is read on a plain thread, not tokio's blocking pool, so a pending read
 //!   never holds up the runtime's shutdown; its end half-closes the exec's stdin.
 //!
+//! - **Shared with podman.** The files archive, the image contexts and their digest, the
+//!   base rootfs, label filters, `ps` grouping and the words of the leftover, rollback and
+//!   removal errors come from `bottle-backend-shared`, so both backends behave alike.
+//!
 //! # Errors
 //!
 //! An engine that cannot be reached (no socket, stopped daemon, refused TCP port) is
@@ -68,7 +73,6 @@
 
 #![deny(missing_docs)]
 
-mod archive;
 mod exec;
 pub mod images;
 mod manage;

@@ -1,41 +1,17 @@
 //! `ps`, `down` and `cleanup`: everything found by label.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::query_parameters::{
     ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
 };
+use bottle_backend_shared::resources::{self, Found};
 use bottle_core::backend::{BackendError, BottleStatus, Resource};
-use bottle_core::plan::{ResourceKind, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
 
 use crate::{engine_err, error_text, is_not_found, Docker};
 
-/// A labelled resource as listed: its id, slug and what `ps` shows of it.
-struct Found {
-    id: String,
-    slug: String,
-    resource: Resource,
-}
-
 fn label_filters(slug: Option<&str>) -> HashMap<String, Vec<String>> {
-    let mut labels = vec![LABEL_MANAGED.to_owned()];
-    if let Some(slug) = slug {
-        labels.push(format!("{LABEL_SLUG}={slug}"));
-    }
-    HashMap::from([("label".to_owned(), labels)])
-}
-
-fn role_of(labels: Option<&HashMap<String, String>>) -> Option<Role> {
-    labels
-        .and_then(|l| l.get(LABEL_ROLE))
-        .and_then(|r| Role::parse(r))
-}
-
-fn slug_of(labels: Option<&HashMap<String, String>>) -> String {
-    labels
-        .and_then(|l| l.get(LABEL_SLUG))
-        .cloned()
-        .unwrap_or_default()
+    HashMap::from([("label".to_owned(), resources::label_filters(slug))])
 }
 
 /// Every labelled container and network (of `slug`, or of every bottle).
@@ -66,29 +42,22 @@ async fn find(d: &Docker, slug: Option<&str>) -> Result<(Vec<Found>, Vec<Found>)
                 .and_then(|n| n.first())
                 .map(|n| n.trim_start_matches('/').to_owned())
                 .unwrap_or_default();
-            Found {
-                id: c.id.clone().unwrap_or_default(),
-                slug: slug_of(c.labels.as_ref()),
-                resource: Resource {
-                    kind: ResourceKind::Container,
-                    name,
-                    role: role_of(c.labels.as_ref()),
-                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                },
-            }
+            Found::container(
+                c.id.clone().unwrap_or_default(),
+                name,
+                c.labels.as_ref(),
+                c.state.map(|s| s.to_string()).unwrap_or_default(),
+            )
         })
         .collect();
     let networks = networks
         .into_iter()
-        .map(|n| Found {
-            id: n.id.clone().unwrap_or_default(),
-            slug: slug_of(n.labels.as_ref()),
-            resource: Resource {
-                kind: ResourceKind::Network,
-                name: n.name.clone().unwrap_or_default(),
-                role: role_of(n.labels.as_ref()),
-                state: String::new(),
-            },
+        .map(|n| {
+            Found::network(
+                n.id.clone().unwrap_or_default(),
+                n.name.clone().unwrap_or_default(),
+                n.labels.as_ref(),
+            )
         })
         .collect();
     Ok((containers, networks))
@@ -96,17 +65,7 @@ async fn find(d: &Docker, slug: Option<&str>) -> Result<(Vec<Found>, Vec<Found>)
 
 pub(crate) async fn ps(d: &Docker, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
     let (containers, networks) = find(d, slug).await?;
-    let mut bottles: BTreeMap<String, Vec<Resource>> = BTreeMap::new();
-    for f in containers.into_iter().chain(networks) {
-        bottles.entry(f.slug).or_default().push(f.resource);
-    }
-    Ok(bottles
-        .into_iter()
-        .map(|(slug, mut resources)| {
-            resources.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-            BottleStatus { slug, resources }
-        })
-        .collect())
+    Ok(resources::group(containers.into_iter().chain(networks)))
 }
 
 /// Removes a network. Containers bottle did not create (a user's debugging container, a
@@ -181,25 +140,5 @@ pub(crate) async fn remove_labelled(
         }
     }
 
-    if failures.is_empty() {
-        Ok(removed)
-    } else {
-        let what = slug.map_or("bottle resources".to_owned(), |s| format!("bottle '{s}'"));
-        let done = if removed.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " (removed: {})",
-                removed
-                    .iter()
-                    .map(|r| format!("{} {}", r.kind, r.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        Err(BackendError::Engine {
-            action: format!("remove {what}"),
-            message: format!("{}{done}", failures.join("; ")),
-        })
-    }
+    resources::removal_outcome(slug, removed, failures)
 }

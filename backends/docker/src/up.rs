@@ -14,7 +14,10 @@ use bottle_core::backend::{BackendError, UpOptions};
 use bottle_core::plan::{ContainerSpec, NetworkSpec, Plan, ResourceKind};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
-use crate::{archive, engine_err, error_text, is_not_found, Docker};
+use bottle_backend_shared::archive;
+use bottle_backend_shared::resources::{self, AfterFailure};
+
+use crate::{engine_err, error_text, is_not_found, Docker};
 
 /// What this `up` created, by engine id, in creation order.
 #[derive(Default)]
@@ -36,37 +39,12 @@ pub(crate) async fn up(d: &Docker, plan: &Plan, opts: &UpOptions) -> Result<(), 
     if networks.is_empty() && containers.is_empty() {
         return Err(err);
     }
-    let note = if opts.keep_on_failure {
-        let names: Vec<_> = containers
-            .iter()
-            .map(|(_, n)| format!("container {n}"))
-            .chain(networks.iter().map(|(_, n)| format!("network {n}")))
-            .collect();
-        format!(
-            "kept for debugging (keep_on_failure): {}; remove them with `bottle cleanup {}`",
-            names.join(", "),
-            plan.slug
-        )
+    let after = if opts.keep_on_failure {
+        AfterFailure::Kept(resources::kept_names(&containers, &networks))
     } else {
-        let failures = rollback(d, &containers, &networks).await;
-        if failures.is_empty() {
-            "everything this run created was removed".to_owned()
-        } else {
-            format!(
-                "rollback incomplete ({}); remove the rest with `bottle cleanup {}`",
-                failures.join("; "),
-                plan.slug
-            )
-        }
+        AfterFailure::RolledBack(rollback(d, &containers, &networks).await)
     };
-    Err(match err {
-        BackendError::Engine { action, message } => BackendError::Engine {
-            action,
-            message: format!("{message}\n  ({note})"),
-        },
-        BackendError::Other(message) => BackendError::Other(format!("{message}\n  ({note})")),
-        other => other,
-    })
+    Err(resources::failed_up(err, &plan.slug, &after))
 }
 
 /// Fails with [`BackendError::Leftovers`] when any name the plan would create exists.
@@ -88,14 +66,7 @@ async fn probe_leftovers(d: &Docker, plan: &Plan) -> Result<(), BackendError> {
             found.push(f);
         }
     }
-    if found.is_empty() {
-        Ok(())
-    } else {
-        Err(BackendError::Leftovers {
-            slug: plan.slug.clone(),
-            found,
-        })
-    }
+    resources::leftovers(&plan.slug, found)
 }
 
 async fn apply(d: &Docker, plan: &Plan, created: &Created) -> Result<(), BackendError> {

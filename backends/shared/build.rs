@@ -3,7 +3,8 @@
 //! The files under `gate-image/` and `agent-image/` (and `gate-image/base/make-base.sh`,
 //! `gate-image/gitleaks.lock`) are compiled into the library with `include_bytes!`, so a
 //! `bottle` binary builds its images from any working directory, with exactly the inputs it
-//! was built with. Which files enter each context is documented in `src/images.rs`.
+//! was built with, whichever backend builds them (docker and podman both take them from
+//! here). Which files enter each context is documented in `src/images.rs`.
 
 use std::env;
 use std::fmt::Write as _;

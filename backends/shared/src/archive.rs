@@ -1,23 +1,34 @@
-//! Tar archives handed to the engine: a container's files, an image's build context.
+//! Tar archives handed to an engine: a container's files, an image's build context.
+//!
+//! Both engines take the same archive: only regular-file entries, each with its exact mode
+//! and numeric uid/gid (no user or group names, so nothing is looked up by name on
+//! extraction), GNU long names where a path needs one. Missing parent directories are left
+//! to the engine, which creates them root-owned, 0755.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bottle_core::plan::FileSpec;
 
 /// One regular file of an archive.
-pub(crate) struct Entry<'a> {
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
     /// Path inside the archive, relative (no leading `/`).
     pub path: &'a str,
+    /// Permission bits, including setuid/setgid/sticky.
     pub mode: u32,
+    /// Numeric owner.
     pub uid: u32,
+    /// Numeric group.
     pub gid: u32,
+    /// Modification time, seconds since the epoch.
     pub mtime: u64,
+    /// The content.
     pub bytes: &'a [u8],
 }
 
 /// Builds an uncompressed tar of regular files only, each with its exact mode and numeric
 /// owner (no user or group names, so nothing is looked up by name on extraction).
-pub(crate) fn tar<'a>(entries: impl IntoIterator<Item = Entry<'a>>) -> std::io::Result<Vec<u8>> {
+pub fn tar<'a>(entries: impl IntoIterator<Item = Entry<'a>>) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for e in entries {
         let mut header = tar::Header::new_gnu();
@@ -34,8 +45,8 @@ pub(crate) fn tar<'a>(entries: impl IntoIterator<Item = Entry<'a>>) -> std::io::
     builder.into_inner()
 }
 
-/// The archive of a container's files, to upload to `/`.
-pub(crate) fn container_files(files: &[FileSpec]) -> std::io::Result<Vec<u8>> {
+/// The archive of a container's files, to upload to `/` before the container starts.
+pub fn container_files(files: &[FileSpec]) -> std::io::Result<Vec<u8>> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
