@@ -15,6 +15,9 @@ Examples:
   bottle down demo                     stop and remove bottle 'demo'
   bottle cleanup                       remove every leftover bottle resource
   bottle render demo --out gate/       write the gate's scripts for inspection
+  bottle --plugin libbottle_kube.so --backend kube up demo
+                                       print (or apply) the bottle as Kubernetes objects
+  bottle plugins                       list backend plugins and any that failed to load
 
 The backend is chosen by --backend, else BOTTLE_BACKEND, else [settings] backend
 in bottle.toml, else backend in $XDG_CONFIG_HOME/bottle/config.toml, else docker.";
@@ -35,6 +38,11 @@ pub struct Cli {
     /// The manifest to read [default: ./bottle.toml].
     #[arg(long, global = true, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+
+    /// Load a backend plugin from this library (or every *.so in this directory); repeatable.
+    /// Also searched: BOTTLE_PLUGIN_PATH (':'-separated) and $XDG_DATA_HOME/bottle/plugins/.
+    #[arg(long = "plugin", global = true, value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
@@ -90,6 +98,13 @@ pub enum Command {
     },
     /// Check what the host must provide for the backend, and print how to fix what is missing.
     Doctor,
+    /// List the backend plugins found (--plugin, BOTTLE_PLUGIN_PATH, the plugin directory),
+    /// with their ABI version and backend name, and why any could not be used.
+    Plugins {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build bottle's images (the gate, the demo agent, the demo's upstream).
     #[command(subcommand)]
     Image(ImageCommand),

@@ -54,6 +54,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<LoadError>()
             || e.is::<manifest::SelectError>()
             || e.is::<backends::UnknownBackend>()
+            || e.is::<backends::PluginProblem>()
             || matches!(e.downcast_ref::<PlanError>(), Some(PlanError::Invalid(_)))
     });
     if usage {
@@ -128,11 +129,13 @@ fn open_settings(manifest: Option<&Manifest>) -> anyhow::Result<backends::OpenSe
 
 async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Box<dyn Backend>> {
     let (name, source) = backend_name_and_source(cli, manifest)?;
-    let entry = backends::find(&name).ok_or_else(|| backends::UnknownBackend {
-        name: name.clone(),
-        source_: source.to_string(),
-    })?;
-    Ok(backends::open(entry, open_settings(manifest)?).await?)
+    backends::open_named(
+        &name,
+        &source.to_string(),
+        &cli.plugins,
+        open_settings(manifest)?,
+    )
+    .await
 }
 
 /// The bottle a command acts on: the named one (these commands find resources by label, so
@@ -262,6 +265,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "not healthy: run the fixes above, then `bottle doctor` again"
                 }
             );
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Plugins { json } => {
+            let (text, healthy) = backends::report(&backends::load_plugins(&cli.plugins), *json);
+            print!("{text}");
             Ok(if healthy {
                 ExitCode::SUCCESS
             } else {

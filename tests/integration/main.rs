@@ -4,4 +4,5 @@ mod cli;
 mod demo;
 mod e2e;
 mod gate_scripts;
+mod plugins;
 mod support;

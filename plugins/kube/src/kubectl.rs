@@ -1,0 +1,338 @@
+//! Driving `kubectl`: the commands `up`, `down`, `ps`, `cleanup` and `exec` run (or print).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource};
+use bottle_core::plan::{resource_name, ResourceKind, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
+use bottle_core::quote;
+
+use crate::render::Manifests;
+use crate::KINDS;
+
+/// How long `up` waits for the Pods to be ready.
+const READY_TIMEOUT: &str = "180s";
+
+/// The `kubectl` program and the namespace it works in.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    /// The program (`kubectl`, or `BOTTLE_KUBECTL`).
+    pub program: String,
+    /// `--namespace`, when set.
+    pub namespace: Option<String>,
+}
+
+/// Writes to the process's stdout (the plugin shares it with bottle).
+pub fn print(text: &str) -> Result<(), BackendError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| BackendError::Other(format!("kube: cannot write to stdout: {e}")))
+}
+
+fn selector(slug: Option<&str>) -> String {
+    match slug {
+        Some(slug) => format!("{LABEL_MANAGED},{LABEL_SLUG}={slug}"),
+        None => LABEL_MANAGED.to_owned(),
+    }
+}
+
+impl Kubectl {
+    fn command(&self, args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        if let Some(ns) = &self.namespace {
+            cmd.arg(format!("--namespace={ns}"));
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// The command line, shell-quoted, as printed when there is no cluster.
+    pub fn shown(&self, args: &[String]) -> String {
+        let mut words = vec![self.program.clone()];
+        if let Some(ns) = &self.namespace {
+            words.push(format!("--namespace={ns}"));
+        }
+        words.extend(args.iter().cloned());
+        quote::sh_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+    }
+
+    /// Whether a cluster is configured: `kubectl config current-context` names one.
+    pub fn has_cluster(&self) -> bool {
+        self.command(&["config".to_owned(), "current-context".to_owned()])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty())
+    }
+
+    /// `kubectl delete` of one bottle's objects.
+    pub fn delete_args(&self, slug: &str) -> Vec<String> {
+        vec![
+            "delete".into(),
+            KINDS.into(),
+            "-l".into(),
+            format!("{LABEL_SLUG}={slug}"),
+            "--ignore-not-found".into(),
+            "--wait=true".into(),
+        ]
+    }
+
+    /// `kubectl get` of one or every bottle's objects, as JSON.
+    pub fn get_args(&self, slug: Option<&str>) -> Vec<String> {
+        vec![
+            "get".into(),
+            KINDS.into(),
+            "-l".into(),
+            selector(slug),
+            "-o".into(),
+            "json".into(),
+        ]
+    }
+
+    /// `kubectl delete` of one or every bottle's objects, naming each.
+    pub fn cleanup_args(&self, slug: Option<&str>) -> Vec<String> {
+        vec![
+            "delete".into(),
+            KINDS.into(),
+            "-l".into(),
+            selector(slug),
+            "--ignore-not-found".into(),
+            "-o".into(),
+            "name".into(),
+        ]
+    }
+
+    /// `kubectl exec` in the agent.
+    pub fn exec_args(&self, request: &ExecRequest) -> Vec<String> {
+        let mut args = vec!["exec".to_owned()];
+        if request.tty {
+            args.extend(["-i".to_owned(), "-t".to_owned()]);
+        }
+        args.extend([
+            resource_name(&request.slug, Role::Agent),
+            "-c".to_owned(),
+            Role::Agent.as_str().to_owned(),
+            "--".to_owned(),
+        ]);
+        args.extend(request.command.iter().cloned());
+        args
+    }
+
+    fn failed(&self, args: &[String], e: std::io::Error) -> BackendError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            BackendError::Unavailable {
+                message: format!("kube: cannot run {}: {e}", self.program),
+                hint: "install kubectl (or set BOTTLE_KUBECTL), or set BOTTLE_KUBE_APPLY=0 to print the objects instead".to_owned(),
+            }
+        } else {
+            BackendError::Engine {
+                action: self.shown(args),
+                message: e.to_string(),
+            }
+        }
+    }
+
+    /// Runs kubectl with `input` on stdin; its stdout, or its stderr as the error.
+    pub fn run_input(&self, args: &[String], input: Option<&[u8]>) -> Result<String, BackendError> {
+        let mut child = self
+            .command(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.failed(args, e))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A failed write shows up as kubectl's own error below.
+            let _ = stdin.write_all(input);
+        }
+        let out = child.wait_with_output().map_err(|e| self.failed(args, e))?;
+        if !out.status.success() {
+            return Err(BackendError::Engine {
+                action: self.shown(args),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs kubectl; its stdout, or its stderr as the error.
+    pub fn run(&self, args: &[String]) -> Result<String, BackendError> {
+        self.run_input(args, None)
+    }
+
+    /// Runs kubectl on the process's own terminal; its exit code.
+    pub fn interactive(&self, args: &[String]) -> Result<i32, BackendError> {
+        let status = self
+            .command(args)
+            .status()
+            .map_err(|e| self.failed(args, e))?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// Applies a bottle: fails on leftovers, applies, waits for the Pods; on failure removes
+    /// what it applied unless `keep`.
+    pub fn up(&self, m: &Manifests, yaml: &str, keep: bool) -> Result<(), BackendError> {
+        let slug = &m.slug;
+        let mut probe = self.get_args(Some(slug));
+        probe.truncate(4);
+        probe.extend(["-o".to_owned(), "name".to_owned()]);
+        let found: Vec<(ResourceKind, String)> = self
+            .run(&probe)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| (kind_of(l), l.trim().to_owned()))
+            .collect();
+        if !found.is_empty() {
+            return Err(BackendError::Leftovers {
+                slug: slug.clone(),
+                found,
+            });
+        }
+        let apply = [
+            "apply",
+            "--server-side",
+            "--field-manager=bottle",
+            "-f",
+            "-",
+        ]
+        .map(str::to_owned);
+        let wait = vec![
+            "wait".to_owned(),
+            "--for=condition=Ready".to_owned(),
+            "pod".to_owned(),
+            "-l".to_owned(),
+            format!("{LABEL_SLUG}={slug}"),
+            format!("--timeout={READY_TIMEOUT}"),
+        ];
+        let result = self
+            .run_input(&apply, Some(yaml.as_bytes()))
+            .and_then(|_| self.run(&wait));
+        match result {
+            Ok(_) => {
+                eprintln!("kube: bottle '{slug}' is up ({} objects)", m.objects.len());
+                Ok(())
+            }
+            Err(e) => {
+                let e = match e {
+                    BackendError::Engine { action, message } => BackendError::Engine {
+                        action,
+                        message: format!(
+                            "{message}\n  hint: `kubectl describe pods -l {LABEL_SLUG}={slug}` shows why"
+                        ),
+                    },
+                    other => other,
+                };
+                if !keep {
+                    let _ = self.run(&self.delete_args(slug));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn kind_of(name: &str) -> ResourceKind {
+    if name.starts_with("networkpolicy") {
+        ResourceKind::Network
+    } else {
+        ResourceKind::Container
+    }
+}
+
+/// Reads `kubectl get -o json`: Pods as containers (their phase as state), NetworkPolicies
+/// as networks, grouped by bottle.
+pub fn parse_ps(json: &str) -> Result<Vec<BottleStatus>, BackendError> {
+    let doc: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| BackendError::Other(format!("kube: cannot read kubectl's JSON: {e}")))?;
+    let mut bottles: BTreeMap<String, Vec<Resource>> = BTreeMap::new();
+    for item in doc["items"].as_array().into_iter().flatten() {
+        let labels = &item["metadata"]["labels"];
+        let Some(slug) = labels[LABEL_SLUG].as_str() else {
+            continue;
+        };
+        let role = labels[LABEL_ROLE].as_str().and_then(Role::parse);
+        let name = item["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let resource = match item["kind"].as_str() {
+            Some("Pod") => Resource {
+                kind: ResourceKind::Container,
+                name,
+                role,
+                state: item["status"]["phase"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_ascii_lowercase(),
+            },
+            Some("NetworkPolicy") => Resource {
+                kind: ResourceKind::Network,
+                name,
+                role,
+                state: String::new(),
+            },
+            _ => continue,
+        };
+        bottles.entry(slug.to_owned()).or_default().push(resource);
+    }
+    Ok(bottles
+        .into_iter()
+        .map(|(slug, resources)| BottleStatus { slug, resources })
+        .collect())
+}
+
+/// Reads `kubectl delete -o name`: the Pods and NetworkPolicies removed.
+pub fn parse_deleted(out: &str) -> Vec<Resource> {
+    out.lines()
+        .filter_map(|l| {
+            let (kind, name) = l.trim().split_once('/')?;
+            let kind = match kind {
+                "pod" => ResourceKind::Container,
+                k if k.starts_with("networkpolicy") => ResourceKind::Network,
+                _ => return None,
+            };
+            Some(Resource {
+                kind,
+                name: name.to_owned(),
+                role: name.rsplit('-').next().and_then(Role::parse),
+                state: String::new(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_groups_pods_and_policies_by_bottle() {
+        let json = r#"{"items": [
+            {"kind": "Pod", "metadata": {"name": "bottle-a-gate", "labels": {"bottle.slug": "a", "bottle.role": "gate"}}, "status": {"phase": "Running"}},
+            {"kind": "Service", "metadata": {"name": "bottle-a-gate", "labels": {"bottle.slug": "a", "bottle.role": "gate"}}},
+            {"kind": "NetworkPolicy", "metadata": {"name": "bottle-b-agent", "labels": {"bottle.slug": "b", "bottle.role": "agent"}}}
+        ]}"#;
+        let got = parse_ps(json).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].slug, "a");
+        assert_eq!(got[0].resources[0].state, "running");
+        assert_eq!(got[0].resources.len(), 1);
+        assert_eq!(got[1].resources[0].kind, ResourceKind::Network);
+    }
+
+    #[test]
+    fn deleted_names_become_resources() {
+        let got = parse_deleted(
+            "pod/bottle-a-gate\nservice/bottle-a-gate\nnetworkpolicy.networking.k8s.io/bottle-a-agent\n",
+        );
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].role, Some(Role::Gate));
+        assert_eq!(got[1].kind, ResourceKind::Network);
+    }
+}

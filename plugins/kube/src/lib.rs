@@ -1,0 +1,213 @@
+//! bottle's Kubernetes backend, shipped as a plugin (`libbottle_kube.so`, backend `kube`):
+//! it turns a plan into Kubernetes objects and prints them, or applies them with `kubectl`.
+//!
+//! ```sh
+//! cargo build -p bottle-kube
+//! bottle --plugin target/debug/libbottle_kube.so --backend kube up demo   # prints YAML
+//! ```
+//!
+//! # The objects
+//!
+//! For a bottle `S` with a gate (all carry `bottle.slug`, `bottle.role`, `bottle.managed`):
+//!
+//! | object | name | what |
+//! |---|---|---|
+//! | NetworkPolicy | `bottle-S-agent` | the agent: no ingress; egress only to the gate's Pods on TCP 9418, and to cluster DNS |
+//! | NetworkPolicy | `bottle-S-gate` | the gate: ingress only from the agent on TCP 9418; egress to cluster DNS and TCP anywhere (its upstreams) |
+//! | ConfigMap | `bottle-S-gate-files` | the gate's scripts (entrypoint, pre-receive, access hook) |
+//! | Secret | `bottle-S-gate-secret` | each upstream's identity key and known_hosts; mounted only into the gate Pod's init container |
+//! | ConfigMap | `bottle-S-agent-files` | the agent's git config (the `insteadOf` rewrites to the gate) |
+//! | Service | `bottle-S-gate` | port 9418 (`git`) to the gate Pod: the agent's `git://bottle-S-gate/NAME.git` resolves to it |
+//! | Pod | `bottle-S-gate` | the gate, user 10001, with an init container installing its files |
+//! | Pod | `bottle-S-agent` | the agent |
+//!
+//! The plan's two networks have no object of their own: the NetworkPolicies are what the
+//! internal network means (the agent reaches nothing but the gate), and what the egress
+//! network means (only the gate reaches out). They come first in the output so that no Pod
+//! ever runs before its policy exists. A bottle without git entries gets only the agent's
+//! Pod and a policy that lets it reach nothing at all.
+//!
+//! # Files, owners and modes
+//!
+//! A plan gives every file an exact mode and owner: the gate's scripts root-owned 0755 in a
+//! root-owned directory (so the gate user cannot alter its own hooks), its key owned by the
+//! gate user (10001) with mode 0400 in a 0700 directory (ssh refuses a key others can read).
+//! ConfigMap and Secret volumes cannot say that: their files are root-owned, `fsGroup` only
+//! changes the group, and their modes are applied unevenly (Podman 4.3 ignores `items`
+//! modes and a Secret's `defaultMode`, and mounts a `subPath` of a ConfigMap as a
+//! directory). So each Pod with files gets an init container, `install-files`, running the
+//! container's own image as root with every capability dropped but `CHOWN`, `DAC_OVERRIDE`
+//! and `FOWNER`, no privilege escalation and a read-only root file system. It sees the
+//! ConfigMap and the Secret (nobody else does) and copies each file into an `emptyDir`
+//! mounted over the file's directory (`/etc/bottle-gate` for the gate), with `chmod` then
+//! `chown` to the plan's mode and owner. A directory holding a file of a non-root owner gets
+//! that owner and 0700, any other 0755 and root, as the gate image has them. The main
+//! container mounts that `emptyDir` **read-only**. Secret entries are all files of a
+//! directory that holds an identity key (so the key and its known_hosts), ConfigMap entries
+//! the rest.
+//!
+//! The one exception is the agent's `/etc/gitconfig`: its directory is the image's `/etc`,
+//! which no volume may replace, and a `subPath` mount of a single file is what Podman 4.3
+//! gets wrong. Its ConfigMap is mounted read-only at `/etc/bottle-git/` instead (root-owned,
+//! the plan's 0644) and `GIT_CONFIG_SYSTEM` points git at it: git reads it as its system
+//! config, exactly the role `/etc/gitconfig` plays. Any other file in a top-level directory
+//! is refused with an error rather than placed wrongly.
+//!
+//! # Hardening
+//!
+//! From the plan: `runAsUser`/`runAsGroup` (and `runAsNonRoot` for a non-root user),
+//! `capabilities` (drop `ALL`, add the manifest's), `allowPrivilegeEscalation: false` for
+//! `no-new-privileges`, and a memory limit. Also: seccomp `RuntimeDefault`, no service
+//! account token, no Service environment variables, and `shareProcessNamespace` for the
+//! plan's `init` (the Pod's pause process is PID 1 and reaps orphans). Kubernetes has no
+//! per-Pod process limit (it is the kubelet's `--pod-max-pids`), so the plan's is recorded as
+//! the annotation `bottle.pids-limit`. Images are pulled `IfNotPresent`: bottle's are built
+//! locally, and a `:latest` image would otherwise always be pulled.
+//!
+//! # Print or apply
+//!
+//! `up` applies the objects (`kubectl apply --server-side`, which keeps the Secret out of
+//! the `last-applied-configuration` annotation; then waits for the Pods to be ready) when a
+//! cluster is configured: `BOTTLE_KUBE_APPLY=1`, or, when that is unset, `kubectl` is on
+//! PATH and `kubectl config current-context` succeeds. Otherwise it prints them as YAML on
+//! stdout, without the Secret (an identity key is never printed unasked): a comment shows
+//! the `kubectl create secret` command reading the key from its host path.
+//! `BOTTLE_KUBE_SECRETS=print` includes the Secret. `down` deletes every object with the
+//! bottle's `bottle.slug` label (`kubectl delete ... -l bottle.slug=S`), or prints that
+//! command. Also read: `BOTTLE_KUBE_NAMESPACE` (objects and kubectl), `BOTTLE_KUBECTL` (the
+//! program, default `kubectl`).
+//!
+//! # Why a plugin
+//!
+//! It is the first real user of the plugin ABI (`bottle_plugin`): a runtime added without
+//! touching the binary. It implements the synchronous `PluginBackend` and drives `kubectl`
+//! as a child process, which the host runs on a blocking thread.
+#![deny(missing_docs)]
+
+mod kubectl;
+pub mod render;
+
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::plan::Plan;
+use bottle_plugin::{export_backend, PluginBackend};
+
+pub use render::{render, Manifests, Options, Secrets};
+
+/// The kinds of object bottle creates, as `kubectl delete` and `kubectl get` take them.
+pub const KINDS: &str = "pods,services,configmaps,secrets,networkpolicies";
+
+/// The `kube` backend.
+#[derive(Debug)]
+pub struct Kube {
+    kubectl: kubectl::Kubectl,
+    /// Apply to a cluster (`true`) or print (`false`).
+    apply: bool,
+    secrets: Secrets,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Kube {
+    fn options(&self, secrets: Secrets) -> Options {
+        Options {
+            namespace: self.kubectl.namespace.clone(),
+            secrets,
+        }
+    }
+}
+
+impl PluginBackend for Kube {
+    const NAME: &'static str = "kube";
+    const ABOUT: &'static str =
+        "Kubernetes (plugin): prints the bottle as Pods, a Service, ConfigMaps, a Secret and NetworkPolicies, or applies them with kubectl";
+
+    fn open() -> Result<Self, BackendError> {
+        let kubectl = kubectl::Kubectl {
+            program: env("BOTTLE_KUBECTL").unwrap_or_else(|| "kubectl".to_owned()),
+            namespace: env("BOTTLE_KUBE_NAMESPACE"),
+        };
+        let apply = match env("BOTTLE_KUBE_APPLY").as_deref() {
+            Some("1" | "true" | "yes") => true,
+            Some("0" | "false" | "no") => false,
+            None => kubectl.has_cluster(),
+            Some(other) => {
+                return Err(BackendError::Other(format!(
+                    "BOTTLE_KUBE_APPLY={other}: use 1 (apply with kubectl) or 0 (print)"
+                )))
+            }
+        };
+        let secrets = match env("BOTTLE_KUBE_SECRETS").as_deref() {
+            Some("print") => Secrets::Include,
+            None | Some("omit") => Secrets::Omit,
+            Some(other) => {
+                return Err(BackendError::Other(format!(
+                    "BOTTLE_KUBE_SECRETS={other}: use print (include the Secret in printed YAML) or omit"
+                )))
+            }
+        };
+        Ok(Kube {
+            kubectl,
+            apply,
+            secrets,
+        })
+    }
+
+    fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
+        let secrets = if self.apply {
+            Secrets::Include
+        } else {
+            self.secrets
+        };
+        let manifests = render(plan, &self.options(secrets))
+            .map_err(|e| BackendError::Other(format!("kube: {e}")))?;
+        let yaml = manifests
+            .to_yaml()
+            .map_err(|e| BackendError::Other(format!("kube: {e}")))?;
+        if !self.apply {
+            kubectl::print(&yaml)?;
+            return Ok(());
+        }
+        self.kubectl.up(&manifests, &yaml, opts.keep_on_failure)
+    }
+
+    fn down(&self, slug: &str) -> Result<(), BackendError> {
+        let args = self.kubectl.delete_args(slug);
+        if !self.apply {
+            return kubectl::print(&format!("{}\n", self.kubectl.shown(&args)));
+        }
+        self.kubectl.run(&args).map(drop)
+    }
+
+    fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
+        let args = self.kubectl.get_args(slug);
+        if !self.apply {
+            kubectl::print(&format!("{}\n", self.kubectl.shown(&args)))?;
+            return Ok(Vec::new());
+        }
+        let out = self.kubectl.run(&args)?;
+        kubectl::parse_ps(&out)
+    }
+
+    fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
+        let args = self.kubectl.cleanup_args(slug);
+        if !self.apply {
+            kubectl::print(&format!("{}\n", self.kubectl.shown(&args)))?;
+            return Ok(Vec::new());
+        }
+        let out = self.kubectl.run(&args)?;
+        Ok(kubectl::parse_deleted(&out))
+    }
+
+    fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
+        let args = self.kubectl.exec_args(request);
+        if !self.apply {
+            kubectl::print(&format!("{}\n", self.kubectl.shown(&args)))?;
+            return Ok(0);
+        }
+        self.kubectl.interactive(&args)
+    }
+}
+
+export_backend!(Kube);

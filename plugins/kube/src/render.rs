@@ -1,0 +1,865 @@
+//! Pure rendering: a [`Plan`] in, Kubernetes objects (and their YAML) out. No I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use bottle_core::gate::GATE_PORT;
+use bottle_core::plan::{
+    ContainerSpec, FileSource, FileSpec, Plan, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG,
+};
+use bottle_core::planner::AGENT_GITCONFIG;
+use bottle_core::quote;
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, HostAlias, KeyToPath, Pod, PodSpec, ResourceRequirements, SeccompProfile, Secret,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::ByteString;
+
+/// Where the agent's git config is mounted (a directory holding `gitconfig`); git reads it
+/// through `GIT_CONFIG_SYSTEM`.
+pub const AGENT_GIT_DIR: &str = "/etc/bottle-git";
+
+/// Where the install init container sees the ConfigMap and the Secret.
+const CONFIG_IN: &str = "/bottle-in/config";
+const SECRET_IN: &str = "/bottle-in/secret";
+
+/// Whether secret bytes (identity keys) appear in the printed YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// The Secret is part of the output (for `kubectl apply`, or printing on request).
+    Include,
+    /// The Secret is left out; a comment says how to create it from the key's host path.
+    Omit,
+}
+
+/// How to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The namespace of every object; the current one when `None`.
+    pub namespace: Option<String>,
+    /// Whether the Secret is rendered.
+    pub secrets: Secrets,
+}
+
+/// The plan cannot be expressed as Kubernetes objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderError(pub String);
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One Kubernetes object.
+// A bottle has eight of them at most: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// A NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
+    /// A ConfigMap.
+    ConfigMap(ConfigMap),
+    /// A Secret.
+    Secret(Secret),
+    /// A Service.
+    Service(Service),
+    /// A Pod.
+    Pod(Pod),
+}
+
+impl Object {
+    /// `Kind/name`.
+    pub fn id(&self) -> String {
+        let (kind, meta) = match self {
+            Object::NetworkPolicy(o) => ("NetworkPolicy", &o.metadata),
+            Object::ConfigMap(o) => ("ConfigMap", &o.metadata),
+            Object::Secret(o) => ("Secret", &o.metadata),
+            Object::Service(o) => ("Service", &o.metadata),
+            Object::Pod(o) => ("Pod", &o.metadata),
+        };
+        format!("{kind}/{}", meta.name.as_deref().unwrap_or_default())
+    }
+
+    fn yaml(&self) -> Result<String, serde_norway::Error> {
+        match self {
+            Object::NetworkPolicy(o) => serde_norway::to_string(o),
+            Object::ConfigMap(o) => serde_norway::to_string(o),
+            Object::Secret(o) => serde_norway::to_string(o),
+            Object::Service(o) => serde_norway::to_string(o),
+            Object::Pod(o) => serde_norway::to_string(o),
+        }
+    }
+}
+
+/// The objects of one bottle, in apply order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifests {
+    /// The bottle's slug.
+    pub slug: String,
+    /// NetworkPolicies first (so no Pod ever runs unprotected), then ConfigMaps and
+    /// Secrets, the Service, and the Pods in plan order (the gate before the agent).
+    pub objects: Vec<Object>,
+    /// Comment lines put before the objects (what was left out, and how to add it).
+    pub notes: Vec<String>,
+}
+
+impl Manifests {
+    /// A multi-document YAML stream, as `kubectl apply -f -` and `podman kube play` read it.
+    pub fn to_yaml(&self) -> Result<String, RenderError> {
+        let mut out = String::new();
+        for note in &self.notes {
+            if note.is_empty() {
+                out.push_str("#\n");
+            } else {
+                let _ = writeln!(out, "# {note}");
+            }
+        }
+        for object in &self.objects {
+            let doc = object
+                .yaml()
+                .map_err(|e| RenderError(format!("cannot write {} as YAML: {e}", object.id())))?;
+            out.push_str("---\n");
+            out.push_str(&doc);
+        }
+        Ok(out)
+    }
+}
+
+fn meta(name: &str, labels: &BTreeMap<String, String>, opts: &Options) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: opts.namespace.clone(),
+        labels: Some(labels.clone()),
+        ..ObjectMeta::default()
+    }
+}
+
+fn selector(slug: &str, role: Role) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_SLUG.to_owned(), slug.to_owned()),
+        (LABEL_ROLE.to_owned(), role.as_str().to_owned()),
+    ])
+}
+
+fn pods(slug: &str, role: Role) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(selector(slug, role)),
+        ..LabelSelector::default()
+    }
+}
+
+fn tcp(port: u16) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(i32::from(port))),
+        protocol: Some("TCP".to_owned()),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+/// Cluster DNS: kube-dns (also CoreDNS's label) in kube-system, port 53.
+fn dns_rule() -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_owned(),
+                    "kube-system".to_owned(),
+                )])),
+                ..LabelSelector::default()
+            }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "k8s-app".to_owned(),
+                    "kube-dns".to_owned(),
+                )])),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(
+            ["UDP", "TCP"]
+                .into_iter()
+                .map(|p| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some(p.to_owned()),
+                    ..NetworkPolicyPort::default()
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn policy(
+    slug: &str,
+    role: Role,
+    ingress: Vec<NetworkPolicyIngressRule>,
+    egress: Vec<NetworkPolicyEgressRule>,
+    opts: &Options,
+) -> Object {
+    let name = bottle_core::plan::resource_name(slug, role);
+    Object::NetworkPolicy(NetworkPolicy {
+        metadata: meta(&name, &bottle_core::plan::labels(slug, role), opts),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(pods(slug, role)),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            ingress: Some(ingress),
+            egress: Some(egress),
+        }),
+    })
+}
+
+/// The NetworkPolicies: the agent reaches only the gate's git port (and DNS, to resolve the
+/// gate's Service); only the agent reaches the gate; the gate reaches DNS and TCP anywhere
+/// (its upstreams: a plan names them by host, and a policy needs addresses). Nothing reaches
+/// the agent.
+fn policies(plan: &Plan, opts: &Options) -> Vec<Object> {
+    let slug = &plan.slug;
+    let gate = plan.container(Role::Gate).is_some();
+    let mut out = Vec::new();
+    let agent_egress = if gate {
+        vec![
+            NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(pods(slug, Role::Gate)),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![tcp(GATE_PORT)]),
+            },
+            dns_rule(),
+        ]
+    } else {
+        Vec::new()
+    };
+    out.push(policy(slug, Role::Agent, Vec::new(), agent_egress, opts));
+    if gate {
+        let anywhere = ["0.0.0.0/0", "::/0"]
+            .into_iter()
+            .map(|cidr| NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: cidr.to_owned(),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            })
+            .collect();
+        out.push(policy(
+            slug,
+            Role::Gate,
+            vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(pods(slug, Role::Agent)),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![tcp(GATE_PORT)]),
+            }],
+            vec![
+                dns_rule(),
+                NetworkPolicyEgressRule {
+                    to: Some(anywhere),
+                    ports: Some(vec![NetworkPolicyPort {
+                        protocol: Some("TCP".to_owned()),
+                        ..NetworkPolicyPort::default()
+                    }]),
+                },
+            ],
+            opts,
+        ));
+    }
+    out
+}
+
+/// How one container's files reach it.
+struct Placement {
+    /// Text files for the ConfigMap: key to text.
+    config: BTreeMap<String, String>,
+    /// Files for the Secret: key to bytes, and where each came from (for the note).
+    secret: BTreeMap<String, (Vec<u8>, Source)>,
+    /// Directories replaced by an emptyDir, filled by the install init container.
+    roots: Vec<String>,
+    /// `(key, in Secret?, file)` for each installed file.
+    installed: Vec<(String, bool, FileSpec)>,
+    /// The git config, when the container has one: its ConfigMap key.
+    git_config: Option<(String, u32)>,
+}
+
+/// Where a Secret entry's bytes come from.
+#[derive(Debug, Clone)]
+enum Source {
+    Host(std::path::PathBuf),
+    Text,
+}
+
+fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// A ConfigMap/Secret key for `path`: its file name (characters outside `[-._a-zA-Z0-9]`
+/// replaced), made unique with a suffix.
+fn key_for(path: &str, taken: &mut BTreeSet<String>) -> String {
+    let base: String = basename(path)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let base = if base.is_empty() || base == "." || base == ".." {
+        "file".to_owned()
+    } else {
+        base
+    };
+    let mut key = base.clone();
+    let mut n = 2;
+    while !taken.insert(key.clone()) {
+        key = format!("{base}-{n}");
+        n += 1;
+    }
+    key
+}
+
+fn is_under(path: &str, dir: &str) -> bool {
+    path == dir || path.starts_with(&format!("{dir}/"))
+}
+
+/// Decides where each file of `c` goes (see the crate docs).
+fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
+    let mut p = Placement {
+        config: BTreeMap::new(),
+        secret: BTreeMap::new(),
+        roots: Vec::new(),
+        installed: Vec::new(),
+        git_config: None,
+    };
+    let mut taken = BTreeSet::new();
+    // Directories holding a secret file: all their files go to the Secret.
+    let private: BTreeSet<&str> = c
+        .files
+        .iter()
+        .filter(|f| matches!(f.source, FileSource::HostFile { .. }))
+        .map(|f| parent(&f.path))
+        .collect();
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    for f in &c.files {
+        if !f.path.starts_with('/') || f.path.ends_with('/') || f.path.contains("/../") {
+            return Err(RenderError(format!(
+                "container {}: file path {} is not a plain absolute path",
+                c.name, f.path
+            )));
+        }
+        let key = key_for(&f.path, &mut taken);
+        if f.path == AGENT_GITCONFIG && f.uid == 0 && f.gid == 0 {
+            if let FileSource::Text { text } = &f.source {
+                p.config.insert(key.clone(), text.clone());
+                p.git_config = Some((key, f.mode));
+                continue;
+            }
+        }
+        let dir = parent(&f.path);
+        if dir.matches('/').count() < 2 {
+            return Err(RenderError(format!(
+                "container {}: cannot place {}: the kube backend mounts a volume over a file's directory, and {dir} belongs to the image",
+                c.name, f.path
+            )));
+        }
+        let in_secret = private.contains(dir);
+        if in_secret {
+            let source = match &f.source {
+                FileSource::HostFile { path, .. } => Source::Host(path.clone()),
+                FileSource::Text { .. } => Source::Text,
+            };
+            p.secret.insert(key.clone(), (f.bytes().to_vec(), source));
+        } else {
+            let FileSource::Text { text } = &f.source else {
+                unreachable!("host files are in private directories");
+            };
+            p.config.insert(key.clone(), text.clone());
+        }
+        dirs.insert(dir.to_owned());
+        p.installed.push((key, in_secret, f.clone()));
+    }
+    // Roots: directories not under another one.
+    for d in &dirs {
+        if !dirs.iter().any(|o| o != d && is_under(d, o)) {
+            p.roots.push(d.clone());
+        }
+    }
+    Ok(p)
+}
+
+fn numeric_user(c: &ContainerSpec) -> Result<Option<(i64, i64)>, RenderError> {
+    let Some(user) = &c.user else {
+        return Ok(None);
+    };
+    let bad = || {
+        RenderError(format!(
+            "container {}: user {user:?} is not numeric uid:gid, which Kubernetes needs",
+            c.name
+        ))
+    };
+    let (u, g) = user
+        .split_once(':')
+        .unwrap_or((user.as_str(), user.as_str()));
+    let u: i64 = u.parse().map_err(|_| bad())?;
+    let g: i64 = g.parse().map_err(|_| bad())?;
+    Ok(Some((u, g)))
+}
+
+/// A memory quantity: whole MiB or GiB when exact, bytes otherwise.
+fn memory(bytes: i64) -> Quantity {
+    const MI: i64 = 1 << 20;
+    const GI: i64 = 1 << 30;
+    Quantity(if bytes % GI == 0 {
+        format!("{}Gi", bytes / GI)
+    } else if bytes % MI == 0 {
+        format!("{}Mi", bytes / MI)
+    } else {
+        bytes.to_string()
+    })
+}
+
+/// The shell script of the install init container.
+fn install_script(c: &ContainerSpec, p: &Placement) -> Result<String, RenderError> {
+    let q = |s: &str| quote::sh(s).map_err(|e| RenderError(format!("container {}: {e}", c.name)));
+    let mut s = String::from(
+        "set -eu\n# Installs this container's files with the plan's modes and owners.\numask 077\n",
+    );
+    for root in &p.roots {
+        // The emptyDir may hold a previous run's files (Podman keeps it as a named volume).
+        let r = q(root)?;
+        let _ = writeln!(s, "rm -rf -- {r}/* {r}/.[!.]* {r}/..?*");
+    }
+    // Every directory between a root and its files, with its owner and mode: a directory
+    // holding a file of a non-root owner belongs to that owner, 0700; others root, 0755.
+    let mut dirs: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
+    for (_, _, f) in &p.installed {
+        let mut d = parent(&f.path).to_owned();
+        let root = p
+            .roots
+            .iter()
+            .find(|r| is_under(&d, r))
+            .expect("every file is under a root");
+        loop {
+            let entry = dirs.entry(d.clone()).or_insert((0, 0, 0o755));
+            if parent(&f.path) == d && f.uid != 0 {
+                *entry = (f.uid, f.gid, 0o700);
+            }
+            if &d == root {
+                break;
+            }
+            d = parent(&d).to_owned();
+        }
+    }
+    for d in dirs.keys() {
+        let _ = writeln!(s, "mkdir -p {}", q(d)?);
+    }
+    for (key, in_secret, f) in &p.installed {
+        let src = format!("{}/{key}", if *in_secret { SECRET_IN } else { CONFIG_IN });
+        let dst = q(&f.path)?;
+        let _ = writeln!(
+            s,
+            "cp {} {dst} && chmod {:04o} {dst} && chown {}:{} {dst}",
+            q(&src)?,
+            f.mode,
+            f.uid,
+            f.gid
+        );
+    }
+    // Deepest first, so a parent is closed last.
+    for (d, (uid, gid, mode)) in dirs.iter().rev() {
+        let d = q(d)?;
+        let _ = writeln!(s, "chmod {mode:04o} {d} && chown {uid}:{gid} {d}");
+    }
+    Ok(s)
+}
+
+fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement), RenderError> {
+    let p = place(c)?;
+    let user = numeric_user(c)?;
+    let h = &c.hardening;
+    let mut annotations = BTreeMap::new();
+    // Kubernetes has no per-Pod process limit (it is the kubelet's --pod-max-pids).
+    annotations.insert("bottle.pids-limit".to_owned(), h.pids_limit.to_string());
+    let limits = (h.memory_bytes > 0)
+        .then(|| BTreeMap::from([("memory".to_owned(), memory(h.memory_bytes))]));
+    let role = c.role.as_str();
+
+    let mut env: Vec<EnvVar> = c
+        .env
+        .iter()
+        .map(|(k, v)| EnvVar {
+            name: k.clone(),
+            value: Some(v.clone()),
+            ..EnvVar::default()
+        })
+        .collect();
+    let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
+    let config_map = format!("{}-files", c.name);
+    let secret = format!("{}-secret", c.name);
+
+    if let Some((key, mode)) = &p.git_config {
+        env.push(EnvVar {
+            name: "GIT_CONFIG_SYSTEM".to_owned(),
+            value: Some(format!("{AGENT_GIT_DIR}/{key}")),
+            ..EnvVar::default()
+        });
+        volumes.push(Volume {
+            name: format!("{}-git", c.name),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.clone(),
+                items: Some(vec![KeyToPath {
+                    key: key.clone(),
+                    path: key.clone(),
+                    mode: Some(*mode as i32),
+                }]),
+                default_mode: Some(*mode as i32),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: format!("{}-git", c.name),
+            mount_path: AGENT_GIT_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+
+    let mut init = Vec::new();
+    if !p.installed.is_empty() {
+        let mut init_mounts = Vec::new();
+        let config_items: Vec<KeyToPath> = p
+            .installed
+            .iter()
+            .filter(|(_, s, _)| !s)
+            .map(|(k, _, _)| KeyToPath {
+                key: k.clone(),
+                path: k.clone(),
+                mode: None,
+            })
+            .collect();
+        if !config_items.is_empty() {
+            volumes.push(Volume {
+                name: config_map.clone(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config_map.clone(),
+                    items: Some(config_items),
+                    default_mode: Some(0o444),
+                    optional: Some(false),
+                }),
+                ..Volume::default()
+            });
+            init_mounts.push(VolumeMount {
+                name: config_map.clone(),
+                mount_path: CONFIG_IN.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
+        if !p.secret.is_empty() {
+            volumes.push(Volume {
+                name: secret.clone(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.clone()),
+                    default_mode: Some(0o400),
+                    // Podman 4.3 dereferences this field without checking it is set.
+                    optional: Some(false),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            init_mounts.push(VolumeMount {
+                name: secret.clone(),
+                mount_path: SECRET_IN.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
+        for (i, root) in p.roots.iter().enumerate() {
+            // Volume names are unique per bottle and container: Podman turns an emptyDir
+            // into a named volume of that name.
+            let name = if i == 0 {
+                format!("{}-root", c.name)
+            } else {
+                format!("{}-root-{}", c.name, i + 1)
+            };
+            volumes.push(Volume {
+                name: name.clone(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            });
+            init_mounts.push(VolumeMount {
+                name: name.clone(),
+                mount_path: root.clone(),
+                ..VolumeMount::default()
+            });
+            mounts.push(VolumeMount {
+                name,
+                mount_path: root.clone(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
+        init.push(Container {
+            name: "install-files".to_owned(),
+            image: Some(c.image.name.clone()),
+            image_pull_policy: Some("IfNotPresent".to_owned()),
+            command: Some(vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                install_script(c, &p)?,
+            ]),
+            // Root with only what copying files to their owners needs: chown, and reading
+            // and writing directories the image gave to another user.
+            security_context: Some(SecurityContext {
+                run_as_user: Some(0),
+                run_as_group: Some(0),
+                run_as_non_root: Some(false),
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".to_owned()]),
+                    add: Some(vec![
+                        "CHOWN".to_owned(),
+                        "DAC_OVERRIDE".to_owned(),
+                        "FOWNER".to_owned(),
+                    ]),
+                }),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    localhost_profile: None,
+                }),
+                ..SecurityContext::default()
+            }),
+            resources: Some(ResourceRequirements {
+                limits: Some(BTreeMap::from([("memory".to_owned(), memory(64 << 20))])),
+                ..ResourceRequirements::default()
+            }),
+            volume_mounts: Some(init_mounts),
+            ..Container::default()
+        });
+    }
+
+    let ports = (c.role == Role::Gate).then(|| {
+        vec![ContainerPort {
+            name: Some("git".to_owned()),
+            container_port: i32::from(GATE_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]
+    });
+    let mut host_aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (host, ip) in &c.extra_hosts {
+        host_aliases
+            .entry(ip.to_string())
+            .or_default()
+            .push(host.clone());
+    }
+    let container = Container {
+        name: role.to_owned(),
+        image: Some(c.image.name.clone()),
+        // bottle's images are built locally; never pull a ":latest" one behind the user's back.
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        command: c.entrypoint.clone(),
+        args: c.command.clone(),
+        env: (!env.is_empty()).then_some(env),
+        ports,
+        security_context: Some(SecurityContext {
+            run_as_user: user.map(|(u, _)| u),
+            run_as_group: user.map(|(_, g)| g),
+            run_as_non_root: user.and_then(|(u, _)| (u != 0).then_some(true)),
+            allow_privilege_escalation: Some(!h.no_new_privileges),
+            capabilities: Some(Capabilities {
+                drop: (!h.cap_drop.is_empty()).then(|| h.cap_drop.clone()),
+                add: (!h.cap_add.is_empty()).then(|| h.cap_add.clone()),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: Some(ResourceRequirements {
+            limits,
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        ..Container::default()
+    };
+    let mut labels = c.labels.clone();
+    labels.insert(LABEL_SLUG.to_owned(), slug.to_owned());
+    let mut metadata = meta(&c.name, &labels, opts);
+    metadata.annotations = Some(annotations);
+    let pod = Pod {
+        metadata,
+        spec: Some(PodSpec {
+            // The agent must not talk to the Kubernetes API, nor learn of other Services.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            // OnFailure: a completed init container is not run again (Podman 4.3 restarts
+            // it under Always); a crashed container is.
+            restart_policy: Some("OnFailure".to_owned()),
+            // The plan's `init`: the Pod's pause container is PID 1 and reaps orphans.
+            share_process_namespace: c.init.then_some(true),
+            host_aliases: (!host_aliases.is_empty()).then(|| {
+                host_aliases
+                    .into_iter()
+                    .map(|(ip, hostnames)| HostAlias {
+                        ip,
+                        hostnames: Some(hostnames),
+                    })
+                    .collect()
+            }),
+            init_containers: (!init.is_empty()).then_some(init),
+            containers: vec![container],
+            volumes: (!volumes.is_empty()).then_some(volumes),
+            ..PodSpec::default()
+        }),
+        status: None,
+    };
+    Ok((pod, p))
+}
+
+/// Renders `plan` as Kubernetes objects.
+pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
+    let slug = &plan.slug;
+    let mut objects = policies(plan, opts);
+    let mut notes = vec![
+        format!(
+            "bottle '{}' as Kubernetes objects (bottle's kube plugin, plan format {}).",
+            plan.bottle, plan.format
+        ),
+        format!(
+            "Apply with: kubectl apply --server-side -f -    Remove with: kubectl delete {} -l {LABEL_SLUG}={slug}",
+            crate::KINDS
+        ),
+    ];
+    let mut pods = Vec::new();
+    let mut service = None;
+    for c in &plan.containers {
+        if c.labels.get(LABEL_SLUG) != Some(slug) || !c.labels.contains_key(LABEL_MANAGED) {
+            return Err(RenderError(format!(
+                "container {} lacks the labels {LABEL_SLUG}={slug} and {LABEL_MANAGED}",
+                c.name
+            )));
+        }
+        let (pod, p) = pod(c, slug, opts)?;
+        let labels = &c.labels;
+        if !p.config.is_empty() {
+            objects.push(Object::ConfigMap(ConfigMap {
+                metadata: meta(&format!("{}-files", c.name), labels, opts),
+                data: Some(p.config.clone()),
+                ..ConfigMap::default()
+            }));
+        }
+        if !p.secret.is_empty() {
+            let name = format!("{}-secret", c.name);
+            match opts.secrets {
+                Secrets::Include => objects.push(Object::Secret(Secret {
+                    metadata: meta(&name, labels, opts),
+                    type_: Some("Opaque".to_owned()),
+                    data: Some(
+                        p.secret
+                            .iter()
+                            .map(|(k, (bytes, _))| (k.clone(), ByteString(bytes.clone())))
+                            .collect(),
+                    ),
+                    ..Secret::default()
+                })),
+                Secrets::Omit => notes.extend(secret_note(&name, labels, &p)),
+            }
+        }
+        if c.role == Role::Gate {
+            service = Some(Object::Service(Service {
+                metadata: meta(&c.name, labels, opts),
+                spec: Some(ServiceSpec {
+                    selector: Some(selector(slug, Role::Gate)),
+                    ports: Some(vec![ServicePort {
+                        name: Some("git".to_owned()),
+                        port: i32::from(GATE_PORT),
+                        target_port: Some(IntOrString::Int(i32::from(GATE_PORT))),
+                        protocol: Some("TCP".to_owned()),
+                        ..ServicePort::default()
+                    }]),
+                    ..ServiceSpec::default()
+                }),
+                status: None,
+            }));
+        }
+        pods.push(Object::Pod(pod));
+    }
+    objects.extend(service);
+    objects.extend(pods);
+    Ok(Manifests {
+        slug: slug.clone(),
+        objects,
+        notes,
+    })
+}
+
+/// The comment standing in for an omitted Secret: the commands that create it, reading the
+/// key from its host path (its bytes are never printed).
+fn secret_note(name: &str, labels: &BTreeMap<String, String>, p: &Placement) -> Vec<String> {
+    let q = |s: &str| quote::sh(s).unwrap_or_else(|_| "'?'".to_owned());
+    let mut create = format!("  kubectl create secret generic {}", q(name));
+    for (key, (bytes, source)) in &p.secret {
+        match source {
+            Source::Host(path) => {
+                let _ = write!(
+                    create,
+                    " --from-file={}",
+                    q(&format!("{key}={}", path.display()))
+                );
+            }
+            Source::Text => {
+                // One comment line per command: a trailing newline is dropped (ssh reads a
+                // last line without one), inner ones are written as printf escapes.
+                let text = String::from_utf8_lossy(bytes);
+                let text = text.trim_end_matches('\n');
+                if text.contains('\n') {
+                    let escaped = text.replace('\\', "\\\\").replace('\n', "\\n");
+                    let _ = write!(
+                        create,
+                        " --from-literal={key}=\"$(printf '%b' {})\"",
+                        q(&escaped)
+                    );
+                } else {
+                    let _ = write!(create, " --from-literal={}", q(&format!("{key}={text}")));
+                }
+            }
+        }
+    }
+    let label: Vec<String> = labels.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
+    let mut lines = vec![
+        String::new(),
+        format!("The Secret {name} holds an identity key, so it is not printed. Create it"),
+        "before applying the objects below (or set BOTTLE_KUBE_SECRETS=print to include it):"
+            .to_owned(),
+    ];
+    lines.push(create);
+    lines.push(format!(
+        "  kubectl label secret {} {}",
+        q(name),
+        label.join(" ")
+    ));
+    lines
+}

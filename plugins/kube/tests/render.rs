@@ -1,0 +1,200 @@
+//! The kube plugin's output, pinned by snapshots, and the properties that matter checked
+//! one by one. Regenerate with `INSTA_UPDATE=always cargo test -p bottle-kube`.
+
+use std::path::Path;
+
+use bottle_core::manifest::{self, Env};
+use bottle_core::plan::Plan;
+use bottle_core::planner;
+use bottle_kube::render::{render, Object, Options, Secrets};
+
+const KEY: &[u8] =
+    b"-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/// The demo manifest of `bottle init`, with two upstreams, planned in `dir`.
+fn plan(dir: &Path, toml: &str, bottle: &str) -> Plan {
+    std::fs::write(dir.join("key"), KEY).unwrap();
+    let path = dir.join("bottle.toml");
+    let text = toml.replace("@DIR@", &dir.display().to_string());
+    let m = manifest::parse(&path, &text, &Env { home: None }).unwrap();
+    planner::plan(m.select(Some(bottle)).unwrap()).unwrap()
+}
+
+const DEMO: &str = r#"
+[bottles.demo]
+image = "bottle-agent:latest"
+command = ["sleep", "infinity"]
+env = { TERM = "xterm" }
+cap_add = ["NET_BIND_SERVICE"]
+
+[[bottles.demo.git]]
+name = "app"
+upstream = "ssh://git@git.example.com:2222/team/app.git"
+identity_file = "@DIR@/key"
+known_host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+extra_hosts = { "git.example.com" = "192.0.2.10" }
+
+[[bottles.demo.git]]
+name = "docs"
+upstream = "git@git.example.com:team/docs.git"
+identity_file = "@DIR@/key"
+known_host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+"#;
+
+/// The YAML, with the temporary directory replaced and the gate's scripts (core's, pinned
+/// by core's own tests) reduced to a placeholder, so these snapshots pin what this plugin
+/// decides and change only when it does.
+fn yaml(plan: &Plan, secrets: Secrets, dir: &Path) -> String {
+    let opts = Options {
+        namespace: None,
+        secrets,
+    };
+    let mut m = render(plan, &opts).unwrap();
+    for o in &mut m.objects {
+        if let Object::ConfigMap(cm) = o {
+            for (key, text) in cm.data.iter_mut().flatten() {
+                if text.starts_with("#!/bin/sh") {
+                    *text = format!("[the gate's {key} script]");
+                }
+            }
+        }
+    }
+    m.to_yaml()
+        .unwrap()
+        .replace(&dir.display().to_string(), "[DIR]")
+}
+
+#[test]
+fn demo_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), DEMO, "demo");
+    let out = yaml(&p, Secrets::Omit, dir.path());
+    assert!(!out.contains("not a real key"), "the key leaked:\n{out}");
+    insta::assert_snapshot!("demo_omit", out);
+}
+
+#[test]
+fn demo_with_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), DEMO, "demo");
+    insta::assert_snapshot!("demo_include", yaml(&p, Secrets::Include, dir.path()));
+}
+
+#[test]
+fn a_bottle_without_git_is_an_agent_that_reaches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(
+        dir.path(),
+        "[bottles.solo]\nimage = \"alpine:3\"\nmemory = \"1g\"\n",
+        "solo",
+    );
+    let out = yaml(&p, Secrets::Omit, dir.path());
+    insta::assert_snapshot!("solo", out);
+}
+
+#[test]
+fn every_object_is_labelled_and_namespaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), DEMO, "demo");
+    let opts = Options {
+        namespace: Some("agents".to_owned()),
+        secrets: Secrets::Include,
+    };
+    let m = render(&p, &opts).unwrap();
+    let ids: Vec<String> = m.objects.iter().map(Object::id).collect();
+    assert_eq!(
+        ids,
+        [
+            "NetworkPolicy/bottle-demo-agent",
+            "NetworkPolicy/bottle-demo-gate",
+            "ConfigMap/bottle-demo-gate-files",
+            "Secret/bottle-demo-gate-secret",
+            "ConfigMap/bottle-demo-agent-files",
+            "Service/bottle-demo-gate",
+            "Pod/bottle-demo-gate",
+            "Pod/bottle-demo-agent",
+        ]
+    );
+    for o in &m.objects {
+        let meta = match o {
+            Object::NetworkPolicy(x) => &x.metadata,
+            Object::ConfigMap(x) => &x.metadata,
+            Object::Secret(x) => &x.metadata,
+            Object::Service(x) => &x.metadata,
+            Object::Pod(x) => &x.metadata,
+        };
+        let labels = meta.labels.as_ref().unwrap();
+        for key in ["bottle.slug", "bottle.role", "bottle.managed"] {
+            assert!(labels.contains_key(key), "{} lacks {key}", o.id());
+        }
+        assert_eq!(labels["bottle.slug"], "demo");
+        assert_eq!(meta.namespace.as_deref(), Some("agents"), "{}", o.id());
+    }
+}
+
+#[test]
+fn the_secret_reaches_only_the_gate_and_its_key_is_installed_for_the_gate_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), DEMO, "demo");
+    let m = render(
+        &p,
+        &Options {
+            namespace: None,
+            secrets: Secrets::Include,
+        },
+    )
+    .unwrap();
+    let pods: Vec<_> = m
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let gate = pods[0].spec.as_ref().unwrap();
+    let agent = pods[1].spec.as_ref().unwrap();
+    let uses_secret = |s: &k8s_openapi::api::core::v1::PodSpec| {
+        s.volumes.iter().flatten().any(|v| v.secret.is_some())
+    };
+    assert!(uses_secret(gate) && !uses_secret(agent));
+    // The Secret is mounted only into the init container, never into the gate itself.
+    let main = &gate.containers[0];
+    assert!(main
+        .volume_mounts
+        .iter()
+        .flatten()
+        .all(|m| m.name != "bottle-demo-gate-secret" && m.read_only == Some(true)));
+    let script = gate.init_containers.as_ref().unwrap()[0]
+        .command
+        .as_ref()
+        .unwrap()[2]
+        .clone();
+    assert!(script.contains(
+        "cp /bottle-in/secret/app.key /etc/bottle-gate/creds/app.key && chmod 0400 /etc/bottle-gate/creds/app.key && chown 10001:10001 /etc/bottle-gate/creds/app.key"
+    ), "{script}");
+    assert!(script
+        .contains("chmod 0700 /etc/bottle-gate/creds && chown 10001:10001 /etc/bottle-gate/creds"));
+    assert!(
+        script.contains("chmod 0755 /etc/bottle-gate/hooks && chown 0:0 /etc/bottle-gate/hooks")
+    );
+    // The install script is valid POSIX sh.
+    let check = std::process::Command::new("sh")
+        .args(["-n", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(check.success());
+    // The agent's git config reaches git through GIT_CONFIG_SYSTEM.
+    let env = agent.containers[0].env.as_ref().unwrap();
+    assert!(env.iter().any(|e| e.name == "GIT_CONFIG_SYSTEM"
+        && e.value.as_deref() == Some("/etc/bottle-git/gitconfig")));
+    for s in [gate, agent] {
+        assert_eq!(s.automount_service_account_token, Some(false));
+        let sc = s.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+    }
+}
