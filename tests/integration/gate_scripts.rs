@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -120,6 +121,7 @@ impl Rig {
         let _ = fs::create_dir_all("/run/sshd");
         rig.sshd = Some(
             Command::new("/usr/sbin/sshd")
+                .process_group(0)
                 .args(["-D", "-e", "-f"])
                 .arg(d.join("ssh/sshd_config"))
                 .stdin(Stdio::null())
@@ -166,7 +168,7 @@ impl Rig {
         }
         let entrypoint = spec.entrypoint.as_ref().unwrap();
         rig.gate = Some(
-            rig.env(&mut Command::new(&entrypoint[0]))
+            rig.env(Command::new(&entrypoint[0]).process_group(0))
                 .args(&entrypoint[1..])
                 .arg("--listen=127.0.0.1")
                 .arg(format!("--port={}", rig.gate_port))
@@ -275,6 +277,12 @@ impl Drop for Rig {
             .into_iter()
             .flatten()
         {
+            // Each runs in its own process group: `git daemon` runs `git-daemon` as a child
+            // (and that forks per connection), so the whole group goes, not just the wrapper.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
