@@ -17,21 +17,45 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Podman, rootful (root's API service) and rootless (an unprivileged user made here,
-# with its own service), for the podman backend's tests.
-./scripts/setup-podman.sh --rootless bottle-rl
+# with its own service), for the podman backend's tests and the end-to-end suite.
+rootless_user=${BOTTLE_E2E_ROOTLESS_USER:-bottle-rl}
+./scripts/setup-podman.sh --rootless "$rootless_user"
 
-# The engine tests need a Docker engine. On CI its absence fails the run; locally
-# they skip with a loud message.
-if docker info >/dev/null 2>&1; then
-	echo "==> building bottle's images (bottle image build)" >&2
-	cargo build --quiet --bin bottle
-	./target/debug/bottle --backend docker image build
-elif [ "${CI:-}" = true ]; then
-	echo "test: the Docker engine is not reachable, and CI needs it" >&2
-	exit 1
-else
-	echo "!!!! test: no Docker engine: the engine tests will SKIP !!!!" >&2
+# The engine tests need each engine's images in its own store (docker, root's podman,
+# the rootless user's podman). On CI a missing engine fails the run; locally its tests
+# skip with a loud message.
+cargo build --quiet --bin bottle
+bottle=$(pwd)/target/debug/bottle
+uid=$(id -u "$rootless_user")
+as_rootless() {
+	runuser -u "$rootless_user" -- env -i HOME="$(getent passwd "$rootless_user" | cut -d: -f6)" \
+		XDG_RUNTIME_DIR="/run/user/$uid" PATH=/usr/local/bin:/usr/bin:/bin "$@"
+}
+# The rootless user runs the binary from a copy when it cannot reach target/.
+rootless_bottle=$bottle
+if ! as_rootless test -x "$bottle"; then
+	copy_dir=$(mktemp -d)
+	cp "$bottle" "$copy_dir/bottle"
+	chmod 0755 "$copy_dir" "$copy_dir/bottle"
+	rootless_bottle=$copy_dir/bottle
 fi
+for engine in docker podman podman-rootless; do
+	case $engine in
+	docker) run='' cli=docker backend=docker bin=$bottle ;;
+	podman) run='' cli=podman backend=podman bin=$bottle ;;
+	podman-rootless) run=as_rootless cli=podman backend=podman bin=$rootless_bottle ;;
+	esac
+	if $run "$cli" info >/dev/null 2>&1; then
+		echo "==> building bottle's images for $engine (bottle --backend $backend image build)" >&2
+		(cd /tmp && $run "$bin" --backend "$backend" image build)
+	elif [ "${CI:-}" = true ]; then
+		echo "test: $engine is not reachable, and CI needs it" >&2
+		exit 1
+	else
+		echo "!!!! test: $engine is not reachable: its engine tests will SKIP !!!!" >&2
+	fi
+done
+[ "$rootless_bottle" = "$bottle" ] || rm -rf "$(dirname "$rootless_bottle")"
 
 echo "==> cargo test" >&2
 cargo test --workspace

@@ -12,8 +12,24 @@
 //! The scenarios ([`scenarios`]) are plain functions taking an [`Engine`]. The `suite!` macro
 //! instantiates every one of them as a `#[test]` inside a module per engine (like ripgrep's
 //! one-body-per-matcher tests), so `e2e::docker::clone_matches_upstream` is the docker run of
-//! the scenario `clone_matches_upstream`. A podman backend adds one line:
-//! `mod podman { suite!(super::PODMAN); }` with a `PODMAN` [`Engine`].
+//! the scenario `clone_matches_upstream`. The engines:
+//!
+//! - `docker`: [`DOCKER`], `--backend docker` and the `docker` CLI.
+//! - `podman`: [`PODMAN`], podman as root: `--backend podman` (root's API service,
+//!   /run/podman/podman.sock) and the `podman` CLI.
+//! - `podman_rootless`: [`PODMAN_ROOTLESS`], podman as the unprivileged user
+//!   `BOTTLE_E2E_ROOTLESS_USER` (default `bottle-rl`, made by
+//!   `scripts/setup-podman.sh --rootless USER`). Every command that touches the engine or
+//!   the bottle (`bottle`, `podman`, the dry-run script's `sh`) runs as that user through
+//!   `runuser -u USER -- env -i HOME=... XDG_RUNTIME_DIR=/run/user/UID PATH=...`, so bottle
+//!   finds the user's own API service and image store; the scenario's directory (keys,
+//!   manifest) is handed to the user (mode 0700). When the user cannot execute
+//!   `target/debug/bottle`, the run uses a copy in the temp dir. This needs the tests to run
+//!   as root.
+//!
+//! Another engine is one more [`Engine`] and one more line `mod NAME { suite!(...); }`.
+//! Where engines differ in a way a scenario must know, it is a field of [`Engine`] (e.g.
+//! [`Engine::internal_dns_forwards`]), not a test of the engine's name.
 //!
 //! # Isolation and cleanup
 //!
@@ -23,25 +39,33 @@
 //!   `bottle cleanup <slug>` on drop, also when the test panics (then printing the gate's and
 //!   the fixture's logs first). `BOTTLE_TEST_KEEP=1` keeps everything and prints how to
 //!   remove it.
-//! - At most `BOTTLE_E2E_JOBS` (default 3) bottles exist at once, whatever the test threads:
-//!   each brings three containers, and the machines this runs on have two cores.
+//! - At most `BOTTLE_E2E_JOBS` (default 3) bottles exist at once, whatever the test threads
+//!   and across all engines: each brings three containers, and the machines this runs on
+//!   have two cores.
 //! - Every command runs under a time limit, and every wait is a bounded poll.
 //!   `BOTTLE_E2E_TRACE=1` prints each command with its start time and duration.
 //! - Traffic goes only to the scenario's own containers (and the engine's resolver inside
-//!   the agent); nothing targets any other address.
+//!   the agent); nothing targets any other address. Where the engine's DNS forwards names
+//!   it does not know out of an internal network (podman's aardvark-dns 1.4), the agent
+//!   resolves no name but the gate's (see scenario 10).
 //!
 //! # Running
 //!
-//! `cargo test --test integration e2e` (about a minute on a 2-core machine: libtest runs two
-//! scenarios at a time there; `-- --test-threads 3` is a little faster, more is not).
-//! One scenario: `cargo test --test integration e2e::docker::clean_push_arrives_upstream`.
+//! `cargo test --test integration e2e` runs every engine (about 5 minutes on a busy 2-core
+//! machine, where libtest runs two scenarios at a time; alone, docker takes about 1 minute,
+//! podman 1.5, rootless podman 1.5 to 3). One engine: `cargo test --test integration
+//! e2e::podman::` (the trailing `::` leaves `podman_rootless` out). One scenario:
+//! `cargo test --test integration e2e::docker::clean_push_arrives_upstream`.
 //!
 //! # Skipping
 //!
-//! When the engine is unreachable (`<cli> info` fails) or one of bottle's images is missing,
-//! every scenario prints a loud SKIP and passes, except under `CI=true`, where it fails. Once
-//! per run, before the first bottle, `bottle image build` refreshes stale images so that
-//! concurrent `bottle up`s never race to build them.
+//! When an engine is unreachable (`<cli> info` fails; for the rootless engine also: its user
+//! does not exist or has no /run/user/UID, or the tests do not run as root) or one of bottle's
+//! images is missing in its store, each of its scenarios prints a loud SKIP and passes, except
+//! under `CI=true`, where it fails. Once per engine and run, before its first bottle,
+//! `bottle image build` (as the engine's user) refreshes stale images so that concurrent
+//! `bottle up`s never race to build them; other engines' scenarios go on meanwhile.
+//! `scripts/test.sh` builds the images of all three engines.
 
 mod harness;
 mod scenarios;
@@ -49,19 +73,59 @@ mod scenarios;
 /// A container engine the scenarios run on.
 #[derive(Debug)]
 pub struct Engine {
+    /// Its name in messages (and its module's name).
+    pub name: &'static str,
+    /// A short tag in the slugs of its bottles, telling the engines' bottles apart.
+    pub tag: &'static str,
     /// The `--backend` value that drives it.
     pub backend: &'static str,
     /// The dry-run backend printing scripts for its CLI.
     pub dry_run: &'static str,
     /// Its CLI (`docker` or `podman`), for the fixture and for inspections.
     pub cli: &'static str,
+    /// Whether it is driven as an unprivileged user (`BOTTLE_E2E_ROOTLESS_USER`, default
+    /// `bottle-rl`): every `bottle`, engine CLI and dry-run script then runs as that user,
+    /// through `runuser`, against the user's own engine and image store.
+    pub rootless: bool,
+    /// Whether the engine's DNS server on an internal network may forward a name it does not
+    /// know to the host's resolvers. aardvark-dns before 1.11 does (Debian 12 has 1.4;
+    /// containers/aardvark-dns#447). The scenarios then never ask the agent to resolve a name
+    /// other than the gate's: the query would leave the machine.
+    pub internal_dns_forwards: bool,
 }
 
 /// Docker, through the docker backend (bollard) and the `docker` CLI.
 pub const DOCKER: Engine = Engine {
+    name: "docker",
+    tag: "d",
     backend: "docker",
     dry_run: "dry-run",
     cli: "docker",
+    rootless: false,
+    internal_dns_forwards: false,
+};
+
+/// Podman as root, through the podman backend (root's API service) and the `podman` CLI.
+pub const PODMAN: Engine = Engine {
+    name: "podman",
+    tag: "p",
+    backend: "podman",
+    dry_run: "dry-run-podman",
+    cli: "podman",
+    rootless: false,
+    internal_dns_forwards: true,
+};
+
+/// Podman as an unprivileged user (`BOTTLE_E2E_ROOTLESS_USER`, default `bottle-rl`, set up by
+/// `scripts/setup-podman.sh --rootless USER`), with the user's own API service and store.
+pub const PODMAN_ROOTLESS: Engine = Engine {
+    name: "podman-rootless",
+    tag: "r",
+    backend: "podman",
+    dry_run: "dry-run-podman",
+    cli: "podman",
+    rootless: true,
+    internal_dns_forwards: true,
 };
 
 /// Instantiates every scenario of [`scenarios`] as a `#[test]` for one engine.
@@ -99,4 +163,14 @@ macro_rules! suite {
 /// The scenarios on Docker.
 mod docker {
     suite!(super::DOCKER);
+}
+
+/// The scenarios on Podman as root.
+mod podman {
+    suite!(super::PODMAN);
+}
+
+/// The scenarios on Podman as an unprivileged user.
+mod podman_rootless {
+    suite!(super::PODMAN_ROOTLESS);
 }
