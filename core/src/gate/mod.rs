@@ -105,7 +105,29 @@ impl GateLayout {
     pub fn known_hosts(&self, name: &str) -> String {
         format!("{}/{name}.known_hosts", self.creds_dir())
     }
+    /// The gate user's home (`HOME` in the gate image), which only that user can enter.
+    pub fn home(&self) -> String {
+        format!("{}/var/lib/bottle-gate", self.root)
+    }
+    /// The directory of the gate's ssh control sockets (its persistent connections to the
+    /// upstreams), inside the gate user's home.
+    pub fn control_dir(&self) -> String {
+        format!("{}/ssh", self.home())
+    }
+    /// The control socket of upstream `name`'s persistent ssh connection: one per entry,
+    /// never shared between entries, since each entry has its own key. `None` when the
+    /// path would be too long for a unix socket (a host layout under a long root): the
+    /// gate then makes a new connection every time.
+    pub fn control_path(&self, name: &str) -> Option<String> {
+        let path = format!("{}/{name}", self.control_dir());
+        (path.len() <= MAX_CONTROL_PATH).then_some(path)
+    }
 }
+
+/// The longest control path ssh can use: a unix socket path holds at most 107 bytes, and
+/// ssh first binds the master's socket at the path plus `.` and 16 random characters.
+/// (The container layout's longest, for a 64-character entry name, is 89.)
+const MAX_CONTROL_PATH: usize = 107 - 17;
 
 /// What [`GitGate::prepare`] produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
