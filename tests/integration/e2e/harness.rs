@@ -284,6 +284,22 @@ impl Runner {
         cmd
     }
 
+    /// `bottle` run in `dir` as the engine's user with the user's own HOME and configuration,
+    /// as the user would type it; for root, the same as [`Runner::bottle`].
+    fn bottle_at_home(&self, dir: &Path) -> Command {
+        if self.user.is_none() {
+            return self.bottle(dir);
+        }
+        let passed: Vec<(&str, OsString)> = USER_PASSED_ENV
+            .iter()
+            .filter_map(|name| Some((*name, std::env::var_os(name)?)))
+            .collect();
+        let env: Vec<(&str, &OsStr)> = passed.iter().map(|(n, v)| (*n, v.as_os_str())).collect();
+        let mut cmd = self.command(&self.bottle, None, &env);
+        cmd.current_dir(dir);
+        cmd
+    }
+
     /// `sh SCRIPT` run in `dir` as the engine's user: the engine's CLI in the script sees the
     /// same store as [`Runner::cli`] (HOME is `dir` when the test runs it itself, as before).
     fn sh(&self, dir: &Path, script: &Path) -> Command {
@@ -585,9 +601,35 @@ fn can_run(engine: &'static Engine) -> Option<&'static Runner> {
 }
 
 // ---------------------------------------------------------------------------------------
-// At most BOTTLE_E2E_JOBS bottles at once.
+// At most BOTTLE_E2E_JOBS bottles at once, and at most `Engine::max_bottles` of one engine.
 
-static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+/// Bottles in use: in all, and per engine (by name).
+#[derive(Default)]
+struct Slots {
+    used: usize,
+    per_engine: Vec<(&'static str, usize)>,
+}
+
+impl Slots {
+    fn engine(&mut self, name: &'static str) -> &mut usize {
+        let at = match self.per_engine.iter().position(|(n, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                self.per_engine.push((name, 0));
+                self.per_engine.len() - 1
+            }
+        };
+        &mut self.per_engine[at].1
+    }
+}
+
+static SLOTS: (Mutex<Slots>, Condvar) = (
+    Mutex::new(Slots {
+        used: 0,
+        per_engine: Vec::new(),
+    }),
+    Condvar::new(),
+);
 
 fn max_jobs() -> usize {
     std::env::var("BOTTLE_E2E_JOBS")
@@ -598,25 +640,33 @@ fn max_jobs() -> usize {
 }
 
 /// One of the slots; released on drop.
-struct Permit;
+struct Permit {
+    engine: &'static str,
+}
 
 impl Permit {
-    fn acquire() -> Permit {
+    fn acquire(engine: &'static Engine) -> Permit {
         let (lock, cvar) = &SLOTS;
-        let mut used = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while *used >= max_jobs() {
-            used = cvar.wait(used).unwrap_or_else(|p| p.into_inner());
+        let mut slots = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while slots.used >= max_jobs() || *slots.engine(engine.name) >= engine.max_bottles {
+            slots = cvar.wait(slots).unwrap_or_else(|p| p.into_inner());
         }
-        *used += 1;
-        Permit
+        slots.used += 1;
+        *slots.engine(engine.name) += 1;
+        Permit {
+            engine: engine.name,
+        }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let (lock, cvar) = &SLOTS;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        cvar.notify_one();
+        let mut slots = lock.lock().unwrap_or_else(|p| p.into_inner());
+        slots.used -= 1;
+        *slots.engine(self.engine) -= 1;
+        // Every waiter: the one a slot fits may not be the first in line.
+        cvar.notify_all();
     }
 }
 
@@ -688,7 +738,7 @@ impl Harness {
     /// A harness with its directory, keys and manifest, and nothing on the engine yet.
     pub fn prepare(engine: &'static Engine, opts: Options) -> Option<Harness> {
         let runner = can_run(engine)?;
-        let permit = Permit::acquire();
+        let permit = Permit::acquire(engine);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
@@ -793,6 +843,14 @@ impl Harness {
     /// engine's user.
     pub fn bottle(&self) -> Command {
         let mut cmd = self.runner.bottle(self.dir());
+        cmd.args(["--backend", self.engine.backend]);
+        cmd
+    }
+
+    /// `bottle --backend <engine>` as the engine's user types it: in the scenario's
+    /// directory, with the user's own HOME and configuration (for `doctor`, which checks them).
+    pub fn bottle_at_home(&self) -> Command {
+        let mut cmd = self.runner.bottle_at_home(self.dir());
         cmd.args(["--backend", self.engine.backend]);
         cmd
     }

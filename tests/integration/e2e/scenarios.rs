@@ -752,6 +752,32 @@ pub fn the_dry_run_script_makes_a_working_bottle(engine: &'static Engine) {
     secret_pushes_rejected(&h);
 }
 
+/// 16. `bottle doctor`, run as the engine's user, finds this host healthy for the engine:
+///     what `scripts/setup-podman.sh` set up (rootful and rootless) is what doctor checks.
+pub fn doctor_reports_a_healthy_host(engine: &'static Engine) {
+    let Some(h) = Harness::prepare(engine, Options::new("doctor")) else {
+        return;
+    };
+    let out = run(h.bottle_at_home().arg("doctor"));
+    let said = show(&out);
+    assert!(
+        out.status.success(),
+        "bottle doctor found this host unhealthy for {}:\n{said}",
+        engine.name
+    );
+    assert!(
+        said.contains("healthy: everything this backend needs is in place"),
+        "{said}"
+    );
+    assert!(!said.contains("MISSING"), "{said}");
+    if engine.rootless {
+        assert!(
+            said.contains("rootless"),
+            "doctor did not see rootless podman:\n{said}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Checks shared by scenarios.
 
