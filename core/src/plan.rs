@@ -45,6 +45,24 @@ impl Plan {
         self.containers.iter().find(|c| c.role == role)
     }
 
+    /// The first [`HostOf`] entry a backend cannot fill, with the container holding it: one
+    /// naming a container that does not come earlier in the plan (it must run first), or a
+    /// network that container is not on. `None` when every entry can be filled.
+    pub fn unfillable_host(&self) -> Option<(&ContainerSpec, &HostOf)> {
+        self.containers.iter().enumerate().find_map(|(at, c)| {
+            c.hosts_of
+                .iter()
+                .find(|h| {
+                    !self.containers[..at].iter().any(|earlier| {
+                        earlier.name == h.container
+                            && (earlier.network == h.network
+                                || earlier.connect.contains(&h.network))
+                    })
+                })
+                .map(|h| (c, h))
+        })
+    }
+
     /// The names of every resource this plan creates: what a leftover probe looks for.
     pub fn resource_names(&self) -> impl Iterator<Item = (ResourceKind, &str)> {
         self.networks
@@ -139,6 +157,14 @@ pub struct NetworkSpec {
     pub role: Role,
     /// `true` for a network with no route out of the host.
     pub internal: bool,
+    /// Whether the engine answers name lookups on this network. Off for the internal
+    /// network: the agent finds its sidecars through `/etc/hosts` entries
+    /// ([`ContainerSpec::hosts_of`]) and needs no resolver, so no engine resolver can relay
+    /// its lookups of outside names (aardvark-dns before 1.11 forwards them out of internal
+    /// networks, a channel for data). An engine that cannot turn its resolver off per
+    /// network (Docker, whose resolver does not forward from internal networks) ignores it.
+    #[serde(default = "yes")]
+    pub dns: bool,
     /// Labels, including [`LABEL_SLUG`] and [`LABEL_ROLE`].
     pub labels: BTreeMap<String, String>,
 }
@@ -221,6 +247,12 @@ pub struct ContainerSpec {
     pub connect: Vec<String>,
     /// Host name to address entries added to the container's `/etc/hosts`.
     pub extra_hosts: BTreeMap<String, IpAddr>,
+    /// `/etc/hosts` entries naming other containers of the plan, whose addresses the engine
+    /// assigns when they start: a backend starts those containers first, reads their
+    /// addresses and adds the entries to [`ContainerSpec::extra_hosts`] when it creates this
+    /// one. (The plan lists containers in start order, so they come earlier in it.)
+    #[serde(default)]
+    pub hosts_of: Vec<HostOf>,
     /// Files copied into the container before it starts.
     pub files: Vec<FileSpec>,
     /// Run a minimal init as PID 1 (the engine's own, e.g. docker-init), which forwards
@@ -229,6 +261,22 @@ pub struct ContainerSpec {
     pub init: bool,
     /// Capabilities and resource limits.
     pub hardening: Hardening,
+}
+
+/// An `/etc/hosts` entry for another container of the plan: `name` resolves to the address
+/// `container` has on `network`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostOf {
+    /// The host name the entry gives.
+    pub name: String,
+    /// The container whose address it is (its deterministic name).
+    pub container: String,
+    /// The network on which that container's address is taken.
+    pub network: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A file copied into a container before it starts.

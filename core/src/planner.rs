@@ -9,8 +9,8 @@ use crate::diag::ManifestError;
 use crate::gate::{GitGate, StandardGate};
 use crate::manifest::Bottle;
 use crate::plan::{
-    labels, resource_name, BuiltinImage, ContainerSpec, FileSource, FileSpec, Hardening, ImageRef,
-    NetworkSpec, Plan, Role, PLAN_FORMAT,
+    labels, resource_name, BuiltinImage, ContainerSpec, FileSource, FileSpec, Hardening, HostOf,
+    ImageRef, NetworkSpec, Plan, Role, PLAN_FORMAT,
 };
 use crate::quote::QuoteError;
 
@@ -56,10 +56,13 @@ pub fn plan_with(bottle: &Bottle, gate: &dyn GitGate) -> Result<Plan, PlanError>
         name: internal.clone(),
         role: Role::Internal,
         internal: true,
+        // Nothing on it resolves names through the engine: see NetworkSpec::dns.
+        dns: false,
         labels: labels(&slug, Role::Internal),
     }];
     let mut containers = Vec::new();
     let mut agent_files = Vec::new();
+    let mut agent_hosts = Vec::new();
 
     if let Some(gate) = gate.prepare(&slug, bottle, &internal, &egress)? {
         // The egress network exists only for sidecars: a bottle without any has none.
@@ -67,6 +70,7 @@ pub fn plan_with(bottle: &Bottle, gate: &dyn GitGate) -> Result<Plan, PlanError>
             name: egress.clone(),
             role: Role::Egress,
             internal: false,
+            dns: true,
             labels: labels(&slug, Role::Egress),
         });
         agent_files.push(FileSpec {
@@ -77,6 +81,12 @@ pub fn plan_with(bottle: &Bottle, gate: &dyn GitGate) -> Result<Plan, PlanError>
             source: FileSource::Text {
                 text: gate.agent_git_config,
             },
+        });
+        // The agent finds the gate by its name through /etc/hosts, never through a resolver.
+        agent_hosts.push(HostOf {
+            name: gate.host.clone(),
+            container: gate.container.name.clone(),
+            network: internal.clone(),
         });
         containers.push(gate.container);
     }
@@ -96,6 +106,7 @@ pub fn plan_with(bottle: &Bottle, gate: &dyn GitGate) -> Result<Plan, PlanError>
         network: internal,
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
+        hosts_of: agent_hosts,
         files: agent_files,
         init: true,
         hardening: Hardening {

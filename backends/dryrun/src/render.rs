@@ -72,6 +72,19 @@ pub enum RenderError {
         /// What is wrong.
         why: String,
     },
+    /// An `/etc/hosts` entry naming a container that does not run before this one, or a
+    /// network that container is not on.
+    #[error("container {container}: host entry {name:?} takes the address of {of} on {network}, which no earlier container of the plan has")]
+    HostOf {
+        /// The container holding the entry.
+        container: String,
+        /// The entry's host name.
+        name: String,
+        /// The container whose address it takes.
+        of: String,
+        /// The network of that address.
+        network: String,
+    },
     /// `exec` without a command.
     #[error("exec in bottle {slug}: no command given\n  hint: name the program to run in the agent, e.g. bash")]
     EmptyCommand {
@@ -302,6 +315,14 @@ fn check_plan(plan: &Plan) -> Result<Vec<ContainerFiles<'_>>, RenderError> {
             check_key(&n.name, "label", key)?;
         }
     }
+    if let Some((ct, h)) = plan.unfillable_host() {
+        return Err(RenderError::HostOf {
+            container: ct.name.clone(),
+            name: h.name.clone(),
+            of: h.container.clone(),
+            network: h.network.clone(),
+        });
+    }
     let mut names = BTreeSet::new();
     let mut all = Vec::new();
     for ct in &plan.containers {
@@ -314,6 +335,9 @@ fn check_plan(plan: &Plan) -> Result<Vec<ContainerFiles<'_>>, RenderError> {
         check_name("network", &ct.network)?;
         for n in &ct.connect {
             check_name("network", n)?;
+        }
+        for h in &ct.hosts_of {
+            check_name("host", &h.name)?;
         }
         if !ct
             .image
@@ -365,7 +389,14 @@ fn staged(container: &str, rel: &str) -> Result<String, RenderError> {
 }
 
 /// The `create` words after the program: flags, image, arguments.
-fn create_groups(ct: &ContainerSpec, cli: Cli) -> Result<Vec<String>, RenderError> {
+///
+/// `addresses` are the shell variables holding the addresses of [`ContainerSpec::hosts_of`],
+/// in its order.
+fn create_groups(
+    ct: &ContainerSpec,
+    cli: Cli,
+    addresses: &[String],
+) -> Result<Vec<String>, RenderError> {
     let mut g = vec![
         qj(["--name", &ct.name])?,
         // As through the API, a missing image is an error, never a pull.
@@ -401,6 +432,13 @@ fn create_groups(ct: &ContainerSpec, cli: Cli) -> Result<Vec<String>, RenderErro
     for (host, ip) in &ct.extra_hosts {
         // `host:ip`, IPv6 unbracketed: docker and podman split at the first ':'.
         g.push(qj(["--add-host", &format!("{host}:{ip}")])?);
+    }
+    for (h, var) in ct.hosts_of.iter().zip(addresses) {
+        g.push(format!(
+            "{} {}\"${var}\"",
+            q("--add-host")?,
+            q(&format!("{}:", h.name))?
+        ));
     }
     let h = &ct.hardening;
     for cap in &h.cap_drop {
@@ -718,10 +756,16 @@ impl Up<'_> {
         s.blank();
         s.comment("Networks.");
         s.line("created=1");
+        let cli_is_podman = self.cli == Cli::Podman;
         for n in &self.plan.networks {
             let mut words = vec![self.p, "network", "create"];
             if n.internal {
                 words.push("--internal");
+            }
+            // docker cannot turn its resolver off per network (nor does it forward lookups
+            // out of an internal one); podman can.
+            if !n.dns && cli_is_podman {
+                words.push("--disable-dns");
             }
             let mut cmd = qj(words)?;
             for (k, v) in &n.labels {
@@ -740,6 +784,7 @@ impl Up<'_> {
         let (p, cli) = (self.p, self.cli);
         let s = &mut self.s;
         let mut archive = 0;
+        let mut address = 0;
         for (ct, cf) in self.plan.containers.iter().zip(&self.files) {
             s.blank();
             s.comment(format!(
@@ -753,7 +798,38 @@ impl Up<'_> {
                      the arguments after the image.",
                 );
             }
-            s.long(qj([p, "create"])?, create_groups(ct, cli)?, " >/dev/null");
+            let mut addresses = Vec::new();
+            for h in &ct.hosts_of {
+                address += 1;
+                let var = format!("address_{address}");
+                s.comment(format!(
+                    "{}'s address on {}, for the host entry {}.",
+                    c(&h.container),
+                    c(&h.network),
+                    c(&h.name)
+                ));
+                let format = format!(
+                    "{{{{(index .NetworkSettings.Networks {}).IPAddress}}}}",
+                    serde_json::to_string(&h.network).expect("a string serialises")
+                );
+                s.line(format!(
+                    "{var}=$({})",
+                    qj([p, "inspect", "--format", &format, &h.container])?
+                ));
+                s.line(format!(
+                    "[ -n \"${var}\" ] || {{ printf '%s\\n' {} >&2; exit 1; }}",
+                    q(&format!(
+                        "bottle {}: {} has no address on {}",
+                        self.plan.slug, h.container, h.network
+                    ))?
+                ));
+                addresses.push(var);
+            }
+            s.long(
+                qj([p, "create"])?,
+                create_groups(ct, cli, &addresses)?,
+                " >/dev/null",
+            );
             for ((uid, gid), members) in &cf.groups {
                 archive += 1;
                 // Written to a file, not piped: POSIX sh has no pipefail to catch a failing tar.

@@ -303,6 +303,7 @@ mod tests {
             network: "net".into(),
             connect: vec![],
             extra_hosts: BTreeMap::from([("v6".into(), "2001:db8::1".parse().unwrap())]),
+            hosts_of: Vec::new(),
             files: vec![],
             init: true,
             hardening: Hardening {

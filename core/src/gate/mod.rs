@@ -224,6 +224,7 @@ pub trait GitGate {
             network: internal.to_owned(),
             connect: vec![egress.to_owned()],
             extra_hosts,
+            hosts_of: Vec::new(),
             files,
             init: true,
             hardening: Hardening {

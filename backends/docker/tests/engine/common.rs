@@ -232,6 +232,7 @@ pub fn container(slug: &str, role: Role, image: &str, network: &str) -> Containe
         network: network.to_owned(),
         connect: vec![],
         extra_hosts: BTreeMap::new(),
+        hosts_of: Vec::new(),
         files: Vec::<FileSpec>::new(),
         init: true,
         hardening: hardening(),
@@ -243,6 +244,7 @@ pub fn network(slug: &str, role: Role, internal: bool) -> NetworkSpec {
         name: resource_name(slug, role),
         role,
         internal,
+        dns: !internal,
         labels: labels(slug, role),
     }
 }

@@ -7,7 +7,9 @@ use std::fs;
 use bottle_backend_dryrun::{render_up, Cli};
 use bottle_core::plan::{FileSource, FileSpec, Plan};
 
-use crate::support::{demo, expected_members, files_plan, members, secret_key, Fake, Member, Run};
+use crate::support::{
+    demo, expected_members, files_plan, members, secret_key, Fake, Member, Run, FAKE_ADDRESS,
+};
 
 /// What each container received, by container name, sorted by path; checks that every
 /// archive holds one owner only.
@@ -109,6 +111,65 @@ fn host_files_are_copied_at_run_time() {
     assert_eq!(key.bytes, b"rotated key\n");
 }
 
+/// The agent finds the gate through /etc/hosts: its create carries the gate's address on
+/// the internal network, read once the gate runs. Under podman the internal network has no
+/// resolver at all; docker has no switch for it.
+#[test]
+fn the_agent_gets_the_gates_address_and_no_resolver() {
+    let demo = demo();
+    for cli in Cli::ALL {
+        let fake = Fake::new();
+        let run = fake.run(&render_up(&demo.plan, cli).unwrap());
+        assert!(run.success, "{cli:?}: {}", run.stderr);
+        let inspect = run.calls_to(&["inspect"]);
+        assert_eq!(inspect.len(), 1, "{cli:?}: {:?}", run.calls);
+        assert_eq!(
+            inspect[0].args(),
+            [
+                "inspect",
+                "--format",
+                "{{(index .NetworkSettings.Networks \"bottle-demo-internal\").IPAddress}}",
+                "bottle-demo-gate"
+            ]
+        );
+        let create = run.calls_to(&["create"]);
+        let agent = create
+            .iter()
+            .find(|c| c.args().contains(&"bottle-demo-agent"))
+            .unwrap();
+        let entry = format!("bottle-demo-gate:{FAKE_ADDRESS}");
+        assert!(
+            agent.args().windows(2).any(|w| w == ["--add-host", &entry]),
+            "{cli:?}: {:?}",
+            agent.args()
+        );
+        let internal = run.calls_to(&["network", "create"]);
+        let internal = internal
+            .iter()
+            .find(|c| c.args().contains(&"bottle-demo-internal"))
+            .unwrap();
+        assert_eq!(
+            internal.args().contains(&"--disable-dns"),
+            cli == Cli::Podman,
+            "{cli:?}: {:?}",
+            internal.args()
+        );
+    }
+}
+
+/// An entry naming a container that does not run first cannot be filled: refused before
+/// anything is printed.
+#[test]
+fn a_host_entry_for_a_later_container_is_refused() {
+    let mut plan = demo().plan;
+    plan.containers.reverse();
+    let err = render_up(&plan, Cli::Docker).unwrap_err().to_string();
+    assert!(
+        err.contains("host entry \"bottle-demo-gate\" takes the address of bottle-demo-gate"),
+        "{err}"
+    );
+}
+
 /// The order the backends follow: create, copy the files in, connect, start.
 #[test]
 fn containers_are_created_filled_connected_started() {
@@ -126,6 +187,7 @@ fn containers_are_created_filled_connected_started() {
                 "network" => format!("network {} {}", a[1], a.last().unwrap()),
                 "create" => format!("create {}", a[2]),
                 "cp" => format!("cp {}", a.last().unwrap()),
+                "inspect" => format!("inspect {}", a.last().unwrap()),
                 _ => a.join(" "),
             }
         })
@@ -140,6 +202,8 @@ fn containers_are_created_filled_connected_started() {
             "cp bottle-demo-gate:/",
             "network connect bottle-demo-gate",
             "start bottle-demo-gate",
+            // The gate's address, for the agent's /etc/hosts.
+            "inspect bottle-demo-gate",
             "create bottle-demo-agent",
             "cp bottle-demo-agent:/",
             "start bottle-demo-agent",

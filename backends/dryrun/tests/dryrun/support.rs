@@ -146,6 +146,7 @@ fn container(slug: &str, role: Role, network: &str, files: Vec<FileSpec>) -> Con
         network: network.to_owned(),
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
+        hosts_of: Vec::new(),
         files,
         init: true,
         hardening: hardening(),
@@ -157,6 +158,7 @@ fn network(slug: &str, role: Role, internal: bool) -> NetworkSpec {
         name: format!("bottle-{slug}-{role}"),
         role,
         internal,
+        dns: !internal,
         labels: labels(slug, role),
     }
 }
@@ -296,7 +298,8 @@ pub fn rel(path: &str) -> String {
 /// arguments (NUL-separated) in `call.N`, keeps what `cp` reads from stdin in `call.N.tar`,
 /// and answers from files: `existing` (resource names that exist), `missing-images`,
 /// `containers` and `networks` (what `ps -q` and `network ls -q` print), and `fail/WORD`
-/// or `fail/WORD1-WORD2` (that subcommand fails).
+/// or `fail/WORD1-WORD2` (that subcommand fails). `inspect --format` of a container prints
+/// [`FAKE_ADDRESS`], its address on any network.
 const FAKE: &str = r#"#!/bin/sh
 set -eu
 d=$FAKE_DIR
@@ -316,9 +319,13 @@ container|network)
 	ls) cat "$d/networks" ;;
 	esac ;;
 ps) cat "$d/containers" ;;
+inspect) echo 192.0.2.7 ;;
 cp) cat >"$d/call.$n.tar" ;;
 esac
 "#;
+
+/// The address the fake engine gives every container on every network.
+pub const FAKE_ADDRESS: &str = "192.0.2.7";
 
 /// One call the script made.
 #[derive(Debug, Clone)]
