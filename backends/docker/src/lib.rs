@@ -22,7 +22,7 @@
 //!   `bottle cleanup`). A crashed earlier run can therefore never be half-adopted.
 //! - **Images are checked before anything is created.** A missing image that bottle does
 //!   not build fails `up` with nothing created and a hint to build or pull it; a built-in
-//!   one ([`BuiltinImage`](bottle_core::plan::BuiltinImage)) is built when missing or stale.
+//!   one ([`BuiltinImage`]) is built when missing or stale.
 //!   Build contexts are embedded in the binary (by the shared crate
 //!   `bottle-backend-shared`, which the podman backend uses too); see [`images`].
 //! - **Rollback by identity.** `up` records the id of every network and container it
@@ -54,9 +54,13 @@
 //!   Standard input is read on a plain thread, not tokio's blocking pool, so a pending read
 //!   never holds up the runtime's shutdown; its end half-closes the exec's stdin.
 //!
-//! - **Shared with podman.** The files archive, the image contexts and their digest, the
-//!   base rootfs, label filters, `ps` grouping and the words of the leftover, rollback and
-//!   removal errors come from `bottle-backend-shared`, so both backends behave alike.
+//! - **Shared with podman.** Everything above that is not an API call is written once in
+//!   `bottle-backend-shared`: the orchestration of `up` (probe, images, concurrency,
+//!   rollback), `down`/`ps`/`cleanup`, image ensure/build/import and `exec` run over the
+//!   [`Engine`] primitives this crate implements (module `engine`: one bollard call each,
+//!   plus the twin-network check); so do the files archive, the image contexts and their
+//!   digest, the base rootfs, label filters and the words of every error. Both backends
+//!   therefore behave alike, and this crate holds only what talks to docker.
 //!
 //! # Errors
 //!
@@ -70,24 +74,30 @@
 //!
 //! Image builds and base-image creation print their output line by line to standard error;
 //! [`Docker::with_progress`] sends them elsewhere.
+//!
+//! # Images and exec as a library
+//!
+//! Image ensure/build/import are functions of `bottle_backend_shared::engine` taking any
+//! [`Engine`], e.g. `engine::ensure_image(&docker, &spec, false)`;
+//! [`Docker::exec_output`] runs a command and captures its output.
 
 #![deny(missing_docs)]
 
-mod exec;
+mod engine;
 pub mod images;
-mod manage;
-mod up;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bottle_backend_shared::engine as shared;
 use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
-use bottle_core::plan::Plan;
+use bottle_core::plan::{BuiltinImage, Plan};
 
 pub use bollard;
-pub use exec::ExecOutput;
+pub use bottle_backend_shared::engine::Engine;
+pub use bottle_backend_shared::term::ExecOutput;
 pub use images::{BuildOptions, BuildSpec, ContextFile, ImageStatus, RootfsSource};
 
 /// The engine address used when `DOCKER_HOST` is not set.
@@ -198,8 +208,14 @@ impl Docker {
         &self.client
     }
 
-    pub(crate) fn progress(&self, line: &str) {
-        (self.progress)(line)
+    /// Runs `command` in the running container `container` (any container, not only an
+    /// agent) with no standard input, and collects its output and exit code.
+    pub async fn exec_output(
+        &self,
+        container: &str,
+        command: &[String],
+    ) -> Result<ExecOutput, BackendError> {
+        shared::exec_output(self, container, command).await
     }
 }
 
@@ -243,14 +259,6 @@ pub(crate) fn error_text(e: &bollard::errors::Error) -> String {
     }
 }
 
-/// Wraps an engine error as [`BackendError::Engine`] for `action`.
-pub(crate) fn engine_err(action: impl Into<String>, e: &bollard::errors::Error) -> BackendError {
-    BackendError::Engine {
-        action: action.into(),
-        message: error_text(e),
-    }
-}
-
 /// Whether an engine error is "no such ...".
 pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
@@ -269,42 +277,26 @@ impl Backend for Docker {
     }
 
     async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
-        up::up(self, plan, opts).await
+        shared::up(self, plan, opts).await
     }
 
     async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        manage::remove_labelled(self, Some(slug)).await.map(|_| ())
+        shared::down(self, slug).await
     }
 
     async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        manage::ps(self, slug).await
+        shared::ps(self, slug).await
     }
 
     async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        manage::remove_labelled(self, slug).await
+        shared::cleanup(self, slug).await
     }
 
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
-        exec::exec_stdio(self, request).await
+        shared::exec(self, request).await
     }
 
-    async fn build_images(
-        &self,
-        which: &[bottle_core::plan::BuiltinImage],
-        force: bool,
-    ) -> Result<(), BackendError> {
-        let opts = BuildOptions {
-            force,
-            ..BuildOptions::default()
-        };
-        for image in which {
-            let status = self.build_builtin(*image, &opts).await?;
-            let what = match status {
-                ImageStatus::Fresh => "up to date",
-                ImageStatus::Built => "built",
-            };
-            self.progress(&format!("bottle: image {} {what}", image.tag()));
-        }
-        Ok(())
+    async fn build_images(&self, which: &[BuiltinImage], force: bool) -> Result<(), BackendError> {
+        shared::build_images(self, which, force).await
     }
 }

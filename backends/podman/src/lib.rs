@@ -17,10 +17,13 @@
 //!   else, checks (and builds) images before creating anything, creates networks at once,
 //!   creates, fills and connects containers concurrently and starts them in plan order, and
 //!   on failure removes exactly what it created, by id (unless
-//!   [`UpOptions::keep_on_failure`]). `down`, `ps` and `cleanup` work by label alone. What
-//!   the two backends share (the files archive, image contexts and their digest, the base
-//!   rootfs, label filters, `ps` grouping, the words of every error) comes from
-//!   `bottle-backend-shared`, so only the API calls differ.
+//!   [`UpOptions::keep_on_failure`]). `down`, `ps` and `cleanup` work by label alone. This
+//!   is not written twice: the orchestration of `up`, `down`/`ps`/`cleanup`, images and
+//!   `exec` lives in `bottle-backend-shared`, over the [`Engine`] primitives this crate
+//!   implements (module `engine`: one libpod call each, plus podman's own quirks: the
+//!   network-create retry, the SpecGenerator, create warnings), as do the files archive,
+//!   image contexts and their digest, the base rootfs, label filters, `ps` grouping and the
+//!   words of every error. Only the API calls differ.
 //! - **Socket discovery.** [`Podman::connect`] takes `CONTAINER_HOST`, else the caller's
 //!   setting, else `$XDG_RUNTIME_DIR/podman/podman.sock` for an ordinary user or
 //!   `/run/podman/podman.sock` for root (see [`socket`]). A missing socket is
@@ -66,21 +69,21 @@
 
 #![deny(missing_docs)]
 
-mod exec;
+mod engine;
 pub mod images;
-mod manage;
 mod raw;
 pub mod socket;
-mod up;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bottle_backend_shared::engine as shared;
 use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
 use bottle_core::plan::{BuiltinImage, Plan};
 
+pub use bottle_backend_shared::engine::Engine;
 pub use bottle_backend_shared::images::{
     BuildOptions, BuildSpec, ContextFile, ImageStatus, RootfsSource,
 };
@@ -293,8 +296,14 @@ impl Podman {
         &self.api
     }
 
-    pub(crate) fn progress(&self, line: &str) {
-        (self.progress)(line)
+    /// Runs `command` in the running container `container` (any container, not only an
+    /// agent) with no standard input, and collects its output and exit code.
+    pub async fn exec_output(
+        &self,
+        container: &str,
+        command: &[String],
+    ) -> Result<ExecOutput, BackendError> {
+        shared::exec_output(self, container, command).await
     }
 }
 
@@ -334,14 +343,6 @@ fn dedupe_cause(message: &str) -> String {
     }
 }
 
-/// Wraps a podman-api error as [`BackendError::Engine`] for `action`.
-pub(crate) fn engine_err(action: impl Into<String>, e: &podman_api::Error) -> BackendError {
-    BackendError::Engine {
-        action: action.into(),
-        message: error_text(e),
-    }
-}
-
 /// Whether a podman-api error is "no such ...".
 pub(crate) fn is_not_found(e: &podman_api::Error) -> bool {
     matches!(e, podman_api::Error::Fault { code, .. } if code.as_u16() == 404)
@@ -362,39 +363,27 @@ impl Backend for Podman {
     }
 
     async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
-        up::up(self, plan, opts).await
+        shared::up(self, plan, opts).await
     }
 
     async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        manage::remove_labelled(self, Some(slug)).await.map(|_| ())
+        shared::down(self, slug).await
     }
 
     async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        manage::ps(self, slug).await
+        shared::ps(self, slug).await
     }
 
     async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        manage::remove_labelled(self, slug).await
+        shared::cleanup(self, slug).await
     }
 
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
-        exec::exec_stdio(self, request).await
+        shared::exec(self, request).await
     }
 
     async fn build_images(&self, which: &[BuiltinImage], force: bool) -> Result<(), BackendError> {
-        let opts = BuildOptions {
-            force,
-            ..BuildOptions::default()
-        };
-        for image in which {
-            let status = self.build_builtin(*image, &opts).await?;
-            let what = match status {
-                ImageStatus::Fresh => "up to date",
-                ImageStatus::Built => "built",
-            };
-            self.progress(&format!("bottle: image {} {what}", image.tag()));
-        }
-        Ok(())
+        shared::build_images(self, which, force).await
     }
 }
 
