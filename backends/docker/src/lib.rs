@@ -80,6 +80,10 @@
 //! Image ensure/build/import are functions of `bottle_backend_shared::engine` taking any
 //! [`Engine`], e.g. `engine::ensure_image(&docker, &spec, false)`;
 //! [`Docker::exec_output`] runs a command and captures its output.
+//!
+//! [`Plan`]: bottle_core::plan::Plan
+//! [`UpOptions::keep_on_failure`]: bottle_core::backend::UpOptions::keep_on_failure
+//! [`BuiltinImage`]: bottle_core::plan::BuiltinImage
 
 #![deny(missing_docs)]
 
@@ -90,10 +94,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bottle_backend_shared::engine as shared;
-use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
-use bottle_core::plan::{BuiltinImage, Plan};
+use bottle_core::backend::BackendError;
 
 pub use bollard;
 pub use bottle_backend_shared::engine::Engine;
@@ -243,19 +245,7 @@ pub(crate) fn error_text(e: &bollard::errors::Error) -> String {
     match e {
         Error::DockerResponseServerError { message, .. } => message.trim().to_owned(),
         Error::DockerStreamError { error } => error.trim().to_owned(),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !text.contains(&s_text) {
-                    text.push_str(": ");
-                    text.push_str(&s_text);
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => shared::text_with_sources(other),
     }
 }
 
@@ -270,33 +260,4 @@ pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
-#[async_trait]
-impl Backend for Docker {
-    fn name(&self) -> &str {
-        "docker"
-    }
-
-    async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
-        shared::up(self, plan, opts).await
-    }
-
-    async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        shared::down(self, slug).await
-    }
-
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        shared::ps(self, slug).await
-    }
-
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        shared::cleanup(self, slug).await
-    }
-
-    async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
-        shared::exec(self, request).await
-    }
-
-    async fn build_images(&self, which: &[BuiltinImage], force: bool) -> Result<(), BackendError> {
-        shared::build_images(self, which, force).await
-    }
-}
+bottle_backend_shared::impl_backend!(Docker, "docker");

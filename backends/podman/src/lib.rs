@@ -66,6 +66,10 @@
 //!
 //! Image builds, imports and base-rootfs creation print line by line to standard error;
 //! [`Podman::with_progress`] sends them elsewhere.
+//!
+//! [`Plan`]: bottle_core::plan::Plan
+//! [`UpOptions::keep_on_failure`]: bottle_core::backend::UpOptions::keep_on_failure
+//! [`BuiltinImage`]: bottle_core::plan::BuiltinImage
 
 #![deny(missing_docs)]
 
@@ -78,10 +82,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bottle_backend_shared::engine as shared;
-use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
-use bottle_core::plan::{BuiltinImage, Plan};
+use bottle_core::backend::BackendError;
 
 pub use bottle_backend_shared::engine::Engine;
 pub use bottle_backend_shared::images::{
@@ -317,19 +319,7 @@ pub(crate) fn error_text(e: &podman_api::Error) -> String {
     use podman_api::Error;
     match e {
         Error::Fault { message, .. } => dedupe_cause(message.trim()),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !text.contains(&s_text) {
-                    text.push_str(": ");
-                    text.push_str(&s_text);
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => shared::text_with_sources(other),
     }
 }
 
@@ -356,36 +346,7 @@ pub(crate) fn raw_err(action: impl Into<String>, e: &raw::RawError) -> BackendEr
     }
 }
 
-#[async_trait]
-impl Backend for Podman {
-    fn name(&self) -> &str {
-        "podman"
-    }
-
-    async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
-        shared::up(self, plan, opts).await
-    }
-
-    async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        shared::down(self, slug).await
-    }
-
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        shared::ps(self, slug).await
-    }
-
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        shared::cleanup(self, slug).await
-    }
-
-    async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
-        shared::exec(self, request).await
-    }
-
-    async fn build_images(&self, which: &[BuiltinImage], force: bool) -> Result<(), BackendError> {
-        shared::build_images(self, which, force).await
-    }
-}
+bottle_backend_shared::impl_backend!(Podman, "podman");
 
 #[cfg(test)]
 mod tests {

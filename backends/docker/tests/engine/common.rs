@@ -27,17 +27,6 @@ pub async fn docker() -> Option<Under> {
     .await
 }
 
-/// `let d = engine!();` — the engine, or return from the test after a SKIP message.
-macro_rules! engine {
-    () => {
-        match crate::common::docker().await {
-            Some(d) => d.0,
-            None => return,
-        }
-    };
-}
-pub(crate) use engine;
-
 #[async_trait]
 impl TestEngine for Under {
     type Client = Docker;

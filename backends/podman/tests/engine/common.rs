@@ -77,17 +77,6 @@ fn rustix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `let p = engine!();` — the service, or return from the test after a SKIP message.
-macro_rules! engine {
-    () => {
-        match crate::common::podman().await {
-            Some(p) => p.0,
-            None => return,
-        }
-    };
-}
-pub(crate) use engine;
-
 #[async_trait]
 impl TestEngine for Under {
     type Client = Podman;

@@ -83,31 +83,31 @@ pub async fn cleanup<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<Resourc
     let mut removed = Vec::new();
     let mut failures = Vec::new();
 
-    let results = join_all(containers.into_iter().map(|f| async move {
-        let r = e.remove_container(&f.id).await;
-        (f, r)
-    }))
-    .await;
-    for (f, r) in results {
-        match r {
-            Ok(()) => removed.push(f.resource),
-            Err(err) if err.is_not_found() => {}
-            Err(err) => failures.push(format!("container {}: {err}", f.resource.name)),
+    let mut tally = |results: Vec<(Found, Result<(), EngineError>)>| {
+        for (f, r) in results {
+            match r {
+                Ok(()) => removed.push(f.resource),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => {
+                    failures.push(format!("{} {}: {err}", f.resource.kind, f.resource.name))
+                }
+            }
         }
-    }
-
-    let results = join_all(networks.into_iter().map(|f| async move {
-        let r = remove_network(e, &f.id).await;
-        (f, r)
-    }))
-    .await;
-    for (f, r) in results {
-        match r {
-            Ok(()) => removed.push(f.resource),
-            Err(err) if err.is_not_found() => {}
-            Err(err) => failures.push(format!("network {}: {err}", f.resource.name)),
-        }
-    }
+    };
+    tally(
+        join_all(containers.into_iter().map(|f| async move {
+            let r = e.remove_container(&f.id).await;
+            (f, r)
+        }))
+        .await,
+    );
+    tally(
+        join_all(networks.into_iter().map(|f| async move {
+            let r = remove_network(e, &f.id).await;
+            (f, r)
+        }))
+        .await,
+    );
 
     resources::removal_outcome(slug, removed, failures)
 }

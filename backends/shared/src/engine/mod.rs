@@ -62,6 +62,95 @@ pub use images::{
 pub use manage::{cleanup, down, ps};
 pub use up::up;
 
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;
+#[doc(hidden)]
+pub use bottle_core as __core;
+
+/// Implements [`Backend`](bottle_core::backend::Backend) for an [`Engine`], named `$name`,
+/// by the functions of this module: `impl_backend!(Docker, "docker");`.
+///
+/// The orphan rule keeps that `impl` in each backend's crate (both the trait and a blanket
+/// `impl<E: Engine>` would be foreign there); this keeps it one line.
+#[macro_export]
+macro_rules! impl_backend {
+    ($ty:ty, $name:literal) => {
+        #[$crate::engine::__async_trait]
+        impl $crate::engine::__core::backend::Backend for $ty {
+            fn name(&self) -> &str {
+                $name
+            }
+
+            async fn up(
+                &self,
+                plan: &$crate::engine::__core::plan::Plan,
+                opts: &$crate::engine::__core::backend::UpOptions,
+            ) -> Result<(), $crate::engine::__core::backend::BackendError> {
+                $crate::engine::up(self, plan, opts).await
+            }
+
+            async fn down(
+                &self,
+                slug: &str,
+            ) -> Result<(), $crate::engine::__core::backend::BackendError> {
+                $crate::engine::down(self, slug).await
+            }
+
+            async fn ps(
+                &self,
+                slug: Option<&str>,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::BottleStatus>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::ps(self, slug).await
+            }
+
+            async fn cleanup(
+                &self,
+                slug: Option<&str>,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::Resource>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::cleanup(self, slug).await
+            }
+
+            async fn exec(
+                &self,
+                request: &$crate::engine::__core::backend::ExecRequest,
+            ) -> Result<i32, $crate::engine::__core::backend::BackendError> {
+                $crate::engine::exec(self, request).await
+            }
+
+            async fn build_images(
+                &self,
+                which: &[$crate::engine::__core::plan::BuiltinImage],
+                force: bool,
+            ) -> Result<(), $crate::engine::__core::backend::BackendError> {
+                $crate::engine::build_images(self, which, force).await
+            }
+        }
+    };
+}
+
+/// An error's text followed by each of its sources' that it does not already contain:
+/// what a client library's error says when the engine sent no message of its own
+/// (connection failures and the like).
+pub fn text_with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// An engine's refusal of one step: its own message, and whether it meant "no such ...".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineError {
