@@ -17,8 +17,9 @@ use bollard::query_parameters::{
 };
 use bottle_backend_shared::engine::{
     Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
+    Settings,
 };
-use bottle_backend_shared::images::{split_reference, BuildOptions, BuildSpec};
+use bottle_backend_shared::images::{split_reference, BuildSpec};
 use bottle_backend_shared::resources;
 use bottle_core::backend::BackendError;
 use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind};
@@ -28,11 +29,7 @@ use crate::{error_text, is_not_found, Docker};
 
 /// A bollard error as an [`EngineError`]: 404 is "not found".
 fn ee(e: bollard::errors::Error) -> EngineError {
-    if is_not_found(&e) {
-        EngineError::not_found(error_text(&e))
-    } else {
-        EngineError::new(error_text(&e))
-    }
+    EngineError::of(is_not_found(&e), error_text(&e))
 }
 
 fn label_filters(slug: Option<&str>) -> HashMap<String, Vec<String>> {
@@ -41,12 +38,8 @@ fn label_filters(slug: Option<&str>) -> HashMap<String, Vec<String>> {
 
 #[async_trait]
 impl Engine for Docker {
-    fn progress(&self, line: &str) {
-        (self.progress)(line)
-    }
-
-    fn build_options(&self) -> &BuildOptions {
-        &self.build
+    fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     fn who(&self) -> &'static str {

@@ -98,7 +98,7 @@ use bottle_backend_shared::engine as shared;
 use bottle_core::backend::BackendError;
 
 pub use bollard;
-pub use bottle_backend_shared::engine::Engine;
+pub use bottle_backend_shared::engine::{Engine, ProgressFn};
 pub use bottle_backend_shared::term::ExecOutput;
 pub use images::{BuildOptions, BuildSpec, ContextFile, ImageStatus, RootfsSource};
 
@@ -108,16 +108,12 @@ pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// How long [`Docker::connect`] waits for the engine to answer its ping.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Receives progress lines (image builds, base image creation) meant for the user.
-pub type ProgressFn = dyn Fn(&str) + Send + Sync;
-
 /// The docker backend: a connected engine client.
 #[derive(Clone)]
 pub struct Docker {
     client: bollard::Docker,
     host: String,
-    progress: Arc<ProgressFn>,
-    build: BuildOptions,
+    settings: shared::Settings,
 }
 
 impl fmt::Debug for Docker {
@@ -175,22 +171,21 @@ impl Docker {
         Ok(Docker {
             client,
             host: host.to_owned(),
-            progress: Arc::new(|line: &str| eprintln!("{line}")),
-            build: BuildOptions::default(),
+            settings: shared::Settings::default(),
         })
     }
 
     /// Sends progress lines (build output, base image creation) to `progress` instead of
     /// standard error.
     pub fn with_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> Docker {
-        self.progress = Arc::new(progress);
+        self.settings.progress = Arc::new(progress);
         self
     }
 
     /// Sets how `up` builds the built-in images it needs (base image, gitleaks binary,
     /// forced rebuild). Default: [`BuildOptions::default`].
     pub fn with_build_options(mut self, build: BuildOptions) -> Docker {
-        self.build = build;
+        self.settings.build = build;
         self
     }
 

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bottle_backend_shared::engine::{
     Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
+    Settings,
 };
-use bottle_backend_shared::images::{BuildOptions, BuildSpec};
+use bottle_backend_shared::images::BuildSpec;
 use bottle_core::plan::{
     ContainerSpec, NetworkSpec, Plan, ResourceKind, LABEL_MANAGED, LABEL_SLUG,
 };
@@ -26,11 +27,7 @@ use crate::{error_text, is_not_found, Podman};
 
 /// A podman-api error as an [`EngineError`]: 404 is "not found".
 fn ee(e: podman_api::Error) -> EngineError {
-    if is_not_found(&e) {
-        EngineError::not_found(error_text(&e))
-    } else {
-        EngineError::new(error_text(&e))
-    }
+    EngineError::of(is_not_found(&e), error_text(&e))
 }
 
 /// A raw call's error as an [`EngineError`].
@@ -40,12 +37,8 @@ fn raw_ee(e: RawError) -> EngineError {
 
 #[async_trait]
 impl Engine for Podman {
-    fn progress(&self, line: &str) {
-        (self.progress)(line)
-    }
-
-    fn build_options(&self) -> &BuildOptions {
-        &self.build
+    fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     fn who(&self) -> &'static str {

@@ -85,7 +85,7 @@ use std::time::Duration;
 use bottle_backend_shared::engine as shared;
 use bottle_core::backend::BackendError;
 
-pub use bottle_backend_shared::engine::Engine;
+pub use bottle_backend_shared::engine::{Engine, ProgressFn};
 pub use bottle_backend_shared::images::{
     BuildOptions, BuildSpec, ContextFile, ImageStatus, RootfsSource,
 };
@@ -95,9 +95,6 @@ pub use socket::{Address, Source};
 
 /// How long [`Podman::connect`] waits for the service to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Receives progress lines (image builds, imports) meant for the user.
-pub type ProgressFn = dyn Fn(&str) + Send + Sync;
 
 /// The podman backend: a client of one podman API service.
 #[derive(Clone)]
@@ -109,8 +106,7 @@ pub struct Podman {
     version: String,
     rootless: bool,
     cgroup_version: String,
-    progress: Arc<ProgressFn>,
-    build: BuildOptions,
+    settings: shared::Settings,
 }
 
 impl fmt::Debug for Podman {
@@ -241,22 +237,21 @@ impl Podman {
             version: version.to_string(),
             rootless,
             cgroup_version,
-            progress: Arc::new(|line: &str| eprintln!("{line}")),
-            build: BuildOptions::default(),
+            settings: shared::Settings::default(),
         })
     }
 
     /// Sends progress lines (build output, imports, base rootfs creation) to `progress`
     /// instead of standard error.
     pub fn with_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> Podman {
-        self.progress = Arc::new(progress);
+        self.settings.progress = Arc::new(progress);
         self
     }
 
     /// Sets how `up` builds the built-in images it needs (base image, gitleaks binary,
     /// forced rebuild). Default: [`BuildOptions::default`].
     pub fn with_build_options(mut self, build: BuildOptions) -> Podman {
-        self.build = build;
+        self.settings.build = build;
         self
     }
 

@@ -151,6 +151,37 @@ pub fn text_with_sources(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Receives progress lines (image builds, imports, base rootfs creation) meant for the
+/// user.
+pub type ProgressFn = dyn Fn(&str) + Send + Sync;
+
+/// What a backend's client carries besides its connection, the same for every engine:
+/// where progress lines go and how `up` builds the built-in images.
+#[derive(Clone)]
+pub struct Settings {
+    /// Where progress lines go (default: standard error).
+    pub progress: std::sync::Arc<ProgressFn>,
+    /// How `up` builds the built-in images it needs (default: [`BuildOptions::default`]).
+    pub build: BuildOptions,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            progress: std::sync::Arc::new(|line: &str| eprintln!("{line}")),
+            build: BuildOptions::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("build", &self.build)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An engine's refusal of one step: its own message, and whether it meant "no such ...".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineError {
@@ -159,6 +190,14 @@ pub struct EngineError {
 }
 
 impl EngineError {
+    /// A refusal in the engine's words; `not_found`: the engine said "no such ...".
+    pub fn of(not_found: bool, message: impl Into<String>) -> EngineError {
+        EngineError {
+            message: message.into(),
+            not_found,
+        }
+    }
+
     /// A refusal in the engine's words.
     pub fn new(message: impl Into<String>) -> EngineError {
         EngineError {
@@ -289,11 +328,18 @@ pub struct ExecState {
 /// success, so that the orchestration judges it.
 #[async_trait]
 pub trait Engine: Clone + Send + Sync + 'static {
+    /// The client's [`Settings`].
+    fn settings(&self) -> &Settings;
+
     /// Hands a progress line (build output, imports) to the user.
-    fn progress(&self, line: &str);
+    fn progress(&self, line: &str) {
+        (self.settings().progress)(line)
+    }
 
     /// How `up` builds the built-in images it needs.
-    fn build_options(&self) -> &BuildOptions;
+    fn build_options(&self) -> &BuildOptions {
+        &self.settings().build
+    }
 
     /// Who answered, in messages such as "... reported no exit code": `the engine`,
     /// `podman`.
