@@ -22,7 +22,7 @@
 //!   `bottle cleanup`). A crashed earlier run can therefore never be half-adopted.
 //! - **Images are checked before anything is created.** A missing image that bottle does
 //!   not build fails `up` with nothing created and a hint to build or pull it; a built-in
-//!   one ([`BuiltinImage`](bottle_core::plan::BuiltinImage)) is built when missing or stale.
+//!   one ([`BuiltinImage`]) is built when missing or stale.
 //!   Build contexts are embedded in the binary (by the shared crate
 //!   `bottle-backend-shared`, which the podman backend uses too); see [`images`].
 //! - **Rollback by identity.** `up` records the id of every network and container it
@@ -54,9 +54,13 @@
 //!   Standard input is read on a plain thread, not tokio's blocking pool, so a pending read
 //!   never holds up the runtime's shutdown; its end half-closes the exec's stdin.
 //!
-//! - **Shared with podman.** The files archive, the image contexts and their digest, the
-//!   base rootfs, label filters, `ps` grouping and the words of the leftover, rollback and
-//!   removal errors come from `bottle-backend-shared`, so both backends behave alike.
+//! - **Shared with podman.** Everything above that is not an API call is written once in
+//!   `bottle-backend-shared`: the orchestration of `up` (probe, images, concurrency,
+//!   rollback), `down`/`ps`/`cleanup`, image ensure/build/import and `exec` run over the
+//!   [`Engine`] primitives this crate implements (module `engine`: one bollard call each,
+//!   plus the twin-network check); so do the files archive, the image contexts and their
+//!   digest, the base rootfs, label filters and the words of every error. Both backends
+//!   therefore behave alike, and this crate holds only what talks to docker.
 //!
 //! # Errors
 //!
@@ -70,24 +74,32 @@
 //!
 //! Image builds and base-image creation print their output line by line to standard error;
 //! [`Docker::with_progress`] sends them elsewhere.
+//!
+//! # Images and exec as a library
+//!
+//! Image ensure/build/import are functions of `bottle_backend_shared::engine` taking any
+//! [`Engine`], e.g. `engine::ensure_image(&docker, &spec, false)`;
+//! [`Docker::exec_output`] runs a command and captures its output.
+//!
+//! [`Plan`]: bottle_core::plan::Plan
+//! [`UpOptions::keep_on_failure`]: bottle_core::backend::UpOptions::keep_on_failure
+//! [`BuiltinImage`]: bottle_core::plan::BuiltinImage
 
 #![deny(missing_docs)]
 
-mod exec;
+mod engine;
 pub mod images;
-mod manage;
-mod up;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
-use bottle_core::plan::Plan;
+use bottle_backend_shared::engine as shared;
+use bottle_core::backend::BackendError;
 
 pub use bollard;
-pub use exec::ExecOutput;
+pub use bottle_backend_shared::engine::{Engine, ProgressFn};
+pub use bottle_backend_shared::term::ExecOutput;
 pub use images::{BuildOptions, BuildSpec, ContextFile, ImageStatus, RootfsSource};
 
 /// The engine address used when `DOCKER_HOST` is not set.
@@ -96,16 +108,12 @@ pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// How long [`Docker::connect`] waits for the engine to answer its ping.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Receives progress lines (image builds, base image creation) meant for the user.
-pub type ProgressFn = dyn Fn(&str) + Send + Sync;
-
 /// The docker backend: a connected engine client.
 #[derive(Clone)]
 pub struct Docker {
     client: bollard::Docker,
     host: String,
-    progress: Arc<ProgressFn>,
-    build: BuildOptions,
+    settings: shared::Settings,
 }
 
 impl fmt::Debug for Docker {
@@ -163,22 +171,21 @@ impl Docker {
         Ok(Docker {
             client,
             host: host.to_owned(),
-            progress: Arc::new(|line: &str| eprintln!("{line}")),
-            build: BuildOptions::default(),
+            settings: shared::Settings::default(),
         })
     }
 
     /// Sends progress lines (build output, base image creation) to `progress` instead of
     /// standard error.
     pub fn with_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> Docker {
-        self.progress = Arc::new(progress);
+        self.settings.progress = Arc::new(progress);
         self
     }
 
     /// Sets how `up` builds the built-in images it needs (base image, gitleaks binary,
     /// forced rebuild). Default: [`BuildOptions::default`].
     pub fn with_build_options(mut self, build: BuildOptions) -> Docker {
-        self.build = build;
+        self.settings.build = build;
         self
     }
 
@@ -198,8 +205,14 @@ impl Docker {
         &self.client
     }
 
-    pub(crate) fn progress(&self, line: &str) {
-        (self.progress)(line)
+    /// Runs `command` in the running container `container` (any container, not only an
+    /// agent) with no standard input, and collects its output and exit code.
+    pub async fn exec_output(
+        &self,
+        container: &str,
+        command: &[String],
+    ) -> Result<ExecOutput, BackendError> {
+        shared::exec_output(self, container, command).await
     }
 }
 
@@ -227,27 +240,7 @@ pub(crate) fn error_text(e: &bollard::errors::Error) -> String {
     match e {
         Error::DockerResponseServerError { message, .. } => message.trim().to_owned(),
         Error::DockerStreamError { error } => error.trim().to_owned(),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !text.contains(&s_text) {
-                    text.push_str(": ");
-                    text.push_str(&s_text);
-                }
-                source = s.source();
-            }
-            text
-        }
-    }
-}
-
-/// Wraps an engine error as [`BackendError::Engine`] for `action`.
-pub(crate) fn engine_err(action: impl Into<String>, e: &bollard::errors::Error) -> BackendError {
-    BackendError::Engine {
-        action: action.into(),
-        message: error_text(e),
+        other => shared::text_with_sources(other),
     }
 }
 
@@ -262,49 +255,4 @@ pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
-#[async_trait]
-impl Backend for Docker {
-    fn name(&self) -> &str {
-        "docker"
-    }
-
-    async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
-        up::up(self, plan, opts).await
-    }
-
-    async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        manage::remove_labelled(self, Some(slug)).await.map(|_| ())
-    }
-
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        manage::ps(self, slug).await
-    }
-
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        manage::remove_labelled(self, slug).await
-    }
-
-    async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
-        exec::exec_stdio(self, request).await
-    }
-
-    async fn build_images(
-        &self,
-        which: &[bottle_core::plan::BuiltinImage],
-        force: bool,
-    ) -> Result<(), BackendError> {
-        let opts = BuildOptions {
-            force,
-            ..BuildOptions::default()
-        };
-        for image in which {
-            let status = self.build_builtin(*image, &opts).await?;
-            let what = match status {
-                ImageStatus::Fresh => "up to date",
-                ImageStatus::Built => "built",
-            };
-            self.progress(&format!("bottle: image {} {what}", image.tag()));
-        }
-        Ok(())
-    }
-}
+bottle_backend_shared::impl_backend!(Docker, "docker");

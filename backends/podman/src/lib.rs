@@ -17,10 +17,13 @@
 //!   else, checks (and builds) images before creating anything, creates networks at once,
 //!   creates, fills and connects containers concurrently and starts them in plan order, and
 //!   on failure removes exactly what it created, by id (unless
-//!   [`UpOptions::keep_on_failure`]). `down`, `ps` and `cleanup` work by label alone. What
-//!   the two backends share (the files archive, image contexts and their digest, the base
-//!   rootfs, label filters, `ps` grouping, the words of every error) comes from
-//!   `bottle-backend-shared`, so only the API calls differ.
+//!   [`UpOptions::keep_on_failure`]). `down`, `ps` and `cleanup` work by label alone. This
+//!   is not written twice: the orchestration of `up`, `down`/`ps`/`cleanup`, images and
+//!   `exec` lives in `bottle-backend-shared`, over the [`Engine`] primitives this crate
+//!   implements (module `engine`: one libpod call each, plus podman's own quirks: the
+//!   network-create retry, the SpecGenerator, create warnings), as do the files archive,
+//!   image contexts and their digest, the base rootfs, label filters, `ps` grouping and the
+//!   words of every error. Only the API calls differ.
 //! - **Socket discovery.** [`Podman::connect`] takes `CONTAINER_HOST`, else the caller's
 //!   setting, else `$XDG_RUNTIME_DIR/podman/podman.sock` for an ordinary user or
 //!   `/run/podman/podman.sock` for root (see [`socket`]). A missing socket is
@@ -63,24 +66,26 @@
 //!
 //! Image builds, imports and base-rootfs creation print line by line to standard error;
 //! [`Podman::with_progress`] sends them elsewhere.
+//!
+//! [`Plan`]: bottle_core::plan::Plan
+//! [`UpOptions::keep_on_failure`]: bottle_core::backend::UpOptions::keep_on_failure
+//! [`BuiltinImage`]: bottle_core::plan::BuiltinImage
 
 #![deny(missing_docs)]
 
-mod exec;
+mod engine;
 pub mod images;
-mod manage;
 mod raw;
 pub mod socket;
-mod up;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
-use bottle_core::plan::{BuiltinImage, Plan};
+use bottle_backend_shared::engine as shared;
+use bottle_core::backend::BackendError;
 
+pub use bottle_backend_shared::engine::{Engine, ProgressFn};
 pub use bottle_backend_shared::images::{
     BuildOptions, BuildSpec, ContextFile, ImageStatus, RootfsSource,
 };
@@ -90,9 +95,6 @@ pub use socket::{Address, Source};
 
 /// How long [`Podman::connect`] waits for the service to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Receives progress lines (image builds, imports) meant for the user.
-pub type ProgressFn = dyn Fn(&str) + Send + Sync;
 
 /// The podman backend: a client of one podman API service.
 #[derive(Clone)]
@@ -104,8 +106,7 @@ pub struct Podman {
     version: String,
     rootless: bool,
     cgroup_version: String,
-    progress: Arc<ProgressFn>,
-    build: BuildOptions,
+    settings: shared::Settings,
 }
 
 impl fmt::Debug for Podman {
@@ -236,22 +237,21 @@ impl Podman {
             version: version.to_string(),
             rootless,
             cgroup_version,
-            progress: Arc::new(|line: &str| eprintln!("{line}")),
-            build: BuildOptions::default(),
+            settings: shared::Settings::default(),
         })
     }
 
     /// Sends progress lines (build output, imports, base rootfs creation) to `progress`
     /// instead of standard error.
     pub fn with_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> Podman {
-        self.progress = Arc::new(progress);
+        self.settings.progress = Arc::new(progress);
         self
     }
 
     /// Sets how `up` builds the built-in images it needs (base image, gitleaks binary,
     /// forced rebuild). Default: [`BuildOptions::default`].
     pub fn with_build_options(mut self, build: BuildOptions) -> Podman {
-        self.build = build;
+        self.settings.build = build;
         self
     }
 
@@ -293,8 +293,14 @@ impl Podman {
         &self.api
     }
 
-    pub(crate) fn progress(&self, line: &str) {
-        (self.progress)(line)
+    /// Runs `command` in the running container `container` (any container, not only an
+    /// agent) with no standard input, and collects its output and exit code.
+    pub async fn exec_output(
+        &self,
+        container: &str,
+        command: &[String],
+    ) -> Result<ExecOutput, BackendError> {
+        shared::exec_output(self, container, command).await
     }
 }
 
@@ -308,19 +314,7 @@ pub(crate) fn error_text(e: &podman_api::Error) -> String {
     use podman_api::Error;
     match e {
         Error::Fault { message, .. } => dedupe_cause(message.trim()),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !text.contains(&s_text) {
-                    text.push_str(": ");
-                    text.push_str(&s_text);
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => shared::text_with_sources(other),
     }
 }
 
@@ -331,14 +325,6 @@ fn dedupe_cause(message: &str) -> String {
         Some((head, cause)) if head.ends_with(cause) => head.to_owned(),
         Some((head, "")) => head.to_owned(),
         _ => message.to_owned(),
-    }
-}
-
-/// Wraps a podman-api error as [`BackendError::Engine`] for `action`.
-pub(crate) fn engine_err(action: impl Into<String>, e: &podman_api::Error) -> BackendError {
-    BackendError::Engine {
-        action: action.into(),
-        message: error_text(e),
     }
 }
 
@@ -355,48 +341,7 @@ pub(crate) fn raw_err(action: impl Into<String>, e: &raw::RawError) -> BackendEr
     }
 }
 
-#[async_trait]
-impl Backend for Podman {
-    fn name(&self) -> &str {
-        "podman"
-    }
-
-    async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
-        up::up(self, plan, opts).await
-    }
-
-    async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        manage::remove_labelled(self, Some(slug)).await.map(|_| ())
-    }
-
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        manage::ps(self, slug).await
-    }
-
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        manage::remove_labelled(self, slug).await
-    }
-
-    async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
-        exec::exec_stdio(self, request).await
-    }
-
-    async fn build_images(&self, which: &[BuiltinImage], force: bool) -> Result<(), BackendError> {
-        let opts = BuildOptions {
-            force,
-            ..BuildOptions::default()
-        };
-        for image in which {
-            let status = self.build_builtin(*image, &opts).await?;
-            let what = match status {
-                ImageStatus::Fresh => "up to date",
-                ImageStatus::Built => "built",
-            };
-            self.progress(&format!("bottle: image {} {what}", image.tag()));
-        }
-        Ok(())
-    }
-}
+bottle_backend_shared::impl_backend!(Podman, "podman");
 
 #[cfg(test)]
 mod tests {

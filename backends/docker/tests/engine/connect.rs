@@ -34,7 +34,9 @@ async fn an_unsupported_address_is_unavailable() {
 
 #[tokio::test]
 async fn the_api_version_is_one_the_engine_speaks() {
-    let d = crate::common::engine!();
+    let Some(crate::common::Under(d)) = crate::common::docker().await else {
+        return;
+    };
     let version = d.client().version().await.unwrap();
     let engine_api = version.api_version.unwrap();
     let ours = d.api_version();
@@ -51,7 +53,9 @@ async fn the_api_version_is_one_the_engine_speaks() {
 /// tcp works as well as unix: a loopback TCP port forwarded to the engine's unix socket.
 #[tokio::test]
 async fn tcp_addresses_work() {
-    let d = crate::common::engine!();
+    let Some(crate::common::Under(d)) = crate::common::docker().await else {
+        return;
+    };
     let Some(socket) = d.host().strip_prefix("unix://").map(str::to_owned) else {
         eprintln!("SKIP tcp_addresses_work: the engine is not on a unix socket");
         return;

@@ -1,285 +1,211 @@
-//! Shared test helpers (as in the docker crate's engine tests): the service (or a loud skip), unique slugs, cleanup guards, a tiny
-//! test image and plans.
+//! Podman under the shared engine tests: how to connect (rootful or rootless), and how to
+//! look at what bottle made (podman-api's inspections).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashMap;
 
-use bottle_backend_podman::{Podman, RootfsSource};
-use bottle_core::backend::Backend;
-use bottle_core::plan::{
-    labels, resource_name, ContainerSpec, FileSpec, Hardening, ImageRef, NetworkSpec, Plan, Role,
-    PLAN_FORMAT,
-};
+use async_trait::async_trait;
+use bottle_backend_podman::podman_api::models::Namespace;
+use bottle_backend_podman::podman_api::opts::ContainerCreateOpts;
+use bottle_backend_podman::{BuildOptions, Podman};
+use bottle_backend_shared::testkit::{self, ContainerView, NetworkView, Quirks, TestEngine};
+use bottle_core::backend::BackendError;
+use futures_util::TryStreamExt;
 
-/// The podman service (found as `bottle` finds it: CONTAINER_HOST, else the default
-/// socket for who runs the tests), or `None` after a loud SKIP message (a failure under
-/// `CI=true`).
-pub async fn connect_or_skip() -> Option<Podman> {
-    match Podman::connect(None).await {
-        Ok(p) => Some(p.with_progress(|line| eprintln!("  | {line}"))),
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but no podman API service is reachable: {e}");
-            }
-            eprintln!("\n*** SKIP: no podman API service reachable, podman engine test not run ***\n{e}\n");
-            None
-        }
-    }
+/// The podman client under the shared tests.
+#[derive(Clone)]
+pub struct Under(pub Podman);
+
+fn connected(p: Podman) -> Under {
+    Under(p.with_progress(|line| eprintln!("  | {line}")))
 }
 
-/// `let p = engine!();` — the service, or return from the test after a SKIP message.
-macro_rules! engine {
-    () => {
-        match crate::common::connect_or_skip().await {
-            Some(d) => d,
-            None => return,
-        }
+/// The podman service found as `bottle` finds it (CONTAINER_HOST, else the default socket
+/// for who runs the tests: root's service, or the user's own rootless one), or `None` after
+/// a loud SKIP.
+pub async fn podman() -> Option<Under> {
+    testkit::connect_or_skip(async { Podman::connect(None).await.map(connected) }).await
+}
+
+/// The user whose rootless service [`rootless`] tests: `BOTTLE_TEST_ROOTLESS_USER`, else
+/// `bottle-rl` (the user `scripts/test.sh` sets up with `scripts/setup-podman.sh`).
+fn rootless_user() -> String {
+    std::env::var("BOTTLE_TEST_ROOTLESS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "bottle-rl".to_owned())
+}
+
+/// That user's rootless podman service, reached from root through its socket
+/// (`/run/user/UID/podman/podman.sock`): the same scenarios in a rootless store, from the
+/// same test binary. `None` after a loud SKIP when not run as root or when there is no such
+/// user or socket (a socket that does not answer fails under `CI=true`).
+pub async fn rootless() -> Option<Under> {
+    let user = rootless_user();
+    let skip = |why: String| {
+        eprintln!("\n*** SKIP: rootless podman of {user} not tested: {why} ***\n");
+        None
     };
+    if !rustix_is_root() {
+        return skip("the tests do not run as root (they test the caller's own service)".into());
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let Some(uid) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user.as_str()) && f.len() > 2).then(|| f[2].to_owned())
+    }) else {
+        return skip(format!(
+            "no user {user} (sudo scripts/setup-podman.sh --rootless {user})"
+        ));
+    };
+    let socket = format!("/run/user/{uid}/podman/podman.sock");
+    if !std::path::Path::new(&socket).exists() {
+        return skip(format!("no socket {socket}"));
+    }
+    let under = testkit::connect_or_skip(async {
+        Podman::connect_to(&format!("unix://{socket}"))
+            .await
+            .map(connected)
+    })
+    .await?;
+    assert!(under.0.rootless(), "{socket} is not a rootless service");
+    Some(under)
 }
-pub(crate) use engine;
 
-/// A slug no other test (or concurrent run) uses.
-pub fn unique_slug(test: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "t-{test}-{}-{}-{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos & 0xffff
-    )
+fn rustix_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
-/// Removes everything labelled with its slug when dropped, unless `BOTTLE_TEST_KEEP=1`.
-pub struct Guard {
-    host: String,
-    pub slug: String,
-}
+#[async_trait]
+impl TestEngine for Under {
+    type Client = Podman;
 
-impl Guard {
-    pub fn new(p: &Podman, test: &str) -> Guard {
-        Guard {
-            host: p.address(),
-            slug: unique_slug(test),
+    const WHAT: &'static str = "podman API service";
+
+    fn client(&self) -> &Podman {
+        &self.0
+    }
+
+    fn quirks(&self) -> Quirks {
+        Quirks {
+            cli: "podman",
+            build_exit_3: "exit status 3",
+            init: "/run/podman-init",
+            embedded_resolver: false,
+            internal_has_no_route: true,
         }
     }
-}
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if std::env::var("BOTTLE_TEST_KEEP").as_deref() == Ok("1") {
-            eprintln!(
-                "BOTTLE_TEST_KEEP=1: keeping bottle '{}' (remove with `bottle cleanup {}`)",
-                self.slug, self.slug
-            );
-            return;
-        }
-        // Drop runs inside the test's runtime: clean up on a thread with its own.
-        let host = self.host.clone();
-        let slug = self.slug.clone();
-        let result = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let p = Podman::connect_to(&host).await?;
-                    p.cleanup(Some(&slug)).await
-                })
-        })
-        .join();
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => eprintln!(
-                "warning: cleanup of test bottle '{}' failed: {e}",
-                self.slug
-            ),
-            Err(_) => eprintln!("warning: cleanup of test bottle '{}' panicked", self.slug),
-        }
+    fn address(&self) -> String {
+        self.0.address()
     }
-}
 
-/// A tiny image made from the host's own binaries and their libraries: `sh`, `sleep`,
-/// `stat`, `cat`, `getent`, `id`. Imported through the API (so the import path is tested
-/// too); rebuilt only when its content changes.
-pub const TINY: &str = "bottle-test-tiny:latest";
-
-pub async fn tiny_image(d: &Podman) -> String {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _held = LOCK.lock().await;
-    let (tar, digest) = tiny_rootfs();
-    let have = d.image_inputs(TINY).await.unwrap();
-    if have.as_deref() != Some(digest.as_str()) {
-        d.import_rootfs(
-            RootfsSource::Bytes(tar),
-            TINY,
-            &[
-                "ENV PATH=/bin".to_owned(),
-                format!("LABEL bottle.inputs={digest}"),
-                "CMD [\"/bin/sleep\", \"3600\"]".to_owned(),
-            ],
-        )
-        .await
-        .unwrap();
+    async fn connect_to(address: &str) -> Result<Podman, BackendError> {
+        Podman::connect_to(address).await
     }
-    TINY.to_owned()
-}
 
-fn tiny_rootfs() -> (Vec<u8>, String) {
-    use sha2::Digest as _;
-    let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
-    let mut libs = std::collections::BTreeSet::new();
-    for bin in ["sh", "sleep", "stat", "cat", "getent", "id"] {
-        let host = which(bin).unwrap_or_else(|| panic!("the host has no `{bin}`"));
-        files.insert(format!("bin/{bin}"), (std::fs::read(&host).unwrap(), 0o755));
-        let out = std::process::Command::new("ldd")
-            .arg(&host)
-            .output()
+    fn with_build_options(client: Podman, opts: BuildOptions) -> Podman {
+        client.with_build_options(opts)
+    }
+
+    fn limits_enforced(&self) -> bool {
+        self.0.limits_enforced()
+    }
+
+    /// Podman's inspect words capabilities relative to its default set: not reported.
+    async fn container_view(&self, name: &str) -> ContainerView {
+        let info = self
+            .0
+            .client()
+            .containers()
+            .get(name)
+            .inspect()
+            .await
             .unwrap();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None => line.split_whitespace().next(),
-            };
-            if let Some(p) = path.filter(|p| p.starts_with('/')) {
-                libs.insert(p.to_owned());
-            }
+        let hc = info.host_config.unwrap();
+        let config = info.config.unwrap();
+        ContainerView {
+            cap_drop: None,
+            cap_add: None,
+            security_opt: hc.security_opt.unwrap_or_default(),
+            pids_limit: hc.pids_limit,
+            memory: hc.memory,
+            memory_swap: hc.memory_swap,
+            init: hc.init,
+            extra_hosts: hc.extra_hosts.unwrap_or_default(),
+            user: config.user,
+            env: config.env.unwrap_or_default(),
+            labels: config.labels.unwrap_or_default(),
+            networks: info
+                .network_settings
+                .and_then(|n| n.networks)
+                .map(|n| n.into_keys().collect())
+                .unwrap_or_default(),
         }
     }
-    for lib in libs {
-        files.insert(
-            lib.trim_start_matches('/').to_owned(),
-            (std::fs::read(&lib).unwrap(), 0o755),
-        );
-    }
-    let text = |s: &str| (s.as_bytes().to_vec(), 0o644);
-    files.insert(
-        "etc/passwd".into(),
-        text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"),
-    );
-    files.insert("etc/group".into(), text("root:x:0:\nnogroup:x:65534:\n"));
-    files.insert(
-        "etc/nsswitch.conf".into(),
-        text("passwd: files\ngroup: files\nhosts: files dns\n"),
-    );
 
-    let mut dirs =
-        std::collections::BTreeSet::from(["tmp".to_owned(), "etc".to_owned(), "root".to_owned()]);
-    for path in files.keys() {
-        let mut p = Path::new(path).parent();
-        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
-            dirs.insert(dir.to_string_lossy().into_owned());
-            p = dir.parent();
+    async fn network_view(&self, name: &str) -> NetworkView {
+        let net = self
+            .0
+            .client()
+            .networks()
+            .get(name)
+            .inspect()
+            .await
+            .unwrap();
+        NetworkView {
+            internal: net.internal,
+            dns_enabled: net.dns_enabled,
+            labels: net.labels.unwrap_or_default(),
         }
     }
-    let mut b = tar::Builder::new(Vec::new());
-    for dir in &dirs {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
-        h.set_size(0);
-        b.append_data(&mut h, format!("{dir}/"), std::io::empty())
+
+    async fn download(&self, name: &str, path: &str) -> Vec<u8> {
+        self.0
+            .client()
+            .containers()
+            .get(name)
+            .copy_from(path)
+            .try_concat()
+            .await
+            .unwrap()
+    }
+
+    async fn image_env(&self, tag: &str) -> Vec<String> {
+        let info = self.0.client().images().get(tag).inspect().await.unwrap();
+        info.config.and_then(|c| c.env).unwrap_or_default()
+    }
+
+    async fn remove_image_force(client: &Podman, tag: &str) {
+        let _ = client.client().images().get(tag).remove().await;
+    }
+
+    async fn run_foreign(&self, name: &str, image: &str, network: &str) {
+        let networks = HashMap::from([(network.to_owned(), serde_json::json!({}))]);
+        self.0
+            .client()
+            .containers()
+            .create(
+                &ContainerCreateOpts::builder()
+                    .name(name)
+                    .image(image)
+                    .command(["sleep", "3600"])
+                    .networks(networks)
+                    .net_namespace(Namespace {
+                        nsmode: Some("bridge".into()),
+                        value: None,
+                    })
+                    .build(),
+            )
+            .await
+            .unwrap();
+        self.0
+            .client()
+            .containers()
+            .get(name)
+            .start(None)
+            .await
             .unwrap();
     }
-    for (path, (bytes, mode)) in &files {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(*mode);
-        h.set_size(bytes.len() as u64);
-        b.append_data(&mut h, path, bytes.as_slice()).unwrap();
-    }
-    let tar = b.into_inner().unwrap();
-    let digest = sha2::Sha256::digest(&tar)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
-    (tar, digest)
-}
-
-fn which(bin: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
-}
-
-pub fn hardening() -> Hardening {
-    Hardening {
-        cap_drop: vec!["ALL".into()],
-        cap_add: vec![],
-        no_new_privileges: true,
-        pids_limit: 64,
-        memory_bytes: 64 << 20,
-    }
-}
-
-pub fn container(slug: &str, role: Role, image: &str, network: &str) -> ContainerSpec {
-    ContainerSpec {
-        name: resource_name(slug, role),
-        role,
-        image: ImageRef {
-            name: image.to_owned(),
-            builtin: None,
-        },
-        entrypoint: None,
-        command: Some(vec!["sleep".into(), "3600".into()]),
-        user: None,
-        env: BTreeMap::new(),
-        labels: labels(slug, role),
-        network: network.to_owned(),
-        connect: vec![],
-        extra_hosts: BTreeMap::new(),
-        hosts_of: Vec::new(),
-        files: Vec::<FileSpec>::new(),
-        init: true,
-        hardening: hardening(),
-    }
-}
-
-pub fn network(slug: &str, role: Role, internal: bool) -> NetworkSpec {
-    NetworkSpec {
-        name: resource_name(slug, role),
-        role,
-        internal,
-        dns: !internal,
-        labels: labels(slug, role),
-    }
-}
-
-/// The agent alone on its internal network.
-pub fn agent_only(slug: &str, image: &str) -> Plan {
-    let internal = network(slug, Role::Internal, true);
-    let agent = container(slug, Role::Agent, image, &internal.name);
-    Plan {
-        format: PLAN_FORMAT,
-        bottle: slug.to_owned(),
-        slug: slug.to_owned(),
-        networks: vec![internal],
-        containers: vec![agent],
-    }
-}
-
-/// A sidecar in the gate's role (internal + egress) and the agent.
-pub fn with_sidecar(slug: &str, image: &str) -> Plan {
-    let internal = network(slug, Role::Internal, true);
-    let egress = network(slug, Role::Egress, false);
-    let mut gate = container(slug, Role::Gate, image, &internal.name);
-    gate.connect = vec![egress.name.clone()];
-    let agent = container(slug, Role::Agent, image, &internal.name);
-    Plan {
-        format: PLAN_FORMAT,
-        bottle: slug.to_owned(),
-        slug: slug.to_owned(),
-        networks: vec![internal, egress],
-        containers: vec![gate, agent],
-    }
-}
-
-pub fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }

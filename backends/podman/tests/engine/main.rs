@@ -1,27 +1,33 @@
-//! Tests of the podman backend against a real podman API service, compiled into one binary
-//! with one module per area, mirroring the docker crate's engine tests.
+//! Tests of the podman backend against real podman API services, compiled into one binary.
 //!
-//! - The service is found as `bottle` finds it: `CONTAINER_HOST`, else
+//! The scenarios are the shared engine tests of `bottle-backend-shared` (feature
+//! `testkit`): written once, run in the docker crate on docker and here on podman, twice
+//! (see `bottle_backend_shared::testkit` for isolation, cleanup, `BOTTLE_TEST_KEEP=1`, the
+//! loud SKIP without a service and the failure under `CI=true`, and the tiny test image):
+//!
+//! - `podman::*`: the service found as `bottle` finds it: `CONTAINER_HOST`, else
 //!   `$XDG_RUNTIME_DIR/podman/podman.sock` for an ordinary user (rootless), else
-//!   `/run/podman/podman.sock` for root. `scripts/setup-podman.sh` prepares both; run the
-//!   same test binary as an unprivileged user (e.g. `runuser -u USER -- env
-//!   XDG_RUNTIME_DIR=/run/user/UID HOME=/home/USER target/debug/deps/engine-*`) for rootless.
-//! - Each test works on its own bottle (a unique slug: test name, pid, counter) and removes
-//!   it on drop (`common::Guard`, which calls `cleanup(slug)`); `BOTTLE_TEST_KEEP=1` keeps
-//!   everything for debugging and prints how to remove it.
-//! - Without a reachable service every engine test prints a loud SKIP and passes, except
-//!   under `CI=true`, where it fails.
-//! - The test image `bottle-test-tiny:latest` is made from the host's own `sh`, `sleep`,
-//!   `stat`, `cat`, `getent` and `id` with their shared libraries (found with `ldd`), and
-//!   imported through the API into the store of whoever runs the tests: no registry, no
-//!   base image, a few MB. It is re-imported only when those binaries change.
-//! - `images::the_builtin_images_build_from_the_embedded_contexts` builds the real agent
-//!   and gate images under test tags when the base image exists or can be imported from a
-//!   prepared rootfs (`scripts/setup-podman.sh --rootfs`) and gitleaks can be found.
-//! - Tests send traffic only to their own containers and to loopback.
+//!   `/run/podman/podman.sock` for root (rootful).
+//! - `rootless::*`: run as root, the rootless service of the user `bottle-rl` (or
+//!   `BOTTLE_TEST_ROOTLESS_USER`), which `scripts/setup-podman.sh --rootless bottle-rl`
+//!   prepares, through its socket: the same bodies in that user's own image store. Skipped
+//!   loudly when there is no such user or socket, or when not run as root. (Running the
+//!   whole binary as the user, e.g. `runuser -u bottle-rl -- env
+//!   XDG_RUNTIME_DIR=/run/user/UID HOME=/home/bottle-rl target/debug/deps/engine-*`, tests
+//!   it as its own caller through `podman::*`.)
+//!
+//! [`common`] says how podman is reached and inspected; `connect` holds what only podman
+//! has (socket discovery, its hints, the libpod API version).
 
 mod common;
 mod connect;
-mod images;
-mod lifecycle;
-mod network;
+
+/// The scenarios on the service found as `bottle` finds it.
+mod podman {
+    bottle_backend_shared::engine_suite!(crate::common::podman());
+}
+
+/// The scenarios on `bottle-rl`'s rootless service.
+mod rootless {
+    bottle_backend_shared::engine_suite!(crate::common::rootless());
+}

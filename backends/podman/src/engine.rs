@@ -1,0 +1,495 @@
+//! [`Engine`] for podman: each primitive one libpod call (or a few), translated from plan
+//! data, answering in podman's words. Order, concurrency, rollback and wording are
+//! `bottle-backend-shared`'s.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bottle_backend_shared::engine::{
+    Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
+    Settings,
+};
+use bottle_backend_shared::images::BuildSpec;
+use bottle_core::plan::{
+    ContainerSpec, NetworkSpec, Plan, ResourceKind, LABEL_MANAGED, LABEL_SLUG,
+};
+use futures_util::StreamExt;
+use podman_api::conn::TtyChunk;
+use podman_api::opts::{
+    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ExecCreateOpts, ExecStartOpts,
+    NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
+};
+use serde_json::json;
+use tokio_util::compat::FuturesAsyncWriteCompatExt;
+
+use crate::raw::{self, RawError};
+use crate::{error_text, is_not_found, Podman};
+
+/// A podman-api error as an [`EngineError`]: 404 is "not found".
+fn ee(e: podman_api::Error) -> EngineError {
+    EngineError::of(is_not_found(&e), error_text(&e))
+}
+
+/// A raw call's error as an [`EngineError`].
+fn raw_ee(e: RawError) -> EngineError {
+    EngineError::new(e.text())
+}
+
+#[async_trait]
+impl Engine for Podman {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn who(&self) -> &'static str {
+        "podman"
+    }
+
+    fn missing_image(&self, image: &str, container: &str) -> String {
+        format!(
+            "image {image} (for container {container}) does not exist in podman's store at {}; nothing was created\n  hint: build it (`podman build -t {image} DIR`) or pull it (`podman pull {image}`) as the same user bottle runs as (rootless podman has one store per user), or set the bottle's `image` to one you have",
+            self.address
+        )
+    }
+
+    fn warnings(&self, plan: &Plan) -> Vec<String> {
+        if self.limits_enforced() {
+            return Vec::new();
+        }
+        vec![format!(
+            "bottle: warning: rootless podman on cgroups {} cannot enforce the pids and memory limits of bottle '{}' (podman ignores them); use cgroups v2 with delegation, or rootful podman, to have them",
+            self.cgroup_version(),
+            plan.slug
+        )]
+    }
+
+    async fn exists(&self, kind: ResourceKind, name: &str) -> Result<bool, EngineError> {
+        match kind {
+            ResourceKind::Container => self.api.containers().get(name).exists().await,
+            ResourceKind::Network => self.api.networks().get(name).exists().await,
+        }
+        .map_err(ee)
+    }
+
+    /// (Podman refuses a second network of the same name: no twin check is needed.)
+    async fn create_network(&self, n: &NetworkSpec) -> Result<String, EngineError> {
+        let opts = NetworkCreateOpts::builder()
+            .name(&n.name)
+            .driver("bridge")
+            .internal(n.internal)
+            // The API's default is no DNS (the CLI's is DNS): the bottle's containers find
+            // each other by name, as on docker's user networks.
+            .dns_enabled(true)
+            .labels(n.labels.clone())
+            .build();
+        // Podman 4.3 looks for a free subnet by listing the host's interfaces and then their
+        // addresses; a bridge that goes away in between (another bottle's `down`) fails the
+        // create with "route ip+net: no such network interface" (seen with rootless podman
+        // under concurrent tests). Nothing was created then: try again, a few times.
+        let mut attempt = 0;
+        let network = loop {
+            attempt += 1;
+            match self.api.networks().create(&opts).await {
+                Ok(network) => break network,
+                Err(e) if attempt < 4 && error_text(&e).contains("no such network interface") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(ee(e)),
+            }
+        };
+        Ok(network.id.unwrap_or_else(|| n.name.clone()))
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
+        self.api
+            .networks()
+            .get(id)
+            .delete()
+            .await
+            .map(|_| ())
+            .map_err(ee)
+    }
+
+    async fn network_containers(&self, id: &str) -> Result<Vec<String>, EngineError> {
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter([ContainerListFilter::Network(id.to_owned())])
+            .build();
+        let attached = self.api.containers().list(&opts).await.map_err(ee)?;
+        Ok(attached
+            .into_iter()
+            .map(|c| c.id.unwrap_or_default())
+            .collect())
+    }
+
+    async fn disconnect(&self, network: &str, container: &str) -> Result<(), EngineError> {
+        self.api
+            .containers()
+            .get(container)
+            .disconnect(network, true)
+            .await
+            .map_err(ee)
+    }
+
+    /// Through the module `raw`: podman-api's builder misspells `no_new_privileges`.
+    async fn create_container(&self, c: &ContainerSpec) -> Result<String, EngineError> {
+        let answer = self
+            .raw
+            .json(
+                hyper::Method::POST,
+                "/libpod/containers/create",
+                Some(&spec_generator(c)),
+            )
+            .await
+            .map_err(raw_ee)?;
+        let id = answer
+            .get("Id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                EngineError::new(format!("podman's answer has no container id: {answer}"))
+            })?
+            .to_owned();
+        if let Some(warnings) = answer.get("Warnings").and_then(|w| w.as_array()) {
+            for w in warnings.iter().filter_map(|w| w.as_str()) {
+                self.progress(&format!("bottle: podman: {}: {w}", c.name));
+            }
+        }
+        Ok(id)
+    }
+
+    /// The Docker-compatible archive endpoint: it keeps each entry's uid/gid, where
+    /// libpod's would chown everything to the container's user.
+    async fn copy_in(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+        self.api
+            .containers()
+            .get(id)
+            .copy_to("/", tar.into())
+            .await
+            .map_err(ee)
+    }
+
+    async fn connect(&self, id: &str, network: &str) -> Result<(), EngineError> {
+        self.api
+            .containers()
+            .get(id)
+            .connect(network, &NetworkConnectOpts::default())
+            .await
+            .map_err(ee)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), EngineError> {
+        self.api.containers().get(id).start(None).await.map_err(ee)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        let opts = ContainerDeleteOpts::builder()
+            .force(true)
+            .volumes(true)
+            .build();
+        self.api
+            .containers()
+            .get(id)
+            .delete(&opts)
+            .await
+            .map(|_| ())
+            .map_err(ee)
+    }
+
+    async fn list_containers(&self, slug: Option<&str>) -> Result<Vec<Listed>, EngineError> {
+        let mut filters = vec![ContainerListFilter::LabelKey(LABEL_MANAGED.to_owned())];
+        if let Some(slug) = slug {
+            filters.push(ContainerListFilter::LabelKeyVal(
+                LABEL_SLUG.to_owned(),
+                slug.to_owned(),
+            ));
+        }
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter(filters)
+            .build();
+        let containers = self.api.containers().list(&opts).await.map_err(ee)?;
+        Ok(containers
+            .into_iter()
+            .map(|c| Listed {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .cloned()
+                    .unwrap_or_default(),
+                labels: c.labels,
+                state: c.state.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// A network's key is its name: the container filter `network=` and disconnect take
+    /// names, and podman's network names are unique.
+    async fn list_networks(&self, slug: Option<&str>) -> Result<Vec<Listed>, EngineError> {
+        let mut filters = vec![NetworkListFilter::LabelKey(LABEL_MANAGED.to_owned())];
+        if let Some(slug) = slug {
+            filters.push(NetworkListFilter::LabelKeyVal(
+                LABEL_SLUG.to_owned(),
+                slug.to_owned(),
+            ));
+        }
+        let opts = NetworkListOpts::builder().filter(filters).build();
+        let networks = self.api.networks().list(&opts).await.map_err(ee)?;
+        Ok(networks
+            .into_iter()
+            .map(|n| {
+                let name = n.name.unwrap_or_default();
+                Listed {
+                    id: name.clone(),
+                    name,
+                    labels: n.labels,
+                    state: String::new(),
+                }
+            })
+            .collect())
+    }
+
+    async fn container_running(&self, name: &str) -> Result<bool, EngineError> {
+        let c = self
+            .api
+            .containers()
+            .get(name)
+            .inspect()
+            .await
+            .map_err(ee)?;
+        Ok(c.state.and_then(|s| s.running) == Some(true))
+    }
+
+    async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError> {
+        match self.api.images().get(name).inspect().await {
+            Ok(i) => Ok(Some(ImageInfo {
+                id: i.id,
+                labels: i.labels.unwrap_or_default(),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(ee(e)),
+        }
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<(), EngineError> {
+        self.api.images().get(id).delete().await.map_err(ee)
+    }
+
+    /// Through the module `raw`: from the in-memory context, with the build's own error lines.
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        labels: &BTreeMap<String, String>,
+        tar: Vec<u8>,
+        event: &mut (dyn for<'a> FnMut(BuildEvent<'a>) + Send),
+    ) -> Result<(), EngineError> {
+        let query = raw::query([
+            ("t", spec.tag.clone()),
+            ("dockerfile", "Dockerfile".to_owned()),
+            ("rm", "true".to_owned()),
+            ("forcerm", "true".to_owned()),
+            (
+                "buildargs",
+                serde_json::to_string(&spec.build_args).expect("JSON"),
+            ),
+            ("labels", serde_json::to_string(labels).expect("JSON")),
+        ]);
+        let response = self
+            .raw
+            .call(
+                hyper::Method::POST,
+                &format!("/libpod/build?{query}"),
+                "application/x-tar",
+                raw::full(tar),
+            )
+            .await
+            .map_err(raw_ee)?;
+        raw::for_each_line(response, |line| {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                return;
+            };
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                event(BuildEvent::Error(e));
+            }
+            if let Some(text) = v.get("stream").and_then(|s| s.as_str()) {
+                event(BuildEvent::Output(text));
+            }
+        })
+        .await
+        .map_err(raw_ee)
+    }
+
+    /// Through the module `raw`: streamed from the file, not buffered whole.
+    async fn import(
+        &self,
+        body: ImportBody,
+        image: &str,
+        changes: &[String],
+    ) -> Result<(), EngineError> {
+        let body = match body {
+            ImportBody::Bytes(b) => raw::full(b),
+            ImportBody::File(file) => raw::file(file),
+        };
+        let query = raw::query(
+            std::iter::once(("reference", image.to_owned()))
+                .chain(changes.iter().map(|c| ("changes", c.clone()))),
+        );
+        let response = self
+            .raw
+            .call(
+                hyper::Method::POST,
+                &format!("/libpod/images/import?{query}"),
+                "application/x-tar",
+                body,
+            )
+            .await
+            .map_err(raw_ee)?;
+        raw::for_each_line(response, |_| {}).await.map_err(raw_ee)
+    }
+
+    /// Podman takes the terminal's size at start (the shared resizer follows it after).
+    async fn start_exec(
+        &self,
+        container: &str,
+        command: &[String],
+        tty: bool,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<Option<Attached>, EngineError> {
+        let create = ExecCreateOpts::builder()
+            .command(command)
+            .attach_stdin(stdin)
+            .attach_stdout(true)
+            .attach_stderr(true)
+            .tty(tty)
+            .build();
+        let exec = self
+            .api
+            .containers()
+            .get(container)
+            .create_exec(&create)
+            .await
+            .map_err(ee)?;
+        let mut start = ExecStartOpts::builder().tty(tty);
+        if let Some((rows, cols)) = size {
+            start = start.height(usize::from(rows)).width(usize::from(cols));
+        }
+        let Some(attached) = exec.start(&start.build()).await.map_err(ee)? else {
+            return Ok(None);
+        };
+        let (output, input) = attached.split();
+        let output = output
+            .filter_map(|item| async move {
+                match item {
+                    Ok(TtyChunk::StdErr(b)) => Some(Ok(ExecChunk::Stderr(b.into()))),
+                    Ok(TtyChunk::StdOut(b)) => Some(Ok(ExecChunk::Stdout(b.into()))),
+                    Ok(TtyChunk::StdIn(_)) => None,
+                    // The stream's own words (not a libpod fault).
+                    Err(e) => Some(Err(EngineError::new(e.to_string()))),
+                }
+            })
+            .boxed();
+        Ok(Some(Attached {
+            id: exec.id().to_string(),
+            output,
+            input: Box::pin(input.compat_write()),
+        }))
+    }
+
+    async fn inspect_exec(&self, id: &str) -> Result<ExecState, EngineError> {
+        let info = self.api.execs().get(id).inspect().await.map_err(ee)?;
+        Ok(ExecState {
+            running: info.get("Running").and_then(|r| r.as_bool()),
+            exit_code: info.get("ExitCode").and_then(|c| c.as_i64()),
+        })
+    }
+
+    async fn resize_exec(&self, id: &str, rows: u16, cols: u16) -> Result<(), EngineError> {
+        self.api
+            .execs()
+            .get(id)
+            .resize(usize::from(cols), usize::from(rows))
+            .await
+            .map_err(ee)
+    }
+}
+
+/// The libpod SpecGenerator of a container: exactly the plan, nothing added.
+pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
+    let h = &c.hardening;
+    let mut spec = json!({
+        "name": c.name,
+        "image": c.image.name,
+        "env": c.env,
+        "labels": c.labels,
+        "netns": { "nsmode": "bridge" },
+        "Networks": BTreeMap::from([(c.network.clone(), json!({}))]),
+        "hostadd": c.extra_hosts.iter().map(|(host, ip)| format!("{host}:{ip}")).collect::<Vec<_>>(),
+        "cap_drop": h.cap_drop,
+        "cap_add": h.cap_add,
+        "no_new_privileges": h.no_new_privileges,
+        "resource_limits": {
+            "pids": { "limit": h.pids_limit },
+            // Swap limit = memory limit: no swap on top of the memory limit.
+            "memory": { "limit": h.memory_bytes, "swap": h.memory_bytes },
+        },
+        "init": c.init,
+    });
+    let obj = spec.as_object_mut().expect("object");
+    if let Some(entrypoint) = &c.entrypoint {
+        obj.insert("entrypoint".into(), json!(entrypoint));
+    }
+    if let Some(command) = &c.command {
+        obj.insert("command".into(), json!(command));
+    }
+    if let Some(user) = &c.user {
+        obj.insert("user".into(), json!(user));
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bottle_core::plan::{labels, resource_name, Hardening, ImageRef, Role};
+
+    #[test]
+    fn the_spec_says_exactly_what_the_plan_says() {
+        let c = ContainerSpec {
+            name: resource_name("s", Role::Agent),
+            role: Role::Agent,
+            image: ImageRef {
+                name: "img:1".into(),
+                builtin: None,
+            },
+            entrypoint: None,
+            command: Some(vec!["sleep".into(), "1".into()]),
+            user: Some("1000:1000".into()),
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            labels: labels("s", Role::Agent),
+            network: "net".into(),
+            connect: vec![],
+            extra_hosts: BTreeMap::from([("v6".into(), "2001:db8::1".parse().unwrap())]),
+            hosts_of: Vec::new(),
+            files: vec![],
+            init: true,
+            hardening: Hardening {
+                cap_drop: vec!["ALL".into()],
+                cap_add: vec![],
+                no_new_privileges: true,
+                pids_limit: 64,
+                memory_bytes: 1 << 20,
+            },
+        };
+        let s = spec_generator(&c);
+        // The key podman reads; podman-api's builder writes "no_new_privilages".
+        assert_eq!(s["no_new_privileges"], json!(true));
+        assert_eq!(s["resource_limits"]["memory"]["swap"], json!(1 << 20));
+        assert_eq!(s["resource_limits"]["pids"]["limit"], json!(64));
+        assert_eq!(s["hostadd"], json!(["v6:2001:db8::1"]));
+        assert_eq!(s["Networks"], json!({"net": {}}));
+        assert!(s.get("entrypoint").is_none());
+        assert_eq!(s["user"], json!("1000:1000"));
+    }
+}

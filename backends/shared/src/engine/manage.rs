@@ -1,0 +1,113 @@
+//! `ps`, `down` and `cleanup`: everything found by label.
+
+use bottle_core::backend::{BackendError, BottleStatus, Resource};
+use bottle_core::plan::{LABEL_MANAGED, LABEL_SLUG};
+use futures_util::future::join_all;
+
+use super::{Engine, EngineError, Listed};
+use crate::resources::{self, Found};
+
+/// Every labelled container and network (of `slug`, or of every bottle).
+async fn find<E: Engine>(
+    e: &E,
+    slug: Option<&str>,
+) -> Result<(Vec<Found>, Vec<Found>), BackendError> {
+    let containers = e
+        .list_containers(slug)
+        .await
+        .map_err(|err| err.at("list bottle containers"))?;
+    let networks = e
+        .list_networks(slug)
+        .await
+        .map_err(|err| err.at("list bottle networks"))?;
+
+    // The same selection as resources::label_filters, checked here too: it must never
+    // depend on how an engine version combines several label filters.
+    let ours = |l: &Listed| {
+        l.labels.as_ref().is_some_and(|l| {
+            l.contains_key(LABEL_MANAGED)
+                && slug.is_none_or(|s| l.get(LABEL_SLUG).map(String::as_str) == Some(s))
+        })
+    };
+    let containers = containers
+        .into_iter()
+        .filter(ours)
+        .map(|c| Found::container(c.id, c.name, c.labels.as_ref(), c.state))
+        .collect();
+    let networks = networks
+        .into_iter()
+        .filter(ours)
+        .map(|n| Found::network(n.id, n.name, n.labels.as_ref()))
+        .collect();
+    Ok((containers, networks))
+}
+
+/// [`Backend::ps`](bottle_core::backend::Backend::ps): resources grouped by bottle.
+pub async fn ps<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
+    let (containers, networks) = find(e, slug).await?;
+    Ok(resources::group(containers.into_iter().chain(networks)))
+}
+
+/// [`Backend::down`](bottle_core::backend::Backend::down): [`cleanup`] of one bottle.
+pub async fn down<E: Engine>(e: &E, slug: &str) -> Result<(), BackendError> {
+    cleanup(e, Some(slug)).await.map(|_| ())
+}
+
+/// Removes a network. Containers bottle did not create (a user's debugging container, a
+/// test's upstream) may still be attached: they are disconnected, not removed (an engine's
+/// own `force` may remove them), and the removal is tried again.
+async fn remove_network<E: Engine>(e: &E, id: &str) -> Result<(), EngineError> {
+    match e.remove_network(id).await {
+        Err(err) if !err.is_not_found() => {
+            let attached = e.network_containers(id).await?;
+            if attached.is_empty() {
+                return Err(err);
+            }
+            for container in &attached {
+                match e.disconnect(id, container).await {
+                    Err(err) if !err.is_not_found() => return Err(err),
+                    _ => {}
+                }
+            }
+            e.remove_network(id).await
+        }
+        other => other,
+    }
+}
+
+/// [`Backend::cleanup`](bottle_core::backend::Backend::cleanup): force-removes every
+/// labelled container, then every labelled network, of `slug` or of every bottle; returns
+/// what was removed. Already-gone resources are not an error (nor reported as removed).
+pub async fn cleanup<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
+    let (containers, networks) = find(e, slug).await?;
+    let mut removed = Vec::new();
+    let mut failures = Vec::new();
+
+    let mut tally = |results: Vec<(Found, Result<(), EngineError>)>| {
+        for (f, r) in results {
+            match r {
+                Ok(()) => removed.push(f.resource),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => {
+                    failures.push(format!("{} {}: {err}", f.resource.kind, f.resource.name))
+                }
+            }
+        }
+    };
+    tally(
+        join_all(containers.into_iter().map(|f| async move {
+            let r = e.remove_container(&f.id).await;
+            (f, r)
+        }))
+        .await,
+    );
+    tally(
+        join_all(networks.into_iter().map(|f| async move {
+            let r = remove_network(e, &f.id).await;
+            (f, r)
+        }))
+        .await,
+    );
+
+    resources::removal_outcome(slug, removed, failures)
+}

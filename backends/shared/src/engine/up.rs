@@ -1,0 +1,171 @@
+//! `up`: leftover probe, images, networks, containers, rollback.
+
+use std::sync::Mutex;
+
+use bottle_core::backend::{BackendError, UpOptions};
+use bottle_core::plan::{ContainerSpec, NetworkSpec, Plan};
+use futures_util::future::join_all;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+
+use super::{ensure_plan_images, Engine};
+use crate::archive;
+use crate::resources::{self, AfterFailure};
+
+/// What this `up` created, by engine id, in creation order.
+#[derive(Default)]
+struct Created {
+    networks: Mutex<Vec<(String, String)>>,
+    containers: Mutex<Vec<(String, String)>>,
+}
+
+/// [`Backend::up`](bottle_core::backend::Backend::up): probes for leftovers, ensures the
+/// images, then creates; on failure removes exactly what it created (or keeps it with
+/// [`UpOptions::keep_on_failure`]) and says so in the error.
+pub async fn up<E: Engine>(e: &E, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
+    probe_leftovers(e, plan).await?;
+    ensure_plan_images(e, plan).await?;
+    for warning in e.warnings(plan) {
+        e.progress(&warning);
+    }
+
+    let created = Created::default();
+    let Err(err) = apply(e, plan, &created).await else {
+        return Ok(());
+    };
+    let networks = created.networks.into_inner().unwrap_or_default();
+    let containers = created.containers.into_inner().unwrap_or_default();
+    if networks.is_empty() && containers.is_empty() {
+        return Err(err);
+    }
+    let after = if opts.keep_on_failure {
+        AfterFailure::Kept(resources::kept_names(&containers, &networks))
+    } else {
+        AfterFailure::RolledBack(rollback(e, &containers, &networks).await)
+    };
+    Err(resources::failed_up(err, &plan.slug, &after))
+}
+
+/// Fails with [`BackendError::Leftovers`] when any name the plan would create exists.
+async fn probe_leftovers<E: Engine>(e: &E, plan: &Plan) -> Result<(), BackendError> {
+    let probes = plan.resource_names().map(|(kind, name)| async move {
+        match e.exists(kind, name).await {
+            Ok(true) => Ok(Some((kind, name.to_owned()))),
+            Ok(false) => Ok(None),
+            Err(err) => Err(err.at(format!("look for {kind} {name}"))),
+        }
+    });
+    let mut found = Vec::new();
+    for r in join_all(probes).await {
+        if let Some(f) = r? {
+            found.push(f);
+        }
+    }
+    resources::leftovers(&plan.slug, found)
+}
+
+async fn apply<E: Engine>(e: &E, plan: &Plan, created: &Created) -> Result<(), BackendError> {
+    // Networks, all at once; every request is awaited so each created id is recorded.
+    let results = join_all(plan.networks.iter().map(|n| create_network(e, n, created))).await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+
+    // Containers: create, copy and connect concurrently; start in plan order.
+    let mut prepared: FuturesOrdered<_> = plan
+        .containers
+        .iter()
+        .map(|c| async move { prepare_container(e, c, created).await.map(|id| (c, id)) })
+        .collect();
+    let mut first_err = None;
+    while let Some(result) = prepared.next().await {
+        if first_err.is_some() {
+            continue; // drain: let every in-flight step finish and record what it created
+        }
+        match result {
+            Ok((spec, id)) => {
+                if let Err(err) = e.start_container(&id).await {
+                    first_err = Some(err.at(format!("start container {}", spec.name)));
+                }
+            }
+            Err(err) => first_err = Some(err),
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+async fn create_network<E: Engine>(
+    e: &E,
+    n: &NetworkSpec,
+    created: &Created,
+) -> Result<(), BackendError> {
+    let id = e
+        .create_network(n)
+        .await
+        .map_err(|err| err.at(format!("create network {}", n.name)))?;
+    created
+        .networks
+        .lock()
+        .expect("lock")
+        .push((id.clone(), n.name.clone()));
+    e.check_network(n, &id).await
+}
+
+/// Creates a container on its network, copies its files in and connects its other
+/// networks; returns its id.
+async fn prepare_container<E: Engine>(
+    e: &E,
+    c: &ContainerSpec,
+    created: &Created,
+) -> Result<String, BackendError> {
+    let id = e
+        .create_container(c)
+        .await
+        .map_err(|err| err.at(format!("create container {}", c.name)))?;
+    created
+        .containers
+        .lock()
+        .expect("lock")
+        .push((id.clone(), c.name.clone()));
+
+    if !c.files.is_empty() {
+        let action = || format!("copy files into container {}", c.name);
+        let tar = archive::container_files(&c.files).map_err(|err| BackendError::Engine {
+            action: action(),
+            message: format!("cannot build the archive: {err}"),
+        })?;
+        e.copy_in(&id, tar).await.map_err(|err| err.at(action()))?;
+    }
+
+    for network in &c.connect {
+        e.connect(&id, network)
+            .await
+            .map_err(|err| err.at(format!("connect container {} to network {network}", c.name)))?;
+    }
+    Ok(id)
+}
+
+/// Removes what `up` created (containers first, then networks); returns what it could not
+/// remove. Gone already is fine.
+async fn rollback<E: Engine>(
+    e: &E,
+    containers: &[(String, String)],
+    networks: &[(String, String)],
+) -> Vec<String> {
+    let container_results = join_all(containers.iter().map(|(id, name)| async move {
+        match e.remove_container(id).await {
+            Err(err) if !err.is_not_found() => Some(format!("container {name}: {err}")),
+            _ => None,
+        }
+    }))
+    .await;
+    let network_results = join_all(networks.iter().map(|(id, name)| async move {
+        match e.remove_network(id).await {
+            Err(err) if !err.is_not_found() => Some(format!("network {name}: {err}")),
+            _ => None,
+        }
+    }))
+    .await;
+    container_results
+        .into_iter()
+        .chain(network_results)
+        .flatten()
+        .collect()
+}
