@@ -3,6 +3,7 @@
 //! `bottle-backend-shared`'s.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
@@ -198,6 +199,15 @@ impl Engine for Docker {
 
     async fn start_container(&self, id: &str) -> Result<(), EngineError> {
         self.client.start_container(id, None).await.map_err(ee)
+    }
+
+    async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError> {
+        let c = self.client.inspect_container(id, None).await.map_err(ee)?;
+        Ok(c.network_settings
+            .and_then(|s| s.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|n| n.ip_address)
+            .and_then(|ip| ip.parse().ok()))
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {

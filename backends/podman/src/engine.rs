@@ -3,6 +3,7 @@
 //! `bottle-backend-shared`'s.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use bottle_backend_shared::engine::{
@@ -77,9 +78,10 @@ impl Engine for Podman {
             .name(&n.name)
             .driver("bridge")
             .internal(n.internal)
-            // The API's default is no DNS (the CLI's is DNS): the bottle's containers find
-            // each other by name, as on docker's user networks.
-            .dns_enabled(true)
+            // The API's default is no DNS (the CLI's is DNS): say which, as planned. The
+            // internal network has none (the agent finds its gate through /etc/hosts), so
+            // aardvark-dns cannot relay the agent's lookups out of it.
+            .dns_enabled(n.dns)
             .labels(n.labels.clone())
             .build();
         // Podman 4.3 looks for a free subnet by listing the host's interfaces and then their
@@ -179,6 +181,15 @@ impl Engine for Podman {
 
     async fn start_container(&self, id: &str) -> Result<(), EngineError> {
         self.api.containers().get(id).start(None).await.map_err(ee)
+    }
+
+    async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError> {
+        let c = self.api.containers().get(id).inspect().await.map_err(ee)?;
+        Ok(c.network_settings
+            .and_then(|s| s.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|n| n.ip_address)
+            .and_then(|ip| ip.parse().ok()))
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {

@@ -90,10 +90,11 @@ pub struct Engine {
     /// `bottle-rl`): every `bottle`, engine CLI and dry-run script then runs as that user,
     /// through `runuser`, against the user's own engine and image store.
     pub rootless: bool,
-    /// Whether the engine's DNS server on an internal network may forward a name it does not
-    /// know to the host's resolvers. aardvark-dns before 1.11 does (Debian 12 has 1.4;
-    /// containers/aardvark-dns#447). The scenarios then never ask the agent to resolve a name
-    /// other than the gate's: the query would leave the machine.
+    /// Whether the engine's DNS server on an internal network would forward a name it does
+    /// not know to the host's resolvers. aardvark-dns before 1.11 does (Debian 12 has 1.4;
+    /// containers/aardvark-dns#447), so bottle turns podman's DNS off on the internal network.
+    /// The scenarios check that without traffic, and never ask the agent to resolve a name
+    /// other than the gate's: were the bottle wrong, the query would leave the machine.
     pub internal_dns_forwards: bool,
     /// How many of its bottles may exist at once (within the overall `BOTTLE_E2E_JOBS`).
     /// aardvark-dns before 1.11 (Debian 12 has 1.4) restarts its listeners whenever a

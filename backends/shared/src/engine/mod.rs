@@ -44,6 +44,7 @@ mod up;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -387,6 +388,10 @@ pub trait Engine: Clone + Send + Sync + 'static {
 
     /// Starts container `id`.
     async fn start_container(&self, id: &str) -> Result<(), EngineError>;
+
+    /// The address container `id` has on network `network` (it runs), `None` when it has
+    /// none there.
+    async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError>;
 
     /// Force-removes container `id` with its anonymous volumes.
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;

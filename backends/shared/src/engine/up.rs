@@ -68,27 +68,79 @@ async fn apply<E: Engine>(e: &E, plan: &Plan, created: &Created) -> Result<(), B
     let results = join_all(plan.networks.iter().map(|n| create_network(e, n, created))).await;
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
 
-    // Containers: create, copy and connect concurrently; start in plan order.
-    let mut prepared: FuturesOrdered<_> = plan
-        .containers
-        .iter()
+    // Containers: create, copy and connect concurrently; start in plan order. A container
+    // with host entries for others (the agent, for its gate) waits until those run and
+    // have addresses: it is created afterwards, in plan order.
+    let (now, later): (Vec<&ContainerSpec>, Vec<&ContainerSpec>) =
+        plan.containers.iter().partition(|c| c.hosts_of.is_empty());
+    let mut prepared: FuturesOrdered<_> = now
+        .into_iter()
         .map(|c| async move { prepare_container(e, c, created).await.map(|id| (c, id)) })
         .collect();
+    let mut started = Vec::new();
     let mut first_err = None;
     while let Some(result) = prepared.next().await {
         if first_err.is_some() {
             continue; // drain: let every in-flight step finish and record what it created
         }
         match result {
-            Ok((spec, id)) => {
-                if let Err(err) = e.start_container(&id).await {
-                    first_err = Some(err.at(format!("start container {}", spec.name)));
-                }
-            }
+            Ok((spec, id)) => match e.start_container(&id).await {
+                Ok(()) => started.push((spec.name.clone(), id)),
+                Err(err) => first_err = Some(err.at(format!("start container {}", spec.name))),
+            },
             Err(err) => first_err = Some(err),
         }
     }
-    first_err.map_or(Ok(()), Err)
+    if let Some(err) = first_err {
+        return Err(err);
+    }
+    for c in later {
+        let c = with_addresses(e, c, &started).await?;
+        let id = prepare_container(e, &c, created).await?;
+        e.start_container(&id)
+            .await
+            .map_err(|err| err.at(format!("start container {}", c.name)))?;
+        started.push((c.name, id));
+    }
+    Ok(())
+}
+
+/// `c` with its [`hosts_of`](ContainerSpec::hosts_of) entries filled in as
+/// [`extra_hosts`](ContainerSpec::extra_hosts), from the addresses of the `started`
+/// containers (name, id).
+async fn with_addresses<E: Engine>(
+    e: &E,
+    c: &ContainerSpec,
+    started: &[(String, String)],
+) -> Result<ContainerSpec, BackendError> {
+    let mut filled = c.clone();
+    for h in &c.hosts_of {
+        let action = || {
+            format!(
+                "find the address of container {} on network {} (the host entry {} of container {})",
+                h.container, h.network, h.name, c.name
+            )
+        };
+        let Some((_, id)) = started.iter().find(|(name, _)| *name == h.container) else {
+            return Err(BackendError::Engine {
+                action: action(),
+                message: "the plan starts no such container before this one".to_owned(),
+            });
+        };
+        match e.address(id, &h.network).await {
+            Ok(Some(ip)) => {
+                filled.extra_hosts.insert(h.name.clone(), ip);
+            }
+            Ok(None) => {
+                return Err(BackendError::Engine {
+                    action: action(),
+                    message: format!("it has no address on {}", h.network),
+                })
+            }
+            Err(err) => return Err(err.at(action())),
+        }
+    }
+    Ok(filled)
 }
 
 async fn create_network<E: Engine>(
