@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use bottle_core::backend::{Backend, BackendError};
 use bottle_core::plan::{
-    labels, resource_name, ContainerSpec, FileSpec, Hardening, ImageRef, NetworkSpec, Plan, Role,
-    PLAN_FORMAT,
+    labels, resource_name, ContainerSpec, FileSpec, Hardening, HostOf, ImageRef, NetworkSpec, Plan,
+    Role, PLAN_FORMAT,
 };
 
 use crate::engine::{self, Engine};
@@ -490,7 +490,13 @@ pub fn with_sidecar(slug: &str, image: &str) -> Plan {
     let egress = network(slug, Role::Egress, false);
     let mut gate = container(slug, Role::Gate, image, &internal.name);
     gate.connect = vec![egress.name.clone()];
-    let agent = container(slug, Role::Agent, image, &internal.name);
+    let mut agent = container(slug, Role::Agent, image, &internal.name);
+    // As the planner does: the agent finds the sidecar through /etc/hosts.
+    agent.hosts_of = vec![HostOf {
+        name: gate.name.clone(),
+        container: gate.name.clone(),
+        network: internal.name.clone(),
+    }];
     Plan {
         format: PLAN_FORMAT,
         bottle: slug.to_owned(),

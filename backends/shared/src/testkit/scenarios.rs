@@ -450,7 +450,8 @@ pub async fn down_disconnects_foreign_containers_and_keeps_them<T: TestEngine>(t
 }
 
 /// The internal network is internal, the sidecar is on both networks and the agent on the
-/// internal one only; the agent resolves its sidecar by name and has no route out.
+/// internal one only; the agent resolves its sidecar by name (its /etc/hosts) and has no
+/// route out.
 pub async fn the_internal_network_has_no_way_out<T: TestEngine>(t: &T) {
     let d = t.client();
     let g = Guard::new(t, "net");
@@ -462,11 +463,9 @@ pub async fn the_internal_network_has_no_way_out<T: TestEngine>(t: &T) {
 
     let net = t.network_view(internal).await;
     assert_eq!(net.internal, Some(true));
-    assert_ne!(
-        net.dns_enabled,
-        Some(false),
-        "no name resolution on {internal}"
-    );
+    // No resolver on it where the engine can turn it off (podman): the agent's lookups
+    // cannot be relayed out.
+    assert_ne!(net.dns_enabled, Some(true), "name resolution on {internal}");
     assert_eq!(
         net.labels.get("bottle.role").map(String::as_str),
         Some("internal")
@@ -485,7 +484,17 @@ pub async fn the_internal_network_has_no_way_out<T: TestEngine>(t: &T) {
     assert_eq!(networks(gate.clone()).await, both);
     assert_eq!(networks(agent.clone()).await, vec![internal.clone()]);
 
-    // The agent resolves its sidecar by name.
+    // The agent resolves its sidecar by name, through the /etc/hosts entry `up` wrote.
+    let hosts = engine::exec_output(d, agent, &strings(&["cat", "/etc/hosts"]))
+        .await
+        .unwrap();
+    let hosts = String::from_utf8(hosts.stdout).unwrap();
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().skip(1).any(|w| w == gate.as_str())),
+        "no entry for {gate} in the agent's /etc/hosts:\n{hosts}"
+    );
     let own = engine::exec_output(d, agent, &strings(&["getent", "hosts", gate]))
         .await
         .unwrap();
