@@ -2,7 +2,7 @@
 
 mod common;
 
-use bottle_core::plan::{FileSource, Role};
+use bottle_core::plan::{FileSource, HostOf, Role};
 use bottle_core::planner;
 
 fn plan_json(fx: &common::Fixture, text: &str, bottle: &str) -> String {
@@ -79,6 +79,48 @@ fn the_shape_of_the_demo_plan() {
     let gitconfig = std::str::from_utf8(agent.files[0].bytes()).unwrap();
     assert!(gitconfig.contains("[url \"git://bottle-demo-gate/app.git\"]\n\tinsteadOf = \"ssh://git@git.example.com:2222/team/app.git\""), "{gitconfig}");
     assert!(gitconfig.contains("[url \"git://bottle-demo-gate/lib.git\"]\n\tinsteadOf = \"git@git.example.com:team/lib.git\""), "{gitconfig}");
+}
+
+/// The agent needs no resolver: its host entry for the gate is filled from the gate, which
+/// runs first; the internal network has no DNS, the egress network has.
+#[test]
+fn the_agent_finds_the_gate_through_a_host_entry() {
+    let fx = common::Fixture::new();
+    let m = fx.parse(&common::example()).unwrap();
+    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let agent = plan.container(Role::Agent).unwrap();
+    assert_eq!(
+        agent.hosts_of,
+        [HostOf {
+            name: "bottle-demo-gate".to_owned(),
+            container: "bottle-demo-gate".to_owned(),
+            network: "bottle-demo-internal".to_owned(),
+        }]
+    );
+    assert!(plan.container(Role::Gate).unwrap().hosts_of.is_empty());
+    assert_eq!(
+        plan.networks
+            .iter()
+            .map(|n| (n.role, n.dns))
+            .collect::<Vec<_>>(),
+        [(Role::Internal, false), (Role::Egress, true)]
+    );
+    assert_eq!(plan.unfillable_host(), None);
+
+    // An entry is unfillable when its container does not run first, or is not on the network.
+    let mut reversed = plan.clone();
+    reversed.containers.reverse();
+    let (c, h) = reversed.unfillable_host().unwrap();
+    assert_eq!(
+        (c.name.as_str(), h.name.as_str()),
+        ("bottle-demo-agent", "bottle-demo-gate")
+    );
+    let mut elsewhere = plan.clone();
+    elsewhere.containers[1].hosts_of[0].network = "bottle-demo-other".to_owned();
+    assert!(elsewhere.unfillable_host().is_some());
+    let mut egress = plan;
+    egress.containers[1].hosts_of[0].network = "bottle-demo-egress".to_owned();
+    assert_eq!(egress.unfillable_host(), None, "the gate is on egress too");
 }
 
 #[test]

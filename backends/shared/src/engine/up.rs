@@ -22,6 +22,12 @@ struct Created {
 /// images, then creates; on failure removes exactly what it created (or keeps it with
 /// [`UpOptions::keep_on_failure`]) and says so in the error.
 pub async fn up<E: Engine>(e: &E, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
+    if let Some((c, h)) = plan.unfillable_host() {
+        return Err(BackendError::Other(format!(
+            "container {}: host entry {:?} takes the address of {} on {}, which no earlier container of the plan has; nothing was created",
+            c.name, h.name, h.container, h.network
+        )));
+    }
     probe_leftovers(e, plan).await?;
     ensure_plan_images(e, plan).await?;
     for warning in e.warnings(plan) {

@@ -180,6 +180,7 @@ macro_rules! engine_suite {
             up_ps_exec_down_of_an_agent_alone,
             hardening_env_hosts_and_files_are_applied_exactly,
             leftovers_fail_fast_and_create_nothing,
+            an_unfillable_host_entry_fails_before_anything_is_created,
             a_missing_image_fails_before_anything_is_created,
             a_failed_up_rolls_back_or_keeps_what_it_made,
             down_disconnects_foreign_containers_and_keeps_them,

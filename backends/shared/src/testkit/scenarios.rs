@@ -301,6 +301,23 @@ pub async fn hardening_env_hosts_and_files_are_applied_exactly<T: TestEngine>(t:
     assert_eq!(String::from_utf8(dir.stdout).unwrap().trim(), "755 0 0");
 }
 
+/// A host entry naming a container that does not run before the one holding it cannot be
+/// filled: `up` says so before creating anything.
+pub async fn an_unfillable_host_entry_fails_before_anything_is_created<T: TestEngine>(t: &T) {
+    let d = t.client();
+    let g = Guard::new(t, "hostof");
+    let image = tiny_image(d).await;
+    let mut plan = with_sidecar(&g.slug, &image);
+    plan.containers.reverse();
+    let err = d.up(&plan, &UpOptions::default()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("which no earlier container of the plan has; nothing was created"),
+        "{text}"
+    );
+    assert!(d.ps(Some(&g.slug)).await.unwrap().is_empty());
+}
+
 /// A leftover of the plan's makes `up` fail before it creates anything, naming
 /// `bottle cleanup`; `cleanup` removes it.
 pub async fn leftovers_fail_fast_and_create_nothing<T: TestEngine>(t: &T) {
