@@ -240,6 +240,8 @@ struct Cleanup {
 }
 
 static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
+/// The run's directory, for an interrupted run to remove.
+static RUN_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Forgets bottle `slug` (it was removed).
 fn cleanup_forget(slug: &str) {
@@ -322,6 +324,10 @@ fn on_signals() {
         });
         eprintln!("\nbottle-bench: interrupted; removing what it created");
         cleanup_now();
+        // The process exits here, so the run's directory is not dropped: remove it.
+        if let Some(dir) = RUN_DIR.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         std::process::exit(130);
     });
 }
@@ -1317,6 +1323,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     )?;
 
     let dir = tempfile::Builder::new().prefix("bottle-bench-").tempdir()?;
+    *RUN_DIR.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.path().to_path_buf());
     let gate_key = dir.path().join("gate_key");
     keygen(&gate_key, "bottle-bench-gate")?;
     keygen(&dir.path().join("host_key"), "bottle-bench-upstream")?;
@@ -1498,6 +1505,7 @@ fn measure_all(args: &Args, ctx: &Ctx) -> anyhow::Result<(Vec<Measure>, Facts)> 
 
 /// `--keep`: forgets the cleanup and says what is left.
 fn keep(ctx: Ctx) {
+    RUN_DIR.lock().unwrap_or_else(|p| p.into_inner()).take();
     let dir = ctx.dir.keep();
     if let Some(c) = CLEANUP.lock().unwrap_or_else(|p| p.into_inner()).take() {
         eprintln!("--keep: kept the run's directory {}", dir.display());
