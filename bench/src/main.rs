@@ -1394,6 +1394,10 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let report = json!({
         "bench": "bottle-bench",
         "version": env!("CARGO_PKG_VERSION"),
+        "bottle": {
+            "binary": ctx.bottle.display().to_string(),
+            "version": cmd::ok(Command::new(&ctx.bottle).arg("--version"), STEP).ok(),
+        },
         "runs": ctx.runs,
         "levers_off": ctx.levers_off.iter().map(|l| json!({ "lever": l, "meaning": levers::describe(l) })).collect::<Vec<_>>(),
         "machine": {
