@@ -24,6 +24,10 @@
 //! `docker exec` is left out on both sides; `up` times are wall clock on the host, process
 //! start included. Everything it creates carries the label `bottle.bench=<pid>` or belongs to
 //! a bottle it brought up, and is removed at the end, on failure and on Ctrl-C.
+//!
+//! `--lever-off NAME` turns one of the gate's speed levers off in the bench's bottle (see
+//! [`levers`]), to measure what it is worth. `scripts/bench.sh` is the documented way to
+//! run it; docs/performance.md holds the figures.
 
 mod cmd;
 mod compose;
