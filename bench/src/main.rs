@@ -24,10 +24,15 @@
 //! `docker exec` is left out on both sides; `up` times are wall clock on the host, process
 //! start included. Everything it creates carries the label `bottle.bench=<pid>` or belongs to
 //! a bottle it brought up, and is removed at the end, on failure and on Ctrl-C.
+//!
+//! `--lever-off NAME` turns one of the gate's speed levers off in the bench's bottle (see
+//! [`levers`]), to measure what it is worth. `scripts/bench.sh` is the documented way to
+//! run it; docs/performance.md holds the figures.
 
 mod cmd;
 mod compose;
 mod data;
+mod levers;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -68,7 +73,7 @@ const MEASURES: [&str; 8] = [
 )]
 struct Args {
     /// Where to write the results as JSON.
-    #[arg(long, default_value = "bench/results.json")]
+    #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
     /// Timed runs per measure, after one warm-up run.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -81,6 +86,10 @@ struct Args {
     /// and the binary next to this one is used.
     #[arg(long, env = "BOTTLE_BENCH_BOTTLE")]
     bottle: Option<PathBuf>,
+    /// Turn these gate levers off (comma separated) in the bench's bottle, to measure what
+    /// each is worth: persistent-ssh, refresh-lock, bitmap. See bench/src/levers.rs.
+    #[arg(long, value_delimiter = ',')]
+    lever_off: Vec<String>,
     /// Keep what the run created (bottles, the upstream, the direct client, the data),
     /// for a look around; prints how to remove it.
     #[arg(long)]
@@ -235,6 +244,8 @@ struct Cleanup {
 }
 
 static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
+/// The run's directory, for an interrupted run to remove.
+static RUN_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Forgets bottle `slug` (it was removed).
 fn cleanup_forget(slug: &str) {
@@ -317,6 +328,10 @@ fn on_signals() {
         });
         eprintln!("\nbottle-bench: interrupted; removing what it created");
         cleanup_now();
+        // The process exits here, so the run's directory is not dropped: remove it.
+        if let Some(dir) = RUN_DIR.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         std::process::exit(130);
     });
 }
@@ -334,6 +349,8 @@ struct Ctx {
     /// The upstream fixture's host key (private, then `<type> <base64>`).
     host_key: String,
     host_key_pub: String,
+    /// Gate levers turned off (`--lever-off`).
+    levers_off: Vec<String>,
 }
 
 impl Ctx {
@@ -390,7 +407,9 @@ fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
 /// The bottle binary: `--bottle`, else built with cargo next to this binary.
 fn bottle_binary(args: &Args) -> anyhow::Result<PathBuf> {
     if let Some(b) = &args.bottle {
-        return Ok(b.clone());
+        // Absolute: the bottle commands run in each bottle's own directory.
+        return std::fs::canonicalize(b)
+            .with_context(|| format!("the bottle binary {} does not exist", b.display()));
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -440,6 +459,7 @@ fn measure_up(ctx: &Ctx, with_compose: bool) -> anyhow::Result<Vec<Measure>> {
         up_c.notes
             .push("docker-compose is not installed: not measured".to_owned());
     }
+    let mut phases: Vec<[f64; 4]> = Vec::new();
     for i in 0..=ctx.runs {
         let warm = i == 0;
         eprintln!(
@@ -456,9 +476,14 @@ fn measure_up(ctx: &Ctx, with_compose: bool) -> anyhow::Result<Vec<Measure>> {
                 0 => {
                     let slug = format!("bench{}-up{i}", ctx.id);
                     let dir = ctx.manifest(&slug, "app")?;
-                    let t = ctx
-                        .up(&slug, &dir)
-                        .and_then(|t| ctx.down(&slug, &dir).map(|_| t));
+                    let since = std::time::SystemTime::now();
+                    let t = ctx.up(&slug, &dir);
+                    if let (false, Ok(took)) = (warm, &t) {
+                        if let Some(p) = up_phases(&slug, since, *took) {
+                            phases.push(p);
+                        }
+                    }
+                    let t = t.and_then(|t| ctx.down(&slug, &dir).map(|_| t));
                     match t {
                         Err(e) if warm => return Err(e),
                         _ if warm => {}
@@ -509,11 +534,93 @@ fn measure_up(ctx: &Ctx, with_compose: bool) -> anyhow::Result<Vec<Measure>> {
             }
         }
     }
+    if !phases.is_empty() {
+        let median = |i: usize| {
+            Series {
+                samples: phases.iter().map(|p| p[i]).collect(),
+                errors: Vec::new(),
+            }
+            .median()
+            .unwrap_or(f64::NAN)
+        };
+        up.notes.push(format!(
+            "where bottle up's time goes (medians, from the engine's event times): {:.3} s until \
+             the engine reports its first step (process start, leftover probes, image checks, \
+             the first network); {:.3} s creating the other network and the containers, copying \
+             their files, connecting the gate; {:.3} s in the engine starting the gate, then the \
+             agent; {:.3} s after the last start until bottle exits",
+            median(0),
+            median(1),
+            median(2),
+            median(3)
+        ));
+    }
     let mut out = vec![up];
     if with_compose {
         out.push(up_c);
     }
     Ok(out)
+}
+
+/// Splits one `bottle up` of `slug`, which started at `since` and took `took` seconds, into
+/// phases by the times the engine reports its steps (`docker events`): until the first
+/// step, the other steps before the first start, the starts, and after the last start.
+fn up_phases(slug: &str, since: std::time::SystemTime, took: f64) -> Option<[f64; 4]> {
+    let t0 = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    let until = t0 + took + 0.5;
+    let out = cmd::ok(
+        &mut docker([
+            "events",
+            "--since",
+            &format!("{t0:.9}"),
+            "--until",
+            &format!("{until:.9}"),
+            "--format",
+            "{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ]),
+        STEP,
+    )
+    .ok()?;
+    let gate = format!("bottle-{slug}-gate");
+    let agent = format!("bottle-{slug}-agent");
+    let prefix = format!("bottle-{slug}-");
+    let mut events: Vec<(f64, String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let nanos: f64 = w.next()?.parse().ok()?;
+            let _kind = w.next()?;
+            let action = w.next()?.to_owned();
+            let name = w.next()?.to_owned();
+            name.starts_with(&prefix)
+                .then_some((nanos / 1e9 - t0, action, name))
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first = events.first()?.0;
+    let start_of = |who: &str| {
+        events
+            .iter()
+            .find(|e| e.1 == "start" && e.2 == who)
+            .map(|e| e.0)
+    };
+    let (gate_start, agent_start) = (start_of(&gate)?, start_of(&agent)?);
+    let first_start = gate_start.min(agent_start);
+    let prepared = events
+        .iter()
+        .filter(|e| e.0 < first_start && e.1 != "start")
+        .map(|e| e.0)
+        .fold(first, f64::max);
+    let last_start = gate_start.max(agent_start);
+    Some([
+        first,
+        prepared - first,
+        last_start - prepared,
+        (took - last_start).max(0.0),
+    ])
 }
 
 /// `docker-compose up -d` of the bottle `slug`'s plan, timed; then `down`.
@@ -654,6 +761,7 @@ fn setup_world(ctx: &Ctx) -> anyhow::Result<World> {
     let dir = ctx.manifest(&slug, "bench")?;
     ctx.up(&slug, &dir)?;
     let name = |role: &str| format!("bottle-{slug}-{role}");
+    levers::turn_off(&name("gate"), "/git/bench.git", &ctx.levers_off, STEP)?;
     let (fixture, direct, egress) = (name("upstream"), name("direct"), name("egress"));
     let slug_label = format!("bottle.slug={slug}");
 
@@ -955,12 +1063,19 @@ fn measure_parallel(ctx: &Ctx, w: &World) -> anyhow::Result<Measure> {
         median_of(&many, |c| c.0),
         median_of(&many, |c| c.1),
     ) {
+        let floor = (a10 + g10) / cores() as f64;
         m.notes.push(format!(
             "CPU time (cgroup): one clone {a1:.2} s in the agent + {g1:.2} s in the gate; \
              {PARALLEL} clones {a10:.2} s + {g10:.2} s; on {} cores, {PARALLEL} clones need at \
-             least {:.2} s of wall time for the agent's own work alone",
+             least {floor:.2} s of wall time for the CPU work of the agent and the gate alone{}",
             cores(),
-            a10 / cores() as f64
+            m.baseline
+                .median()
+                .map(|one| format!(
+                    ", so the ratio cannot be below {:.2} on this machine",
+                    floor / one
+                ))
+                .unwrap_or_default()
         ));
     }
     // What the machine itself allows: the same clones straight from the upstream.
@@ -1157,8 +1272,19 @@ fn main() {
             std::process::exit(2);
         }
     }
+    for l in &args.lever_off {
+        if !levers::LEVERS.contains(&l.as_str()) {
+            eprintln!(
+                "error: no lever named '{l}'; the levers: {}",
+                levers::LEVERS.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
     on_signals();
-    let result = run(&args);
+    // A panic is caught so that what the run created is removed all the same.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&args)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("bottle-bench panicked")));
     if !args.keep {
         cleanup_now();
     }
@@ -1201,6 +1327,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     )?;
 
     let dir = tempfile::Builder::new().prefix("bottle-bench-").tempdir()?;
+    *RUN_DIR.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.path().to_path_buf());
     let gate_key = dir.path().join("gate_key");
     keygen(&gate_key, "bottle-bench-gate")?;
     keygen(&dir.path().join("host_key"), "bottle-bench-upstream")?;
@@ -1219,6 +1346,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         gate_key,
         host_key,
         host_key_pub,
+        levers_off: args.lever_off.clone(),
     };
 
     let outcome = measure_all(args, &ctx);
@@ -1243,6 +1371,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let load_end = loadavg();
     let table = table(&measures);
     println!("{table}");
+    for l in &ctx.levers_off {
+        println!("LEVER OFF: {l}: {}", levers::describe(l));
+    }
     if let Some(size) = facts.get("gate_image_bytes").and_then(Value::as_u64) {
         println!("gate image: {:.0} MB", size as f64 / 1e6);
     }
@@ -1267,7 +1398,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let report = json!({
         "bench": "bottle-bench",
         "version": env!("CARGO_PKG_VERSION"),
+        "bottle": {
+            "binary": ctx.bottle.display().to_string(),
+            "version": cmd::ok(Command::new(&ctx.bottle).arg("--version"), STEP).ok(),
+        },
         "runs": ctx.runs,
+        "levers_off": ctx.levers_off.iter().map(|l| json!({ "lever": l, "meaning": levers::describe(l) })).collect::<Vec<_>>(),
         "machine": {
             "cores": cores(),
             "load_at_start": load_start,
@@ -1335,7 +1471,9 @@ fn measure_all(args: &Args, ctx: &Ctx) -> anyhow::Result<(Vec<Measure>, Facts)> 
             .collect::<Vec<_>>()),
         );
         let result = (|| -> anyhow::Result<()> {
-            if wants("clone") || wants("fetch_noop") || wants("push_scan") || wants("scan_scope") {
+            // The clone measure runs first whatever is asked: every other git measure
+            // works in the clones it leaves in the agent and the direct client.
+            {
                 eprintln!("clone");
                 let m = measure_clone(ctx, &w)?;
                 if wants("clone") {
@@ -1375,12 +1513,13 @@ fn measure_all(args: &Args, ctx: &Ctx) -> anyhow::Result<(Vec<Measure>, Facts)> 
 
 /// `--keep`: forgets the cleanup and says what is left.
 fn keep(ctx: Ctx) {
+    RUN_DIR.lock().unwrap_or_else(|p| p.into_inner()).take();
     let dir = ctx.dir.keep();
     if let Some(c) = CLEANUP.lock().unwrap_or_else(|p| p.into_inner()).take() {
         eprintln!("--keep: kept the run's directory {}", dir.display());
         for (slug, d) in &c.bottles {
             eprintln!(
-                "  bottle {slug}: remove with `cd {} && {} down {slug}`",
+                "  bottle {slug}: remove with `cd {} && {} --backend docker down {slug}`",
                 d.display(),
                 c.bottle.display()
             );
