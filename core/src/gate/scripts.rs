@@ -237,8 +237,9 @@ const ACCESS_HOOK: &str = r#"#!/bin/sh
 # bottle git-gate access hook: git daemon runs it before serving a repository,
 # as: access-hook SERVICE REPO_PATH HOST CANONICAL_HOST IP PORT.
 #
-# Refreshes the mirror from its real upstream before every fetch and push, and
-# refuses service when that fails, so the agent never works on stale data. The
+# Refreshes the mirror from its real upstream before every fetch (clone, fetch,
+# pull, ls-remote), and refuses service when that fails, so the agent never
+# works on stale data; a push is served once a host key is pinned. The
 # first line of stdout is what the agent's git shows when service is refused;
 # everything else goes to stderr (the gate's log).
 #
@@ -291,6 +292,14 @@ EOF
 if [ ! -s "$known_hosts" ]; then
 	echo "bottle-gate: '$name' is not served: no host key is pinned for its upstream; add known_host_key = \"<type> <base64>\" to its git entry in bottle.toml (ssh-keyscan prints it) and recreate the bottle"
 	exit 1
+fi
+
+# A push needs no refresh first: the pre-receive hook scans it and forwards it
+# under a lease on every ref, so the upstream itself refuses it when it moved
+# (the hook then says to fetch and rebase), and a push fails when the upstream
+# is unreachable. Refreshing here would only add a round trip to every push.
+if [ "$service" = receive-pack ]; then
+	exit 0
 fi
 
 unreachable() {

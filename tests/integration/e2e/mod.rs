@@ -154,6 +154,7 @@ macro_rules! suite {
             pushes_holding_secrets_are_rejected,
             a_push_of_two_refs_with_one_secret_forwards_nothing,
             a_stopped_upstream_fails_fetch_and_clone,
+            a_push_over_an_upstream_that_moved_is_refused_then_rebased,
             clone_follows_default_branch_main,
             clone_follows_default_branch_trunk,
             clone_follows_default_branch_trunk_beside_master,

@@ -158,6 +158,75 @@ pub fn a_stopped_upstream_fails_fetch_and_clone(engine: &'static Engine) {
     );
     let out = h.agent_sh(&format!("git ls-remote {}", sh(&h.url)));
     assert_unreachable(&h, &out, "ls-remote");
+
+    // A push is refused too (its forward cannot reach the upstream), and the gate's ref
+    // does not move.
+    let gate_before = h.gate_ref(&format!("refs/heads/{branch}"));
+    let out = h.agent_sh(&format!(
+        "set -e; cd {dir}
+         echo 'while the upstream is down' >down.txt; git add down.txt; git commit -qm 'down'
+         git push origin {branch}"
+    ));
+    assert!(
+        !out.status.success(),
+        "a push succeeded with the upstream stopped\n{}",
+        show(&out)
+    );
+    assert!(
+        said(&out).contains("refused the push or could not be reached"),
+        "the refused push does not say why\n{}",
+        show(&out)
+    );
+    assert_eq!(
+        h.gate_ref(&format!("refs/heads/{branch}")),
+        gate_before,
+        "the gate's {branch} moved although nothing reached the upstream"
+    );
+}
+
+/// 6b. A push is not preceded by a refresh: when the upstream moved since the gate last
+///     saw it, the forward's lease makes the upstream refuse the push, the agent is told to
+///     fetch and rebase, and nothing is overwritten; after a fetch and a rebase the push
+///     goes through.
+pub fn a_push_over_an_upstream_that_moved_is_refused_then_rebased(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("moved")) else {
+        return;
+    };
+    let dir = "moved-check";
+    clone_in_agent(&h, dir);
+    let branch = h.opts.default_branch;
+    let r = format!("refs/heads/{branch}");
+    let theirs = commit_upstream(&h, "THEIRS", "someone else's work");
+    let out = h.agent_sh(&format!(
+        "set -e; cd {dir}
+         echo 'the agent, meanwhile' >mine.txt; git add mine.txt; git commit -qm 'mine'
+         git push origin {branch}"
+    ));
+    assert!(
+        !out.status.success(),
+        "a push over an upstream that moved succeeded\n{}",
+        show(&out)
+    );
+    assert!(
+        said(&out).contains("if the upstream moved, fetch, rebase and push again"),
+        "the refused push does not say what to do\n{}",
+        show(&out)
+    );
+    assert_eq!(
+        h.upstream_ref(&r),
+        Some(theirs.clone()),
+        "the upstream's work was overwritten"
+    );
+    h.agent_ok(&format!(
+        "set -e; cd {dir}; git fetch -q origin; git rebase -q origin/{branch}; git push -q origin {branch}"
+    ));
+    let head = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
+    assert_eq!(h.upstream_ref(&r), Some(head.clone()), "after the rebase");
+    let parent = h.agent_ok(&format!("git -C {dir} rev-parse HEAD~1"));
+    assert_eq!(
+        parent, theirs,
+        "the rebased push does not build on the upstream's work"
+    );
 }
 
 /// 7a. An upstream whose default branch is `main` clones onto `main`.
