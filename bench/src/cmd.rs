@@ -1,8 +1,7 @@
-//! Running commands: always under a time limit, with their output captured.
+//! Running commands: always under a time limit (`bottle-run-limited`), with their output
+//! captured.
 
-use std::io::{Read, Write};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -46,65 +45,13 @@ pub fn describe(cmd: &Command) -> String {
 /// Runs `cmd` with `input` on its stdin (or none). It is killed after `limit`, which is an
 /// error; otherwise its output is returned whatever its status.
 pub fn run(cmd: &mut Command, input: Option<Vec<u8>>, limit: Duration) -> anyhow::Result<Out> {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
+    let out = bottle_run_limited::run(cmd, input, limit)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", describe(cmd)))?;
+    Ok(Out {
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
     })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", describe(cmd)))?;
-    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
-        // Dropping the handle at the end of the thread closes the command's stdin.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&bytes);
-        });
-    }
-    fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-        let (tx, rx) = mpsc::channel();
-        if let Some(mut pipe) = pipe {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                let _ = tx.send(buf);
-            });
-        }
-        rx
-    }
-    let stdout = collect(child.stdout.take());
-    let stderr = collect(child.stderr.take());
-    // A process the command left behind may hold its pipes open: wait for them only briefly.
-    let grab = |rx: &mpsc::Receiver<Vec<u8>>, wait: u64| {
-        rx.recv_timeout(Duration::from_secs(wait))
-            .unwrap_or_default()
-    };
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                return Ok(Out {
-                    status,
-                    stdout: grab(&stdout, 10),
-                    stderr: grab(&stderr, 10),
-                })
-            }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "{} did not finish within {} s and was killed\n{}{}",
-                    describe(cmd),
-                    limit.as_secs(),
-                    String::from_utf8_lossy(&grab(&stdout, 2)),
-                    String::from_utf8_lossy(&grab(&stderr, 2)),
-                );
-            }
-            Err(e) => bail!("cannot wait for {}: {e}", describe(cmd)),
-        }
-    }
 }
 
 /// Runs `cmd`; an error unless it succeeds. Returns its trimmed stdout.
@@ -119,14 +66,7 @@ pub fn ok_input(
     limit: Duration,
 ) -> anyhow::Result<String> {
     let out = run(cmd, input, limit)?;
-    if !out.status.success() {
-        bail!(
-            "{} failed ({}):\n{}",
-            describe(cmd),
-            out.status,
-            out.both().trim()
-        );
-    }
+    succeeded(cmd, &out)?;
     Ok(out.text())
 }
 
@@ -136,6 +76,12 @@ pub fn timed(cmd: &mut Command, limit: Duration) -> anyhow::Result<f64> {
     let start = Instant::now();
     let out = run(cmd, None, limit)?;
     let took = start.elapsed().as_secs_f64();
+    succeeded(cmd, &out)?;
+    Ok(took)
+}
+
+/// An error naming `cmd`, its status and its output unless it succeeded.
+fn succeeded(cmd: &Command, out: &Out) -> anyhow::Result<()> {
     if !out.status.success() {
         bail!(
             "{} failed ({}):\n{}",
@@ -144,7 +90,7 @@ pub fn timed(cmd: &mut Command, limit: Duration) -> anyhow::Result<f64> {
             out.both().trim()
         );
     }
-    Ok(took)
+    Ok(())
 }
 
 /// `docker ARGS...`.

@@ -63,8 +63,8 @@ pub fn ssh_command(layout: &GateLayout, name: &str) -> Result<String, QuoteError
 pub fn render(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<ScriptSet, QuoteError> {
     Ok(ScriptSet {
         entrypoint: entrypoint(layout, upstreams)?,
-        pre_receive: PRE_RECEIVE.to_owned(),
-        access_hook: ACCESS_HOOK.to_owned(),
+        pre_receive: PRE_RECEIVE.replace("@READ_FACTS@\n", READ_FACTS),
+        access_hook: ACCESS_HOOK.replace("@READ_FACTS@\n", READ_FACTS),
     })
 }
 
@@ -135,6 +135,33 @@ exec git daemon --reuseaddr --export-all --informative-errors --verbose \
 	"$@" "$repos"
 "#;
 
+/// The hooks' reading of a mirror's facts (written by the entrypoint into its config), in
+/// one `git config` call: `name` (set by the hook beforehand, kept when the key is
+/// missing), `known_hosts`, `url`, `host`, `port` and `head_synced`.
+const READ_FACTS: &str = r#"# The mirror's facts, written by the entrypoint, read in one go (git prints the
+# keys in lower case). Not every hook needs every one.
+# shellcheck disable=SC2034
+{
+	known_hosts=''
+	url=unknown
+	host=''
+	port=22
+	head_synced=''
+	while read -r key value; do
+		case $key in
+		bottle-gate.name) name=$value ;;
+		bottle-gate.knownhosts) known_hosts=$value ;;
+		bottle-gate.upstreamhost) host=$value ;;
+		bottle-gate.upstreamport) port=$value ;;
+		bottle-gate.headsynced) head_synced=$value ;;
+		remote.origin.url) url=$value ;;
+		esac
+	done <<EOF
+$(git config --get-regexp '^(bottle-gate\.|remote\.origin\.url$)')
+EOF
+}
+"#;
+
 const PRE_RECEIVE: &str = r#"#!/bin/sh
 # bottle git-gate pre-receive hook. Rendered by bottle; the same for every upstream.
 #
@@ -148,20 +175,8 @@ set -u
 updates=$(cat)
 [ -n "$updates" ] || exit 0
 
-# The repository's facts, written by the entrypoint, read in one go (git prints
-# the keys in lower case).
 name=$PWD
-known_hosts=''
-url=''
-while read -r key value; do
-	case $key in
-	bottle-gate.name) name=$value ;;
-	bottle-gate.knownhosts) known_hosts=$value ;;
-	remote.origin.url) url=$value ;;
-	esac
-done <<EOF
-$(git config --get-regexp '^(bottle-gate\.|remote\.origin\.url$)')
-EOF
+@READ_FACTS@
 if [ ! -s "$known_hosts" ]; then
 	echo "bottle-gate: push to '$name' refused: no host key is pinned for its upstream." >&2
 	echo "bottle-gate: add known_host_key = \"<type> <base64>\" to the '$name' git entry in bottle.toml (ssh-keyscan -p PORT HOST prints it), then recreate the bottle." >&2
@@ -268,26 +283,8 @@ if ! cd "$repo" 2>/dev/null; then
 	exit 1
 fi
 
-# The mirror's facts, written by the entrypoint, read in one go (git prints the
-# keys in lower case).
 name=$repo
-known_hosts=''
-url=unknown
-host=''
-port=22
-head_synced=''
-while read -r key value; do
-	case $key in
-	bottle-gate.name) name=$value ;;
-	bottle-gate.knownhosts) known_hosts=$value ;;
-	bottle-gate.upstreamhost) host=$value ;;
-	bottle-gate.upstreamport) port=$value ;;
-	bottle-gate.headsynced) head_synced=$value ;;
-	remote.origin.url) url=$value ;;
-	esac
-done <<EOF
-$(git config --get-regexp '^(bottle-gate\.|remote\.origin\.url$)')
-EOF
+@READ_FACTS@
 
 if [ ! -s "$known_hosts" ]; then
 	echo "bottle-gate: '$name' is not served: no host key is pinned for its upstream; add known_host_key = \"<type> <base64>\" to its git entry in bottle.toml (ssh-keyscan prints it) and recreate the bottle"

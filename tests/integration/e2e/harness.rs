@@ -2,12 +2,10 @@
 //! CLI, removed on drop.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -77,65 +75,8 @@ pub fn try_run_limited(
     input: Option<&[u8]>,
     limit: Duration,
 ) -> Result<Output, String> {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
-        let bytes = bytes.to_vec();
-        // Dropping the handle at the end of the thread closes the command's stdin.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&bytes);
-        });
-    }
-    fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-        let (tx, rx) = mpsc::channel();
-        if let Some(mut pipe) = pipe {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                let _ = tx.send(buf);
-            });
-        }
-        rx
-    }
-    let stdout = collect(child.stdout.take());
-    let stderr = collect(child.stderr.take());
-    // A process the command left behind may hold its pipes open: wait for them only briefly.
-    let grab = |rx: &mpsc::Receiver<Vec<u8>>, wait: u64| {
-        rx.recv_timeout(Duration::from_secs(wait))
-            .unwrap_or_default()
-    };
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                return Ok(Output {
-                    status,
-                    stdout: grab(&stdout, 10),
-                    stderr: grab(&stderr, 10),
-                })
-            }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{cmd:?} did not finish within {} s and was killed\nstdout:\n{}\nstderr:\n{}",
-                    limit.as_secs(),
-                    String::from_utf8_lossy(&grab(&stdout, 2)),
-                    String::from_utf8_lossy(&grab(&stderr, 2)),
-                ));
-            }
-            Err(e) => return Err(format!("cannot wait for {cmd:?}: {e}")),
-        }
-    }
+    bottle_run_limited::run(cmd, input.map(<[u8]>::to_vec), limit)
+        .map_err(|e| format!("{}: {e}", describe(cmd)))
 }
 
 /// Runs `cmd` under [`COMMAND_LIMIT`].
