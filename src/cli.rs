@@ -105,7 +105,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build bottle's images (the gate, the demo agent, the demo's upstream).
+    /// Build bottle's images (its sidecars', the demo agent, the demo's upstream).
     #[command(subcommand)]
     Image(ImageCommand),
     /// Write a commented example bottle.toml.
@@ -121,8 +121,8 @@ pub enum Command {
 pub enum ImageCommand {
     /// Build images that are missing or whose inputs changed.
     Build {
-        /// Which images: gate, agent, upstream [default: all].
-        #[arg(value_parser = ["gate", "agent", "upstream"])]
+        /// Which images [default: all].
+        #[arg(value_parser = image_names())]
         images: Vec<String>,
         /// Build even when up to date.
         #[arg(long)]
@@ -145,4 +145,13 @@ pub struct ExecArgs {
     /// The command and its arguments [default: sh].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// The names `bottle image build` takes: one per image recipe.
+fn image_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        bottle_core::images::ALL
+            .iter()
+            .map(|r| clap::builder::PossibleValue::new(r.name).help(r.about)),
+    )
 }

@@ -16,8 +16,11 @@ use bottle_backend_docker::bollard::models::{ContainerCreateBody, HostConfig};
 use bottle_backend_docker::bollard::query_parameters::CreateContainerOptions;
 use bottle_backend_docker::Docker;
 use bottle_core::backend::{Backend, BackendError, UpOptions};
+use bottle_core::images;
 use bottle_core::manifest::{self, Env};
-use bottle_core::plan::{resource_name, BuiltinImage, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
+use bottle_core::plan::{
+    resource_name, ContainerRole, NetworkRole, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG, PLAN_FORMAT,
+};
 use bottle_core::planner;
 
 /// The demo's bottle, and so its slug.
@@ -123,7 +126,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
         "Images: the git-gate, the agent, a local upstream (first run builds them: a few minutes)",
     );
     docker
-        .build_images(&BuiltinImage::ALL, false)
+        .build_images(images::ALL, false)
         .await
         .context("building the demo's images")?;
 
@@ -176,7 +179,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
 }
 
 async fn exercise(docker: &Docker, dir: &Path, steps: &mut Steps) -> anyhow::Result<()> {
-    let agent = resource_name(SLUG, Role::Agent);
+    let agent = resource_name(SLUG, ContainerRole::AGENT);
     let upstream = "bottle-demo-upstream";
 
     steps.step("A local upstream (sshd + git) on the bottle's egress network, where only the gate can reach it");
@@ -268,14 +271,14 @@ async fn upstream_head(docker: &Docker, upstream: &str) -> anyhow::Result<String
 async fn start_upstream(docker: &Docker, dir: &Path, name: &str) -> anyhow::Result<()> {
     let host_key = std::fs::read_to_string(dir.join("upstream_host_key"))?;
     let authorized = std::fs::read_to_string(dir.join("gate_key.pub"))?;
-    let egress = resource_name(SLUG, Role::Egress);
+    let egress = resource_name(SLUG, NetworkRole::Egress.as_str());
     let labels = HashMap::from([
         (LABEL_SLUG.to_owned(), SLUG.to_owned()),
         (LABEL_ROLE.to_owned(), "upstream".to_owned()),
-        (LABEL_MANAGED.to_owned(), "1".to_owned()),
+        (LABEL_MANAGED.to_owned(), PLAN_FORMAT.to_string()),
     ]);
     let body = ContainerCreateBody {
-        image: Some(BuiltinImage::Upstream.tag().to_owned()),
+        image: Some(images::UPSTREAM.tag.to_owned()),
         env: Some(vec![
             "FIXTURE_REPOS=app".to_owned(),
             "FIXTURE_DEFAULT_BRANCH=main".to_owned(),

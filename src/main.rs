@@ -18,7 +18,6 @@ use bottle_core::manifest::{self, LoadError, Manifest, MANIFEST_FILE};
 use bottle_core::planner::{self, PlanError};
 use clap::Parser;
 
-use bottle_core::plan::BuiltinImage;
 use cli::{Cli, Command, ImageCommand};
 
 /// An error that exits with code 2: the user's input is wrong.
@@ -201,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 for b in &found {
                     for r in &b.resources {
-                        let role = r.role.map(|r| r.to_string()).unwrap_or_default();
+                        let role = r.role.clone().unwrap_or_default();
                         println!(
                             "{:<20} {:<10} {:<10} {:<32} {}",
                             b.slug, r.kind, role, r.name, r.state
@@ -282,9 +281,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Image(ImageCommand::Build { images, force }) => {
             let manifest = try_manifest(&cli)?;
-            let which: Vec<BuiltinImage> = BuiltinImage::ALL
-                .into_iter()
-                .filter(|i| images.is_empty() || images.iter().any(|n| n == i.as_str()))
+            let which: Vec<&'static bottle_core::images::ImageRecipe> = bottle_core::images::ALL
+                .iter()
+                .copied()
+                .filter(|r| images.is_empty() || images.iter().any(|n| n == r.name))
                 .collect();
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             backend.build_images(&which, *force).await?;
@@ -328,31 +328,39 @@ fn init(path: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bottle render`: writes the gate's scripts (and the agent's git config) into `out`.
-/// Identity keys are never written.
+/// `bottle render`: writes the text files every container of the bottle gets (the gate's
+/// scripts, the agent's git config, a sidecar's config) under `out/<role>/<path>`, with
+/// their modes. Files read from the host (identity keys) are never written.
 fn render(bottle: &manifest::Bottle, out: &Path) -> anyhow::Result<()> {
-    use bottle_core::gate::{GitGate, StandardGate};
+    use bottle_core::plan::FileSource;
     use std::os::unix::fs::PermissionsExt;
 
-    let Some(gate) = StandardGate.prepare(&bottle.name, bottle, "internal", "egress")? else {
+    let plan = bottle_core::planner::plan(bottle)?;
+    let mut written = 0;
+    for container in &plan.containers {
+        for file in &container.files {
+            let FileSource::Text { text } = &file.source else {
+                continue;
+            };
+            let path = out
+                .join(container.role.as_str())
+                .join(file.path.trim_start_matches('/'));
+            let dir = path.parent().expect("a file path has a parent");
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))?;
+            println!("{}", path.display());
+            written += 1;
+        }
+    }
+    if written == 0 {
         return Err(UsageError(format!(
-            "bottle '{}' has no git entries, so it has no gate to render\n  hint: add a [[bottles.{}.git]] entry",
+            "bottle '{}' has no sidecar, so there is nothing to render\n  hint: add a [[bottles.{}.git]] entry",
             bottle.name, bottle.name
         ))
         .into());
-    };
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let files = [
-        ("entrypoint", gate.scripts.entrypoint.as_str(), 0o755),
-        ("pre-receive", gate.scripts.pre_receive.as_str(), 0o755),
-        ("access-hook", gate.scripts.access_hook.as_str(), 0o755),
-        ("agent-gitconfig", gate.agent_git_config.as_str(), 0o644),
-    ];
-    for (name, text, mode) in files {
-        let path = out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-        println!("{}", path.display());
     }
     Ok(())
 }

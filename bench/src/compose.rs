@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Context;
-use bottle_core::plan::{Plan, Role};
+use bottle_core::plan::Plan;
 use serde_json::{json, Map, Value};
 
 /// Writes the plan's files under `stage` and returns the compose file's text.
@@ -96,9 +96,17 @@ pub fn render(plan: &Plan, stage: &Path) -> anyhow::Result<String> {
                 .collect();
             s.insert("extra_hosts".into(), json!(hosts));
         }
-        // bottle starts the gate before the agent.
-        if c.role == Role::Agent && plan.container(Role::Gate).is_some() {
-            s.insert("depends_on".into(), json!([Role::Gate.as_str()]));
+        // bottle starts the sidecars before the agent.
+        if c.role.is_agent() {
+            let sidecars: Vec<&str> = plan
+                .containers
+                .iter()
+                .filter(|o| !o.role.is_agent())
+                .map(|o| o.role.as_str())
+                .collect();
+            if !sidecars.is_empty() {
+                s.insert("depends_on".into(), json!(sidecars));
+            }
         }
         services.insert(c.role.as_str().to_owned(), service);
     }

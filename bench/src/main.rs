@@ -691,9 +691,7 @@ fn measure_plan(ctx: &Ctx) -> anyhow::Result<Measure> {
         let manifest = bottle_core::manifest::parse(&path, &text, &env)?;
         let plan = bottle_core::planner::plan(manifest.select(Some("many"))?)?;
         let took = start.elapsed().as_secs_f64();
-        let gate = plan
-            .container(bottle_core::plan::Role::Gate)
-            .context("a gate")?;
+        let gate = plan.container(bottle_core::gate::NAME).context("a gate")?;
         if gate.files.len() < 3 + 2 * PLAN_UPSTREAMS {
             bail!("the plan lacks files: {}", gate.files.len());
         }
@@ -779,7 +777,7 @@ fn setup_world(ctx: &Ctx) -> anyhow::Result<World> {
             "--label",
             &slug_label,
             "--label",
-            "bottle.managed=1",
+            "bottle.managed=2",
             "--label",
             &ctx.label,
             "-e",
@@ -821,7 +819,7 @@ fn setup_world(ctx: &Ctx) -> anyhow::Result<World> {
             "--label",
             &slug_label,
             "--label",
-            "bottle.managed=1",
+            "bottle.managed=2",
             "--label",
             &ctx.label,
             "--init",

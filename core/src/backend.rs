@@ -9,7 +9,8 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{BuiltinImage, Plan, ResourceKind, Role};
+use crate::images::ImageRecipe;
+use crate::plan::{Plan, ResourceKind};
 
 /// Options of `bottle up`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,8 +37,8 @@ pub struct Resource {
     pub kind: ResourceKind,
     /// Its name.
     pub name: String,
-    /// Its `bottle.role`, when the label holds a known role.
-    pub role: Option<Role>,
+    /// Its `bottle.role` label (`agent`, `gate`, `internal`, ...), when it has one.
+    pub role: Option<String>,
     /// The engine's state for a container (`running`, `exited`, ...); empty for networks.
     pub state: String,
 }
@@ -86,7 +87,7 @@ pub enum BackendError {
         /// The bottle's slug.
         slug: String,
         /// The role looked for.
-        role: Role,
+        role: String,
     },
     /// Anything else, already worded for the user.
     #[error("{0}")]
@@ -127,7 +128,11 @@ pub trait Backend: Send + Sync {
 
     /// Builds bottle's built-in images (`which`), each only when it is missing or its
     /// inputs changed, or always with `force`. Backends that run no engine refuse.
-    async fn build_images(&self, which: &[BuiltinImage], force: bool) -> Result<(), BackendError> {
+    async fn build_images(
+        &self,
+        which: &[&'static ImageRecipe],
+        force: bool,
+    ) -> Result<(), BackendError> {
         let _ = (which, force);
         Err(BackendError::Other(format!(
             "the {} backend does not build images\n  hint: use --backend docker",

@@ -101,3 +101,17 @@ impl fmt::Display for ManifestError {
         Ok(())
     }
 }
+
+/// Planning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The manifest is wrong in a way only planning can see (an unreadable identity file).
+    #[error(transparent)]
+    Invalid(#[from] ManifestError),
+    /// A value could not be quoted into a script (validation should have caught it).
+    #[error("cannot render a sidecar's scripts: {0}")]
+    Quote(#[from] crate::quote::QuoteError),
+    /// A sidecar's scripts could not be rendered.
+    #[error("cannot render a sidecar's scripts: {0}")]
+    Render(#[from] crate::sidecar::gate::scripts::RenderError),
+}

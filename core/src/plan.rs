@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the plan's serialised form. Bumped whenever a field changes meaning, so a
 /// plugin built against another version can refuse a plan instead of misreading it.
-pub const PLAN_FORMAT: u32 = 1;
+pub const PLAN_FORMAT: u32 = 2;
 
 /// Label naming the bottle a resource belongs to.
 pub const LABEL_SLUG: &str = "bottle.slug";
@@ -41,8 +41,23 @@ pub struct Plan {
 
 impl Plan {
     /// The container with the given role, if the plan has one.
-    pub fn container(&self, role: Role) -> Option<&ContainerSpec> {
-        self.containers.iter().find(|c| c.role == role)
+    pub fn container(&self, role: &str) -> Option<&ContainerSpec> {
+        self.containers.iter().find(|c| c.role.as_str() == role)
+    }
+
+    /// The agent's container (every plan has one, last).
+    pub fn agent(&self) -> Option<&ContainerSpec> {
+        self.containers.iter().find(|c| c.role.is_agent())
+    }
+
+    /// The network with the given role, if the plan has one.
+    pub fn network(&self, role: NetworkRole) -> Option<&NetworkSpec> {
+        self.networks.iter().find(|n| n.role == role)
+    }
+
+    /// The container named `name`.
+    pub fn container_named(&self, name: &str) -> Option<&ContainerSpec> {
+        self.containers.iter().find(|c| c.name == name)
     }
 
     /// The first [`HostOf`] entry a backend cannot fill, with the container holding it: one
@@ -95,55 +110,82 @@ impl fmt::Display for ResourceKind {
     }
 }
 
-/// The role of a resource inside a bottle; also the `bottle.role` label's value.
+/// What a container is for: `agent`, or the name of the sidecar that made it (`gate`,
+/// `proxy`, ...). Also its `bottle.role` label and the last part of its name. A sidecar's
+/// role is its registered name ([`crate::sidecar::Sidecar::name`]), so this is an open set:
+/// consumers read a container's ports, reach and audit fields, never its role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContainerRole(String);
+
+impl ContainerRole {
+    /// The agent's role name.
+    pub const AGENT: &'static str = "agent";
+
+    /// The agent's role.
+    pub fn agent() -> ContainerRole {
+        ContainerRole(Self::AGENT.to_owned())
+    }
+
+    /// The role of the sidecar registered as `name`.
+    pub fn sidecar(name: &str) -> ContainerRole {
+        ContainerRole(name.to_owned())
+    }
+
+    /// Whether this is the agent.
+    pub fn is_agent(&self) -> bool {
+        self.0 == Self::AGENT
+    }
+
+    /// The role's name, as used in resource names and labels.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContainerRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a network is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// The per-bottle network with no route out.
+pub enum NetworkRole {
+    /// The per-bottle network with no route out: the agent and the sidecars' inner side.
     Internal,
     /// The per-bottle network sidecars use to reach the outside.
     Egress,
-    /// The git-gate sidecar.
-    Gate,
-    /// The agent container.
-    Agent,
 }
 
-impl Role {
+impl NetworkRole {
     /// The role's name as used in resource names and labels.
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Internal => "internal",
-            Role::Egress => "egress",
-            Role::Gate => "gate",
-            Role::Agent => "agent",
+            NetworkRole::Internal => "internal",
+            NetworkRole::Egress => "egress",
         }
-    }
-
-    /// Parses a `bottle.role` label value.
-    pub fn parse(s: &str) -> Option<Role> {
-        [Role::Internal, Role::Egress, Role::Gate, Role::Agent]
-            .into_iter()
-            .find(|r| r.as_str() == s)
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for NetworkRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// The deterministic name of a resource: `bottle-<slug>-<role>`.
-pub fn resource_name(slug: &str, role: Role) -> String {
+/// The deterministic name of a resource: `bottle-<slug>-<role>`, where the role is a
+/// [`ContainerRole`] or a [`NetworkRole`].
+pub fn resource_name(slug: &str, role: &str) -> String {
     format!("bottle-{slug}-{role}")
 }
 
 /// The labels every resource of a bottle carries.
-pub fn labels(slug: &str, role: Role) -> BTreeMap<String, String> {
+pub fn labels(slug: &str, role: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_owned(), PLAN_FORMAT.to_string()),
-        (LABEL_ROLE.to_owned(), role.as_str().to_owned()),
+        (LABEL_ROLE.to_owned(), role.to_owned()),
         (LABEL_SLUG.to_owned(), slug.to_owned()),
     ])
 }
@@ -153,8 +195,8 @@ pub fn labels(slug: &str, role: Role) -> BTreeMap<String, String> {
 pub struct NetworkSpec {
     /// Deterministic name.
     pub name: String,
-    /// [`Role::Internal`] or [`Role::Egress`].
-    pub role: Role,
+    /// What it is for.
+    pub role: NetworkRole,
     /// `true` for a network with no route out of the host.
     pub internal: bool,
     /// Whether the engine answers name lookups on this network. Off for the internal
@@ -174,49 +216,10 @@ pub struct NetworkSpec {
 pub struct ImageRef {
     /// The image reference, e.g. `bottle-gate:latest`.
     pub name: String,
-    /// Set when bottle builds this image itself (the gate, the demo agent); a backend builds
-    /// it when it is missing or stale. `None`: the image must already exist.
-    pub builtin: Option<BuiltinImage>,
-}
-
-/// Images bottle knows how to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BuiltinImage {
-    /// The git-gate image (`gate-image/`).
-    Gate,
-    /// The demo agent image (`agent-image/`).
-    Agent,
-    /// A local upstream git server (sshd + git, `tests/fixtures/upstream-image/`), used by
-    /// `bottle demo` and the end-to-end tests. Never part of a bottle.
-    Upstream,
-}
-
-impl BuiltinImage {
-    /// Every built-in image.
-    pub const ALL: [BuiltinImage; 3] = [
-        BuiltinImage::Gate,
-        BuiltinImage::Agent,
-        BuiltinImage::Upstream,
-    ];
-
-    /// The tag bottle gives the image.
-    pub const fn tag(self) -> &'static str {
-        match self {
-            BuiltinImage::Gate => "bottle-gate:latest",
-            BuiltinImage::Agent => "bottle-agent:latest",
-            BuiltinImage::Upstream => "bottle-upstream-fixture:latest",
-        }
-    }
-
-    /// The name used on the command line (`bottle image build gate`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BuiltinImage::Gate => "gate",
-            BuiltinImage::Agent => "agent",
-            BuiltinImage::Upstream => "upstream",
-        }
-    }
+    /// The name of the recipe bottle builds this image from ([`crate::images`]: `gate`,
+    /// `agent`, ...); a backend builds it when it is missing or stale. `None`: the image
+    /// must already exist.
+    pub recipe: Option<String>,
 }
 
 /// A container to create, fill with files, connect and start.
@@ -228,7 +231,7 @@ pub struct ContainerSpec {
     /// Deterministic name; also the container's host name on its networks.
     pub name: String,
     /// What the container is for.
-    pub role: Role,
+    pub role: ContainerRole,
     /// The image it runs.
     pub image: ImageRef,
     /// Overrides the image's entrypoint when set.
@@ -261,6 +264,59 @@ pub struct ContainerSpec {
     pub init: bool,
     /// Capabilities and resource limits.
     pub hardening: Hardening,
+    /// The ports it listens on, each on one network: what an engine publishes nowhere, a
+    /// kube backend turns into container ports and a Service, and a firewall opens.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// Where it may open connections of its own.
+    #[serde(default)]
+    pub egress: Egress,
+    /// The ports of other containers of the plan it connects to (the agent: its
+    /// sidecars'). A kube backend allows exactly these in its NetworkPolicies.
+    #[serde(default)]
+    pub reaches: Vec<Reach>,
+    /// Whether its standard output is audit lines (one JSON record per line) that
+    /// `bottle logs` reads back through the engine's logs API, and under which source.
+    #[serde(default)]
+    pub audit: Option<AuditSpec>,
+}
+
+/// A port a container listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// Its name (`git`, `http`, ...): how [`Reach`] and Services refer to it.
+    pub name: String,
+    /// The TCP port.
+    pub port: u16,
+    /// The network it serves: only containers there reach it.
+    pub network: String,
+}
+
+/// Where a container may open connections of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Egress {
+    /// Nowhere beyond the containers it [`Reach`]es (the agent).
+    #[default]
+    Nothing,
+    /// Out through the bottle's egress network (a sidecar that talks to upstreams).
+    Network,
+}
+
+/// A named port of another container that a container connects to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reach {
+    /// The container listening (its deterministic name).
+    pub container: String,
+    /// The name of its [`PortSpec`].
+    pub port: String,
+}
+
+/// A container whose standard output is audit lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSpec {
+    /// The `source` its records carry (`gate`, `proxy`, ...).
+    pub source: String,
 }
 
 /// An `/etc/hosts` entry for another container of the plan: `name` resolves to the address
@@ -292,6 +348,12 @@ pub struct FileSpec {
     pub gid: u32,
     /// Where the bytes come from.
     pub source: FileSource,
+    /// An environment variable through which the program reading this file can be told
+    /// where it is instead (git's `GIT_CONFIG_SYSTEM` for `/etc/gitconfig`). A backend
+    /// that cannot place the file at [`FileSpec::path`] (a directory of the image no volume
+    /// may replace, under Kubernetes) places it elsewhere and sets this variable to where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relocate_env: Option<String>,
 }
 
 impl FileSpec {

@@ -1,39 +1,28 @@
 //! Planning: a validated manifest and a bottle name in, a [`Plan`] out.
 //!
-//! Pure apart from reading identity files: the same manifest gives byte-identical plans,
-//! which is what the snapshot tests pin down and what makes the dry-run honest.
+//! Pure apart from reading the files sidecars copy (identity keys): the same manifest gives
+//! byte-identical plans, which is what the snapshot tests pin down and what makes the
+//! dry-run honest. The planner knows no sidecar by name: it asks each registered one
+//! ([`crate::sidecar::SIDECARS`]) for its container and the agent's grant, then builds the
+//! agent from the manifest and those grants.
 
 use std::collections::BTreeMap;
 
-use crate::diag::ManifestError;
-use crate::gate::{GitGate, StandardGate};
+pub use crate::diag::PlanError;
+use crate::images;
 use crate::manifest::Bottle;
 use crate::plan::{
-    labels, resource_name, BuiltinImage, ContainerSpec, FileSource, FileSpec, Hardening, HostOf,
-    ImageRef, NetworkSpec, Plan, Role, PLAN_FORMAT,
+    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, HostOf, ImageRef,
+    NetworkRole, NetworkSpec, Plan, Reach, PLAN_FORMAT,
 };
-use crate::quote::QuoteError;
+use crate::sidecar::{BottleContext, Sidecar, SIDECARS};
 
 /// The demo agent image bottle builds from `agent-image/`.
-pub const AGENT_IMAGE: &str = BuiltinImage::Agent.tag();
+pub const AGENT_IMAGE: &str = images::AGENT.tag;
 /// The agent's memory limit unless the manifest sets `memory`.
 pub const AGENT_MEMORY: i64 = 4 << 30;
 /// The agent's process limit unless the manifest sets `pids_limit`.
 pub const AGENT_PIDS: i64 = 1024;
-/// Where the agent's git config goes: the system-wide file, so every user in the image
-/// gets the rewrites.
-pub const AGENT_GITCONFIG: &str = "/etc/gitconfig";
-
-/// Planning failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    /// The manifest is wrong in a way only planning can see (an unreadable identity file).
-    #[error(transparent)]
-    Invalid(#[from] ManifestError),
-    /// A value could not be quoted into a script (validation should have caught it).
-    #[error("cannot render the gate's scripts: {0}")]
-    Quote(#[from] QuoteError),
-}
 
 /// The slug of a bottle: the prefix of every resource name and the `bottle.slug` label.
 /// It is the bottle's name, which validation keeps DNS-safe.
@@ -41,68 +30,81 @@ pub fn slug(bottle: &Bottle) -> String {
     bottle.name.clone()
 }
 
-/// Plans `bottle` with the standard gate.
+/// Plans `bottle` with the registered sidecars.
 pub fn plan(bottle: &Bottle) -> Result<Plan, PlanError> {
-    plan_with(bottle, &StandardGate)
+    plan_with(bottle, SIDECARS)
 }
 
-/// Plans `bottle` with the given gate implementation.
-pub fn plan_with(bottle: &Bottle, gate: &dyn GitGate) -> Result<Plan, PlanError> {
+/// Plans `bottle` with the given sidecars, in that start order.
+pub fn plan_with(bottle: &Bottle, sidecars: &[&dyn Sidecar]) -> Result<Plan, PlanError> {
     let slug = slug(bottle);
-    let internal = resource_name(&slug, Role::Internal);
-    let egress = resource_name(&slug, Role::Egress);
+    let internal = resource_name(&slug, NetworkRole::Internal.as_str());
+    let egress = resource_name(&slug, NetworkRole::Egress.as_str());
+    let cx = BottleContext {
+        slug: &slug,
+        bottle,
+        internal: &internal,
+        egress: &egress,
+    };
+
+    let mut containers = Vec::new();
+    let mut agent_files = Vec::new();
+    let mut agent_env = BTreeMap::new();
+    let mut agent_hosts = Vec::new();
+    let mut agent_reaches = Vec::new();
+    for sidecar in sidecars {
+        let Some(part) = sidecar.plan(&cx)? else {
+            continue;
+        };
+        let name = &part.container.name;
+        agent_files.extend(part.agent.files);
+        agent_env.extend(part.agent.env);
+        // The agent finds its sidecars by name through /etc/hosts, never through a resolver.
+        agent_hosts.extend(part.agent.hosts.into_iter().map(|host| HostOf {
+            name: host,
+            container: name.clone(),
+            network: internal.clone(),
+        }));
+        agent_reaches.extend(part.agent.reaches.into_iter().map(|port| Reach {
+            container: name.clone(),
+            port,
+        }));
+        containers.push(part.container);
+    }
+    // What the manifest sets wins over what sidecars offer (e.g. a proxy variable).
+    agent_env.extend(bottle.env.clone());
 
     let mut networks = vec![NetworkSpec {
         name: internal.clone(),
-        role: Role::Internal,
+        role: NetworkRole::Internal,
         internal: true,
         // Nothing on it resolves names through the engine: see NetworkSpec::dns.
         dns: false,
-        labels: labels(&slug, Role::Internal),
+        labels: labels(&slug, NetworkRole::Internal.as_str()),
     }];
-    let mut containers = Vec::new();
-    let mut agent_files = Vec::new();
-    let mut agent_hosts = Vec::new();
-
-    if let Some(gate) = gate.prepare(&slug, bottle, &internal, &egress)? {
-        // The egress network exists only for sidecars: a bottle without any has none.
+    // The egress network exists only for sidecars that go out: without any, there is none.
+    if containers.iter().any(|c| c.egress == Egress::Network) {
         networks.push(NetworkSpec {
             name: egress.clone(),
-            role: Role::Egress,
+            role: NetworkRole::Egress,
             internal: false,
             dns: true,
-            labels: labels(&slug, Role::Egress),
+            labels: labels(&slug, NetworkRole::Egress.as_str()),
         });
-        agent_files.push(FileSpec {
-            path: AGENT_GITCONFIG.to_owned(),
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            source: FileSource::Text {
-                text: gate.agent_git_config,
-            },
-        });
-        // The agent finds the gate by its name through /etc/hosts, never through a resolver.
-        agent_hosts.push(HostOf {
-            name: gate.host.clone(),
-            container: gate.container.name.clone(),
-            network: internal.clone(),
-        });
-        containers.push(gate.container);
     }
 
     containers.push(ContainerSpec {
-        name: resource_name(&slug, Role::Agent),
-        role: Role::Agent,
+        name: resource_name(&slug, ContainerRole::AGENT),
+        role: ContainerRole::agent(),
         image: ImageRef {
             name: bottle.image.clone(),
-            builtin: (bottle.image == AGENT_IMAGE).then_some(BuiltinImage::Agent),
+            recipe: images::recipe_for_tag(&bottle.image).map(|r| r.name.to_owned()),
         },
         entrypoint: None,
         command: bottle.command.clone(),
         user: None,
-        env: bottle.env.clone(),
-        labels: labels(&slug, Role::Agent),
+        env: agent_env,
+        labels: labels(&slug, ContainerRole::AGENT),
         network: internal,
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
@@ -116,6 +118,10 @@ pub fn plan_with(bottle: &Bottle, gate: &dyn GitGate) -> Result<Plan, PlanError>
             pids_limit: bottle.pids_limit.unwrap_or(AGENT_PIDS),
             memory_bytes: bottle.memory_bytes.unwrap_or(AGENT_MEMORY),
         },
+        ports: Vec::new(),
+        egress: Egress::Nothing,
+        reaches: agent_reaches,
+        audit: None,
     });
 
     Ok(Plan {

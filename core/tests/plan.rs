@@ -2,7 +2,7 @@
 
 mod common;
 
-use bottle_core::plan::{FileSource, HostOf, Role};
+use bottle_core::plan::{Egress, FileSource, HostOf, NetworkRole, PortSpec, Reach};
 use bottle_core::planner;
 
 fn plan_json(fx: &common::Fixture, text: &str, bottle: &str) -> String {
@@ -48,13 +48,33 @@ fn the_shape_of_the_demo_plan() {
             "bottle-demo-agent"
         ]
     );
-    let gate = plan.container(Role::Gate).unwrap();
-    let agent = plan.container(Role::Agent).unwrap();
+    let gate = plan.container("gate").unwrap();
+    let agent = plan.agent().unwrap();
     // The agent is on the internal network only; the gate reaches out through egress.
     assert_eq!(agent.network, "bottle-demo-internal");
     assert!(agent.connect.is_empty());
     assert_eq!(gate.connect, ["bottle-demo-egress"]);
     assert!(plan.networks[0].internal && !plan.networks[1].internal);
+    // The plan says what consumers used to infer from the gate's role: its port, on the
+    // internal network only; that it goes out; that the agent reaches that port and goes
+    // nowhere else.
+    assert_eq!(
+        gate.ports,
+        [PortSpec {
+            name: "git".into(),
+            port: 9418,
+            network: "bottle-demo-internal".into()
+        }]
+    );
+    assert_eq!(gate.egress, Egress::Network);
+    assert_eq!(agent.egress, Egress::Nothing);
+    assert_eq!(
+        agent.reaches,
+        [Reach {
+            container: "bottle-demo-gate".into(),
+            port: "git".into()
+        }]
+    );
     // The key goes to the gate only, never to the agent.
     let secret = b"secret-bytes";
     let holds = |c: &bottle_core::plan::ContainerSpec| {
@@ -88,7 +108,7 @@ fn the_agent_finds_the_gate_through_a_host_entry() {
     let fx = common::Fixture::new();
     let m = fx.parse(&common::example()).unwrap();
     let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
-    let agent = plan.container(Role::Agent).unwrap();
+    let agent = plan.agent().unwrap();
     assert_eq!(
         agent.hosts_of,
         [HostOf {
@@ -97,13 +117,13 @@ fn the_agent_finds_the_gate_through_a_host_entry() {
             network: "bottle-demo-internal".to_owned(),
         }]
     );
-    assert!(plan.container(Role::Gate).unwrap().hosts_of.is_empty());
+    assert!(plan.container("gate").unwrap().hosts_of.is_empty());
     assert_eq!(
         plan.networks
             .iter()
             .map(|n| (n.role, n.dns))
             .collect::<Vec<_>>(),
-        [(Role::Internal, false), (Role::Egress, true)]
+        [(NetworkRole::Internal, false), (NetworkRole::Egress, true)]
     );
     assert_eq!(plan.unfillable_host(), None);
 

@@ -166,7 +166,11 @@ fn render_writes_scripts_that_pass_shellcheck() {
         .args(["render", "demo", "--out"])
         .arg(&out_dir));
     assert!(out.contains("entrypoint"), "{out}");
-    for script in ["entrypoint", "pre-receive", "access-hook"] {
+    for script in [
+        "gate/etc/bottle-gate/entrypoint",
+        "gate/etc/bottle-gate/hooks/pre-receive",
+        "gate/etc/bottle-gate/access-hook",
+    ] {
         let path = out_dir.join(script);
         ok(Command::new("sh").arg("-n").arg(&path));
         if crate::support::have("shellcheck") {
@@ -175,11 +179,13 @@ fn render_writes_scripts_that_pass_shellcheck() {
             panic!("shellcheck is not installed on CI");
         }
     }
-    let gitconfig = std::fs::read_to_string(out_dir.join("agent-gitconfig")).unwrap();
+    let gitconfig = std::fs::read_to_string(out_dir.join("agent/etc/gitconfig")).unwrap();
     assert!(gitconfig.contains("insteadOf"), "{gitconfig}");
-    // The key is never rendered.
-    for entry in std::fs::read_dir(&out_dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+    // The key is never rendered: every file written is a text file the plan renders.
+    let listed: Vec<&str> = out.lines().collect();
+    assert_eq!(listed.len(), 5, "{out}");
+    for path in listed {
+        let bytes = std::fs::read(path).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY BYTES"));
     }
 }

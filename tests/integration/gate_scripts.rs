@@ -1,6 +1,6 @@
 //! The gate's script set, run for real without containers.
 //!
-//! Each test renders the scripts under a temporary root with [`HostGate`], writes the gate's
+//! Each test renders the scripts under a temporary root with [`GitGate::on_host`], writes the gate's
 //! files where the plan says (as a backend would copy them), serves the bare mirrors with
 //! the real `git daemon` on a loopback port, and uses a real upstream: a bare repository
 //! served by the real `sshd` (Debian's openssh-server) on another loopback port, started by
@@ -13,9 +13,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use bottle_core::gate::HostGate;
+use bottle_core::gate::GitGate;
 use bottle_core::manifest::{self, Env};
-use bottle_core::plan::Role;
 use bottle_core::planner;
 
 use crate::support::{free_port, ok, run, text, wait_for_port};
@@ -155,11 +154,11 @@ impl Rig {
         fs::write(&manifest_path, &manifest_text).unwrap();
         let manifest = manifest::parse(&manifest_path, &manifest_text, &Env::current())
             .unwrap_or_else(|e| panic!("{e}"));
-        let gate = HostGate::new(&rig.gate_root).unwrap();
-        let plan = planner::plan_with(manifest.select(None).unwrap(), &gate).unwrap();
+        let gate = GitGate::on_host(&rig.gate_root).unwrap();
+        let plan = planner::plan_with(manifest.select(None).unwrap(), &[&gate]).unwrap();
 
         // Lay the gate's files down as a backend copies them into its container.
-        let spec = plan.container(Role::Gate).expect("a gate");
+        let spec = plan.container(bottle_core::gate::NAME).expect("a gate");
         for file in &spec.files {
             let path = Path::new(&file.path);
             fs::create_dir_all(path.parent().unwrap()).unwrap();

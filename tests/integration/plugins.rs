@@ -809,7 +809,7 @@ fn kube_output_runs_under_podman_kube_play() {
     );
     assert!(
         said.contains(&format!(
-            "file:/etc/bottle-git/gitconfig\turl.git://{gate_pod}/app.git.insteadof {url}"
+            "file:/etc/bottle-files/gitconfig\turl.git://{gate_pod}/app.git.insteadof {url}"
         )),
         "{said}"
     );

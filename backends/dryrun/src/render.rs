@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use bottle_core::backend::{ExecRequest, UpOptions};
 use bottle_core::plan::{
-    resource_name, ContainerSpec, FileSource, FileSpec, Plan, Role, LABEL_MANAGED, LABEL_ROLE,
-    LABEL_SLUG,
+    resource_name, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Plan, LABEL_MANAGED,
+    LABEL_ROLE, LABEL_SLUG,
 };
 use bottle_core::quote::{self, QuoteError};
 
@@ -469,13 +469,27 @@ fn create_groups(
     Ok(g)
 }
 
-fn role_comment(role: Role) -> &'static str {
-    match role {
-        Role::Gate => "the git-gate sidecar",
-        Role::Agent => "the agent",
-        Role::Internal => "the internal network",
-        Role::Egress => "the egress network",
+/// What a container is, from the plan's data: its role, the ports it listens on, where it
+/// goes, what it reaches.
+fn describe(ct: &ContainerSpec) -> String {
+    let mut parts = vec![if ct.role.is_agent() {
+        "the agent".to_owned()
+    } else {
+        format!("sidecar '{}'", ct.role)
+    }];
+    for port in &ct.ports {
+        parts.push(format!(
+            "listens on {} (port {}) on {}",
+            port.name, port.port, port.network
+        ));
     }
+    for reach in &ct.reaches {
+        parts.push(format!("reaches {} of {}", reach.port, reach.container));
+    }
+    if ct.egress == Egress::Network {
+        parts.push("goes out through the egress network".to_owned());
+    }
+    parts.join("; ")
 }
 
 /// Prints `plan` as the script `bottle up` amounts to, with default [`UpOptions`] (on
@@ -564,7 +578,7 @@ impl Up<'_> {
             if !seen.insert(image.as_str()) {
                 continue;
             }
-            let how = match ct.image.builtin {
+            let how = match ct.image.recipe {
                 Some(_) => "build it with \"bottle image build\"".to_owned(),
                 None => format!("build it or pull it ({p} pull {image})"),
             };
@@ -787,11 +801,7 @@ impl Up<'_> {
         let mut address = 0;
         for (ct, cf) in self.plan.containers.iter().zip(&self.files) {
             s.blank();
-            s.comment(format!(
-                "Container {} ({}).",
-                c(&ct.name),
-                role_comment(ct.role)
-            ));
+            s.comment(format!("Container {} ({}).", c(&ct.name), describe(ct)));
             if matches!((cli, &ct.entrypoint), (Cli::Docker, Some(e)) if e.len() > 1) {
                 s.comment(
                     "docker's --entrypoint takes only the program; the rest of the entrypoint leads\n\
@@ -990,7 +1000,7 @@ pub fn render_exec(request: &ExecRequest, cli: Cli) -> Result<String, RenderErro
             slug: request.slug.clone(),
         });
     }
-    let agent = resource_name(&request.slug, Role::Agent);
+    let agent = resource_name(&request.slug, ContainerRole::AGENT);
     check_name("container", &agent)?;
     let mut words = vec![cli.program(), "exec"];
     if request.tty {

@@ -463,22 +463,22 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bottle_core::plan::{labels, resource_name, Hardening, ImageRef, Role};
+    use bottle_core::plan::{labels, resource_name, ContainerRole, Egress, Hardening, ImageRef};
 
     #[test]
     fn the_spec_says_exactly_what_the_plan_says() {
         let c = ContainerSpec {
-            name: resource_name("s", Role::Agent),
-            role: Role::Agent,
+            name: resource_name("s", ContainerRole::AGENT),
+            role: ContainerRole::agent(),
             image: ImageRef {
                 name: "img:1".into(),
-                builtin: None,
+                recipe: None,
             },
             entrypoint: None,
             command: Some(vec!["sleep".into(), "1".into()]),
             user: Some("1000:1000".into()),
             env: BTreeMap::from([("A".into(), "1".into())]),
-            labels: labels("s", Role::Agent),
+            labels: labels("s", ContainerRole::AGENT),
             network: "net".into(),
             connect: vec![],
             extra_hosts: BTreeMap::from([("v6".into(), "2001:db8::1".parse().unwrap())]),
@@ -492,6 +492,10 @@ mod tests {
                 pids_limit: 64,
                 memory_bytes: 1 << 20,
             },
+            ports: Vec::new(),
+            egress: Egress::Nothing,
+            reaches: Vec::new(),
+            audit: None,
         };
         let s = spec_generator(&c);
         // The key podman reads; podman-api's builder writes "no_new_privilages".

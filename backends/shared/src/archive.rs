@@ -70,6 +70,7 @@ mod tests {
     fn files_keep_mode_owner_and_bytes() {
         let files = vec![
             FileSpec {
+                relocate_env: None,
                 path: "/etc/x/a".into(),
                 mode: 0o755,
                 uid: 10001,
@@ -77,6 +78,7 @@ mod tests {
                 source: FileSource::Text { text: "hi".into() },
             },
             FileSpec {
+                relocate_env: None,
                 path: format!("/{}", "d/".repeat(80) + "long"),
                 mode: 0o400,
                 uid: 0,

@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 
 use bottle_core::backend::BackendError;
 
-use crate::images::{embedded, RootfsSource, DEFAULT_BASE_IMAGE, SSHD_BASE_IMAGE};
+use crate::images::{RootfsSource, DEFAULT_BASE_IMAGE, SSHD_BASE_IMAGE};
+
+/// The script that makes a base image's root filesystem, compiled in.
+const MAKE_BASE_SCRIPT: &str = include_str!("../../../gate-image/base/make-base.sh");
 
 /// The environment variable naming the directory of prepared rootfs tarballs.
 pub const ROOTFS_DIR_ENV: &str = "BOTTLE_ROOTFS_DIR";
@@ -117,11 +120,7 @@ pub async fn make_rootfs(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<BaseRootfs, BackendError> {
     let manual = manual_hint();
-    let script = embedded::MAKE_BASE_SCRIPT.ok_or_else(|| {
-        BackendError::Other(format!(
-            "the base image {name} is missing and this bottle was built without gate-image/base/make-base.sh\n  hint: {manual}"
-        ))
-    })?;
+    let script = MAKE_BASE_SCRIPT;
     if !rustix::process::geteuid().is_root() {
         return Err(BackendError::Other(format!(
             "the base image {name} is missing, there is no prepared rootfs for it in {}, and making one (debootstrap) needs root\n  hint: {manual}",

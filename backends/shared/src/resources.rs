@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bottle_core::backend::{BackendError, BottleStatus, Resource};
-use bottle_core::plan::{ResourceKind, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
+use bottle_core::plan::{ResourceKind, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
 
 /// The `label` filter values that select bottle's resources: every bottle's
 /// (`bottle.managed`), or one bottle's (`bottle.managed` and `bottle.slug=SLUG`). Engines
@@ -23,11 +23,9 @@ pub fn label_filters(slug: Option<&str>) -> Vec<String> {
     labels
 }
 
-/// The `bottle.role` of a resource with these labels, when it holds a known role.
-pub fn role_of(labels: Option<&HashMap<String, String>>) -> Option<Role> {
-    labels
-        .and_then(|l| l.get(LABEL_ROLE))
-        .and_then(|r| Role::parse(r))
+/// The `bottle.role` of a resource with these labels, when it has one.
+pub fn role_of(labels: Option<&HashMap<String, String>>) -> Option<String> {
+    labels.and_then(|l| l.get(LABEL_ROLE)).cloned()
 }
 
 /// The `bottle.slug` of a resource with these labels (empty without one).
@@ -229,9 +227,9 @@ mod tests {
         let got = group(found);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].slug, "a");
-        assert_eq!(got[0].resources[0].role, None);
+        assert_eq!(got[0].resources[0].role.as_deref(), Some("nope"));
         assert_eq!(got[1].resources[0].name, "bottle-b-agent");
-        assert_eq!(got[1].resources[0].role, Some(Role::Agent));
+        assert_eq!(got[1].resources[0].role, Some("agent".to_owned()));
         assert_eq!(got[1].resources[1].kind, ResourceKind::Network);
     }
 

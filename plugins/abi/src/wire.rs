@@ -7,7 +7,7 @@
 //! fields are ignored on both sides, so adding an optional field is not an ABI change.
 
 use bottle_core::backend::{BackendError, ExecRequest, UpOptions};
-use bottle_core::plan::{Plan, ResourceKind, Role};
+use bottle_core::plan::{Plan, ResourceKind};
 use serde::{Deserialize, Serialize};
 
 /// What a plugin says about itself (the answer of `info`).
@@ -129,7 +129,7 @@ pub enum WireError {
         /// The bottle's slug.
         slug: String,
         /// The role looked for.
-        role: Role,
+        role: String,
     },
     /// [`BackendError::Other`].
     Other {
@@ -192,7 +192,7 @@ mod tests {
             },
             BackendError::NotRunning {
                 slug: "s".into(),
-                role: Role::Agent,
+                role: "agent".into(),
             },
             BackendError::Other("o".into()),
         ];

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource};
-use bottle_core::plan::{resource_name, ResourceKind, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
+use bottle_core::plan::{
+    resource_name, ContainerRole, ResourceKind, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG,
+};
 use bottle_core::quote;
 
 use crate::render::Manifests;
@@ -111,9 +113,9 @@ impl Kubectl {
             args.extend(["-i".to_owned(), "-t".to_owned()]);
         }
         args.extend([
-            resource_name(&request.slug, Role::Agent),
+            resource_name(&request.slug, ContainerRole::AGENT),
             "-c".to_owned(),
-            Role::Agent.as_str().to_owned(),
+            ContainerRole::AGENT.to_owned(),
             "--".to_owned(),
         ]);
         args.extend(request.command.iter().cloned());
@@ -256,7 +258,7 @@ pub fn parse_ps(json: &str) -> Result<Vec<BottleStatus>, BackendError> {
         let Some(slug) = labels[LABEL_SLUG].as_str() else {
             continue;
         };
-        let role = labels[LABEL_ROLE].as_str().and_then(Role::parse);
+        let role = labels[LABEL_ROLE].as_str().map(str::to_owned);
         let name = item["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -300,7 +302,7 @@ pub fn parse_deleted(out: &str) -> Vec<Resource> {
             Some(Resource {
                 kind,
                 name: name.to_owned(),
-                role: name.rsplit('-').next().and_then(Role::parse),
+                role: name.rsplit('-').next().map(str::to_owned),
                 state: String::new(),
             })
         })
@@ -332,7 +334,7 @@ mod tests {
             "pod/bottle-a-gate\nservice/bottle-a-gate\nnetworkpolicy.networking.k8s.io/bottle-a-agent\n",
         );
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].role, Some(Role::Gate));
+        assert_eq!(got[0].role.as_deref(), Some("gate"));
         assert_eq!(got[1].kind, ResourceKind::Network);
     }
 }

@@ -46,12 +46,21 @@
 //! directory that holds an identity key (so the key and its known_hosts), ConfigMap entries
 //! the rest.
 //!
-//! The one exception is the agent's `/etc/gitconfig`: its directory is the image's `/etc`,
-//! which no volume may replace, and a `subPath` mount of a single file is what Podman 4.3
-//! gets wrong. Its ConfigMap is mounted read-only at `/etc/bottle-git/` instead (root-owned,
-//! the plan's 0644) and `GIT_CONFIG_SYSTEM` points git at it: git reads it as its system
-//! config, exactly the role `/etc/gitconfig` plays. Any other file in a top-level directory
-//! is refused with an error rather than placed wrongly.
+//! The one exception is a text file in a directory of the image, such as the agent's
+//! `/etc/gitconfig`: no volume may replace `/etc`, and a `subPath` mount of a single file is
+//! what Podman 4.3 gets wrong. When the plan names an environment variable through which
+//! the file's program can be told where it is (`relocate_env`: `GIT_CONFIG_SYSTEM` for git's
+//! system config), it is mounted read-only from the ConfigMap under `/etc/bottle-files/`
+//! (root-owned, the plan's mode) and the variable points at it. Any other file in a
+//! top-level directory is refused with an error rather than placed wrongly.
+//!
+//! # Ports, Services and NetworkPolicies
+//!
+//! All from the plan, for any container: each of its `ports` becomes a container port and
+//! a port of a Service named like the container (so its name resolves as on an engine's
+//! network); its NetworkPolicy admits on each port exactly the containers whose `reaches`
+//! name it, lets it connect to the ports it `reaches` (and cluster DNS), and, for a
+//! container whose `egress` is the network, to TCP anywhere. The plugin names no sidecar.
 //!
 //! # Hardening
 //!

@@ -3,11 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use bottle_core::gate::GATE_PORT;
 use bottle_core::plan::{
-    ContainerSpec, FileSource, FileSpec, Plan, Role, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG,
+    ContainerSpec, Egress, FileSource, FileSpec, Plan, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG,
 };
-use bottle_core::planner::AGENT_GITCONFIG;
 use bottle_core::quote;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -23,9 +21,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 
-/// Where the agent's git config is mounted (a directory holding `gitconfig`); git reads it
-/// through `GIT_CONFIG_SYSTEM`.
-pub const AGENT_GIT_DIR: &str = "/etc/bottle-git";
+/// Where files that cannot be placed at their path (a directory of the image) are mounted
+/// instead; their program finds them through the file's `relocate_env` variable.
+pub const RELOCATED_DIR: &str = "/etc/bottle-files";
 
 /// Where the install init container sees the ConfigMap and the Secret.
 const CONFIG_IN: &str = "/bottle-in/config";
@@ -143,14 +141,14 @@ fn meta(name: &str, labels: &BTreeMap<String, String>, opts: &Options) -> Object
     }
 }
 
-fn selector(slug: &str, role: Role) -> BTreeMap<String, String> {
+fn selector(slug: &str, role: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_SLUG.to_owned(), slug.to_owned()),
-        (LABEL_ROLE.to_owned(), role.as_str().to_owned()),
+        (LABEL_ROLE.to_owned(), role.to_owned()),
     ])
 }
 
-fn pods(slug: &str, role: Role) -> LabelSelector {
+fn pods(slug: &str, role: &str) -> LabelSelector {
     LabelSelector {
         match_labels: Some(selector(slug, role)),
         ..LabelSelector::default()
@@ -199,17 +197,16 @@ fn dns_rule() -> NetworkPolicyEgressRule {
 }
 
 fn policy(
+    c: &ContainerSpec,
     slug: &str,
-    role: Role,
     ingress: Vec<NetworkPolicyIngressRule>,
     egress: Vec<NetworkPolicyEgressRule>,
     opts: &Options,
 ) -> Object {
-    let name = bottle_core::plan::resource_name(slug, role);
     Object::NetworkPolicy(NetworkPolicy {
-        metadata: meta(&name, &bottle_core::plan::labels(slug, role), opts),
+        metadata: meta(&c.name, &c.labels, opts),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(pods(slug, role)),
+            pod_selector: Some(pods(slug, c.role.as_str())),
             policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
             ingress: Some(ingress),
             egress: Some(egress),
@@ -217,62 +214,76 @@ fn policy(
     })
 }
 
-/// The NetworkPolicies: the agent reaches only the gate's git port (and DNS, to resolve the
-/// gate's Service); only the agent reaches the gate; the gate reaches DNS and TCP anywhere
-/// (its upstreams: a plan names them by host, and a policy needs addresses). Nothing reaches
-/// the agent.
+/// The NetworkPolicies, one per container, from the plan's `ports`, `reaches` and `egress`:
+/// a container accepts connections on its ports only from the containers that reach them;
+/// it connects to the ports it reaches (and cluster DNS, to resolve their Services), and,
+/// when it may go out, to DNS and TCP anywhere (its upstreams: a plan names them by host,
+/// and a policy needs addresses). Nothing else. The agent, which reaches its sidecars and
+/// goes nowhere, gets exactly that.
 fn policies(plan: &Plan, opts: &Options) -> Vec<Object> {
     let slug = &plan.slug;
-    let gate = plan.container(Role::Gate).is_some();
-    let mut out = Vec::new();
-    let agent_egress = if gate {
-        vec![
-            NetworkPolicyEgressRule {
-                to: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(pods(slug, Role::Gate)),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![tcp(GATE_PORT)]),
-            },
-            dns_rule(),
-        ]
-    } else {
-        Vec::new()
+    let peer = |c: &ContainerSpec| NetworkPolicyPeer {
+        pod_selector: Some(pods(slug, c.role.as_str())),
+        ..NetworkPolicyPeer::default()
     };
-    out.push(policy(slug, Role::Agent, Vec::new(), agent_egress, opts));
-    if gate {
-        let anywhere = ["0.0.0.0/0", "::/0"]
-            .into_iter()
-            .map(|cidr| NetworkPolicyPeer {
-                ip_block: Some(IPBlock {
-                    cidr: cidr.to_owned(),
-                    except: None,
-                }),
-                ..NetworkPolicyPeer::default()
+    let mut out = Vec::new();
+    for c in &plan.containers {
+        let mut egress = Vec::new();
+        for reach in &c.reaches {
+            let Some((target, port)) = plan
+                .container_named(&reach.container)
+                .and_then(|t| Some((t, t.ports.iter().find(|p| p.name == reach.port)?)))
+            else {
+                continue;
+            };
+            egress.push(NetworkPolicyEgressRule {
+                to: Some(vec![peer(target)]),
+                ports: Some(vec![tcp(port.port)]),
+            });
+        }
+        if !c.reaches.is_empty() || c.egress == Egress::Network {
+            egress.push(dns_rule());
+        }
+        if c.egress == Egress::Network {
+            let anywhere = ["0.0.0.0/0", "::/0"]
+                .into_iter()
+                .map(|cidr| NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: cidr.to_owned(),
+                        except: None,
+                    }),
+                    ..NetworkPolicyPeer::default()
+                })
+                .collect();
+            egress.push(NetworkPolicyEgressRule {
+                to: Some(anywhere),
+                ports: Some(vec![NetworkPolicyPort {
+                    protocol: Some("TCP".to_owned()),
+                    ..NetworkPolicyPort::default()
+                }]),
+            });
+        }
+        let ingress = c
+            .ports
+            .iter()
+            .filter_map(|port| {
+                let from: Vec<NetworkPolicyPeer> = plan
+                    .containers
+                    .iter()
+                    .filter(|o| {
+                        o.reaches
+                            .iter()
+                            .any(|r| r.container == c.name && r.port == port.name)
+                    })
+                    .map(peer)
+                    .collect();
+                (!from.is_empty()).then(|| NetworkPolicyIngressRule {
+                    from: Some(from),
+                    ports: Some(vec![tcp(port.port)]),
+                })
             })
             .collect();
-        out.push(policy(
-            slug,
-            Role::Gate,
-            vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(pods(slug, Role::Agent)),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![tcp(GATE_PORT)]),
-            }],
-            vec![
-                dns_rule(),
-                NetworkPolicyEgressRule {
-                    to: Some(anywhere),
-                    ports: Some(vec![NetworkPolicyPort {
-                        protocol: Some("TCP".to_owned()),
-                        ..NetworkPolicyPort::default()
-                    }]),
-                },
-            ],
-            opts,
-        ));
+        out.push(policy(c, slug, ingress, egress, opts));
     }
     out
 }
@@ -287,8 +298,9 @@ struct Placement {
     roots: Vec<String>,
     /// `(key, in Secret?, file)` for each installed file.
     installed: Vec<(String, bool, FileSpec)>,
-    /// The git config, when the container has one: its ConfigMap key.
-    git_config: Option<(String, u32)>,
+    /// Files moved to [`RELOCATED_DIR`]: ConfigMap key, mode, and the variable that says
+    /// where they are.
+    relocated: Vec<(String, u32, String)>,
 }
 
 /// Where a Secret entry's bytes come from.
@@ -347,7 +359,7 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
         secret: BTreeMap::new(),
         roots: Vec::new(),
         installed: Vec::new(),
-        git_config: None,
+        relocated: Vec::new(),
     };
     let mut taken = BTreeSet::new();
     // Directories holding a secret file: all their files go to the Secret.
@@ -366,14 +378,20 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
             )));
         }
         let key = key_for(&f.path, &mut taken);
-        if f.path == AGENT_GITCONFIG && f.uid == 0 && f.gid == 0 {
-            if let FileSource::Text { text } = &f.source {
-                p.config.insert(key.clone(), text.clone());
-                p.git_config = Some((key, f.mode));
-                continue;
-            }
-        }
         let dir = parent(&f.path);
+        // A file in a directory of the image (no volume may replace it) that its program
+        // can be told about goes to RELOCATED_DIR instead.
+        if let (Some(var), FileSource::Text { text }, true, 0, 0) = (
+            &f.relocate_env,
+            &f.source,
+            dir.matches('/').count() < 2,
+            f.uid,
+            f.gid,
+        ) {
+            p.config.insert(key.clone(), text.clone());
+            p.relocated.push((key, f.mode, var.clone()));
+            continue;
+        }
         if dir.matches('/').count() < 2 {
             return Err(RenderError(format!(
                 "container {}: cannot place {}: the kube backend mounts a volume over a file's directory, and {dir} belongs to the image",
@@ -516,29 +534,43 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
     let config_map = format!("{}-files", c.name);
     let secret = format!("{}-secret", c.name);
 
-    if let Some((key, mode)) = &p.git_config {
-        env.push(EnvVar {
-            name: "GIT_CONFIG_SYSTEM".to_owned(),
-            value: Some(format!("{AGENT_GIT_DIR}/{key}")),
-            ..EnvVar::default()
-        });
+    if !p.relocated.is_empty() {
+        for (key, _, var) in &p.relocated {
+            env.push(EnvVar {
+                name: var.clone(),
+                value: Some(format!("{RELOCATED_DIR}/{key}")),
+                ..EnvVar::default()
+            });
+        }
+        // Podman 4.3 applies a single mode per volume: the most open the files ask for.
+        let mode = p
+            .relocated
+            .iter()
+            .map(|(_, m, _)| *m)
+            .max()
+            .unwrap_or(0o644);
         volumes.push(Volume {
-            name: format!("{}-git", c.name),
+            name: format!("{}-relocated", c.name),
             config_map: Some(ConfigMapVolumeSource {
                 name: config_map.clone(),
-                items: Some(vec![KeyToPath {
-                    key: key.clone(),
-                    path: key.clone(),
-                    mode: Some(*mode as i32),
-                }]),
-                default_mode: Some(*mode as i32),
+                items: Some(
+                    p.relocated
+                        .iter()
+                        .map(|(key, mode, _)| KeyToPath {
+                            key: key.clone(),
+                            path: key.clone(),
+                            mode: Some(*mode as i32),
+                        })
+                        .collect(),
+                ),
+                default_mode: Some(mode as i32),
                 optional: Some(false),
             }),
             ..Volume::default()
         });
         mounts.push(VolumeMount {
-            name: format!("{}-git", c.name),
-            mount_path: AGENT_GIT_DIR.to_owned(),
+            name: format!("{}-relocated", c.name),
+            mount_path: RELOCATED_DIR.to_owned(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
@@ -659,13 +691,16 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
         });
     }
 
-    let ports = (c.role == Role::Gate).then(|| {
-        vec![ContainerPort {
-            name: Some("git".to_owned()),
-            container_port: i32::from(GATE_PORT),
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]
+    let ports = (!c.ports.is_empty()).then(|| {
+        c.ports
+            .iter()
+            .map(|port| ContainerPort {
+                name: Some(port.name.clone()),
+                container_port: i32::from(port.port),
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            })
+            .collect()
     });
     let mut host_aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (host, ip) in &c.extra_hosts {
@@ -754,7 +789,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
         ),
     ];
     let mut pods = Vec::new();
-    let mut service = None;
+    let mut services = Vec::new();
     for c in &plan.containers {
         if c.labels.get(LABEL_SLUG) != Some(slug) || !c.labels.contains_key(LABEL_MANAGED) {
             return Err(RenderError(format!(
@@ -788,18 +823,25 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
                 Secrets::Omit => notes.extend(secret_note(&name, labels, &p)),
             }
         }
-        if c.role == Role::Gate {
-            service = Some(Object::Service(Service {
+        // A container others reach gets a Service named like it, so its name resolves as
+        // it does on an engine's network.
+        if !c.ports.is_empty() {
+            services.push(Object::Service(Service {
                 metadata: meta(&c.name, labels, opts),
                 spec: Some(ServiceSpec {
-                    selector: Some(selector(slug, Role::Gate)),
-                    ports: Some(vec![ServicePort {
-                        name: Some("git".to_owned()),
-                        port: i32::from(GATE_PORT),
-                        target_port: Some(IntOrString::Int(i32::from(GATE_PORT))),
-                        protocol: Some("TCP".to_owned()),
-                        ..ServicePort::default()
-                    }]),
+                    selector: Some(selector(slug, c.role.as_str())),
+                    ports: Some(
+                        c.ports
+                            .iter()
+                            .map(|port| ServicePort {
+                                name: Some(port.name.clone()),
+                                port: i32::from(port.port),
+                                target_port: Some(IntOrString::Int(i32::from(port.port))),
+                                protocol: Some("TCP".to_owned()),
+                                ..ServicePort::default()
+                            })
+                            .collect(),
+                    ),
                     ..ServiceSpec::default()
                 }),
                 status: None,
@@ -807,7 +849,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
         }
         pods.push(Object::Pod(pod));
     }
-    objects.extend(service);
+    objects.extend(services);
     objects.extend(pods);
     Ok(Manifests {
         slug: slug.clone(),

@@ -105,8 +105,8 @@ fn every_object_is_labelled_and_namespaced() {
     assert_eq!(
         ids,
         [
-            "NetworkPolicy/bottle-demo-agent",
             "NetworkPolicy/bottle-demo-gate",
+            "NetworkPolicy/bottle-demo-agent",
             "ConfigMap/bottle-demo-gate-files",
             "Secret/bottle-demo-gate-secret",
             "ConfigMap/bottle-demo-agent-files",
@@ -184,10 +184,11 @@ fn the_secret_reaches_only_the_gate_and_its_key_is_installed_for_the_gate_user()
         .status()
         .unwrap();
     assert!(check.success());
-    // The agent's git config reaches git through GIT_CONFIG_SYSTEM.
+    // The agent's git config reaches git through GIT_CONFIG_SYSTEM (the plan's
+    // relocate_env: /etc belongs to the image, so it is mounted elsewhere).
     let env = agent.containers[0].env.as_ref().unwrap();
     assert!(env.iter().any(|e| e.name == "GIT_CONFIG_SYSTEM"
-        && e.value.as_deref() == Some("/etc/bottle-git/gitconfig")));
+        && e.value.as_deref() == Some("/etc/bottle-files/gitconfig")));
     for s in [gate, agent] {
         assert_eq!(s.automount_service_account_token, Some(false));
         let sc = s.containers[0].security_context.as_ref().unwrap();

@@ -920,7 +920,7 @@ impl Harness {
             "--label",
             &slug_label,
             "--label",
-            "bottle.managed=1",
+            "bottle.managed=2",
             "-e",
             &repos,
             "-e",

@@ -109,6 +109,7 @@ async fn write_errors_are_reported() {
 
 fn text(path: &str) -> FileSpec {
     FileSpec {
+        relocate_env: None,
         path: path.to_owned(),
         mode: 0o644,
         uid: 0,

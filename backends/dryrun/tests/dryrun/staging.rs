@@ -66,6 +66,7 @@ fn tricky_files_arrive_exactly() {
     let demo = demo();
     let mut plan = files_plan(&demo.key);
     plan.containers[1].files.push(FileSpec {
+        relocate_env: None,
         path: "/etc/crlf".to_owned(),
         mode: 0o664,
         uid: 0,

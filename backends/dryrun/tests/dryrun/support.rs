@@ -9,8 +9,8 @@ use std::process::Command;
 
 use bottle_core::manifest::{self, Env};
 use bottle_core::plan::{
-    labels, ContainerSpec, FileSource, FileSpec, Hardening, ImageRef, NetworkSpec, Plan, Role,
-    SecretBytes, PLAN_FORMAT,
+    labels, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening, ImageRef,
+    NetworkRole, NetworkSpec, Plan, SecretBytes, PLAN_FORMAT,
 };
 use bottle_core::planner;
 use tempfile::TempDir;
@@ -110,6 +110,7 @@ image = "example.com/agents/custom:1.2"
 
 fn text(path: &str, mode: u32, uid: u32, gid: u32, text: &str) -> FileSpec {
     FileSpec {
+        relocate_env: None,
         path: path.to_owned(),
         mode,
         uid,
@@ -130,13 +131,13 @@ fn hardening() -> Hardening {
     }
 }
 
-fn container(slug: &str, role: Role, network: &str, files: Vec<FileSpec>) -> ContainerSpec {
+fn container(slug: &str, role: &str, network: &str, files: Vec<FileSpec>) -> ContainerSpec {
     ContainerSpec {
         name: format!("bottle-{slug}-{role}"),
-        role,
+        role: ContainerRole::sidecar(role),
         image: ImageRef {
             name: "bottle-agent:latest".to_owned(),
-            builtin: None,
+            recipe: None,
         },
         entrypoint: None,
         command: None,
@@ -150,16 +151,20 @@ fn container(slug: &str, role: Role, network: &str, files: Vec<FileSpec>) -> Con
         files,
         init: true,
         hardening: hardening(),
+        ports: Vec::new(),
+        egress: Egress::Nothing,
+        reaches: Vec::new(),
+        audit: None,
     }
 }
 
-fn network(slug: &str, role: Role, internal: bool) -> NetworkSpec {
+fn network(slug: &str, role: NetworkRole, internal: bool) -> NetworkSpec {
     NetworkSpec {
         name: format!("bottle-{slug}-{role}"),
         role,
         internal,
         dns: !internal,
-        labels: labels(slug, role),
+        labels: labels(slug, role.as_str()),
     }
 }
 
@@ -173,12 +178,12 @@ pub fn evil(marker: &Path) -> String {
 /// A hand-built plan whose values are hostile to a careless printer.
 pub fn hostile(marker: &Path) -> Plan {
     let e = evil(marker);
-    let internal = network("demo", Role::Internal, true);
-    let mut egress = network("demo", Role::Egress, false);
+    let internal = network("demo", NetworkRole::Internal, true);
+    let mut egress = network("demo", NetworkRole::Egress, false);
     egress.labels.insert("note".to_owned(), e.clone());
     let mut agent = container(
         "demo",
-        Role::Agent,
+        ContainerRole::AGENT,
         &internal.name,
         vec![text(
             &format!("/etc/evil dir/$(touch {})'s file", marker.display()),
@@ -229,10 +234,11 @@ pub fn hostile(marker: &Path) -> Plan {
 /// A plan whose files are hard to carry exactly, in two containers; the gate's key is read
 /// from `key` at plan time.
 pub fn files_plan(key: &Path) -> Plan {
-    let internal = network("files", Role::Internal, true);
+    let internal = network("files", NetworkRole::Internal, true);
     let gate_files = vec![
         text("/etc/gate/config", 0o644, 0, 0, "listen = 9418\n"),
         FileSpec {
+            relocate_env: None,
             path: "/etc/gate/creds/app.key".to_owned(),
             mode: 0o400,
             uid: 10001,
@@ -271,12 +277,12 @@ pub fn files_plan(key: &Path) -> Plan {
             "'quoted' and $(not run)",
         ),
     ];
-    let mut gate = container("files", Role::Gate, &internal.name, gate_files);
+    let mut gate = container("files", "gate", &internal.name, gate_files);
     gate.image = ImageRef {
         name: "bottle-gate:latest".to_owned(),
-        builtin: Some(bottle_core::plan::BuiltinImage::Gate),
+        recipe: Some("gate".to_owned()),
     };
-    let agent = container("files", Role::Agent, &internal.name, agent_files);
+    let agent = container("files", ContainerRole::AGENT, &internal.name, agent_files);
     Plan {
         format: PLAN_FORMAT,
         bottle: "files".to_owned(),

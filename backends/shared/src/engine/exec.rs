@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use bottle_core::backend::{BackendError, ExecRequest};
-use bottle_core::plan::{resource_name, Role};
+use bottle_core::plan::{resource_name, ContainerRole};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -38,10 +38,10 @@ pub async fn exec_output<E: Engine>(
 /// [`Backend::exec`](bottle_core::backend::Backend::exec): the agent's command on our
 /// standard streams; returns its exit code.
 pub async fn exec<E: Engine>(e: &E, req: &ExecRequest) -> Result<i32, BackendError> {
-    let name = resource_name(&req.slug, Role::Agent);
+    let name = resource_name(&req.slug, ContainerRole::AGENT);
     let not_running = || BackendError::NotRunning {
         slug: req.slug.clone(),
-        role: Role::Agent,
+        role: ContainerRole::AGENT.to_owned(),
     };
     match e.container_running(&name).await {
         Ok(true) => {}

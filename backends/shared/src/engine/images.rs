@@ -4,12 +4,13 @@
 use std::collections::BTreeSet;
 
 use bottle_core::backend::BackendError;
-use bottle_core::plan::{BuiltinImage, Plan};
+use bottle_core::images::{self, ImageRecipe};
+use bottle_core::plan::Plan;
 
 use super::{BuildEvent, Engine, ImportBody};
 use crate::base;
 use crate::images::{
-    build_reason, builtin_spec, BuildOptions, BuildSpec, ImageStatus, RootfsSource, BASE_IMAGE_ARG,
+    build_reason, recipe_spec, BuildOptions, BuildSpec, ImageStatus, RootfsSource, BASE_IMAGE_ARG,
     LABEL_INPUTS,
 };
 
@@ -131,36 +132,36 @@ async fn build_context<E: Engine>(
     }
 }
 
-/// Builds the built-in image `which` as `tag` when missing or stale.
-pub async fn ensure_builtin<E: Engine>(
+/// Builds the image of `recipe` as `tag` when missing or stale.
+pub async fn ensure_recipe<E: Engine>(
     e: &E,
-    which: BuiltinImage,
+    recipe: &ImageRecipe,
     tag: &str,
     opts: &BuildOptions,
 ) -> Result<ImageStatus, BackendError> {
-    let spec = builtin_spec(which, tag, opts)?;
+    let spec = recipe_spec(recipe, tag, opts)?;
     ensure_image(e, &spec, opts.force).await
 }
 
-/// [`Backend::build_images`](bottle_core::backend::Backend::build_images): the built-in
-/// images `which` under their standard tags (`bottle-gate:latest`, ...), when missing or
-/// stale, or always with `force`; says what it did on the progress sink.
+/// [`Backend::build_images`](bottle_core::backend::Backend::build_images): the images of
+/// the recipes `which` under their standard tags (`bottle-gate:latest`, ...), when missing
+/// or stale, or always with `force`; says what it did on the progress sink.
 pub async fn build_images<E: Engine>(
     e: &E,
-    which: &[BuiltinImage],
+    which: &[&'static ImageRecipe],
     force: bool,
 ) -> Result<(), BackendError> {
     let opts = BuildOptions {
         force,
-        ..BuildOptions::default()
+        ..e.build_options().clone()
     };
-    for image in which {
-        let status = ensure_builtin(e, *image, image.tag(), &opts).await?;
+    for recipe in which {
+        let status = ensure_recipe(e, recipe, recipe.tag, &opts).await?;
         let what = match status {
             ImageStatus::Fresh => "up to date",
             ImageStatus::Built => "built",
         };
-        e.progress(&format!("bottle: image {} {what}", image.tag()));
+        e.progress(&format!("bottle: image {} {what}", recipe.tag));
     }
     Ok(())
 }
@@ -234,9 +235,16 @@ pub async fn ensure_plan_images<E: Engine>(e: &E, plan: &Plan) -> Result<(), Bac
         if !seen.insert(c.image.name.as_str()) {
             continue;
         }
-        match c.image.builtin {
-            Some(which) => {
-                ensure_builtin(e, which, &c.image.name, opts).await?;
+        match c.image.recipe.as_deref() {
+            Some(name) => {
+                let recipe = images::recipe(name).ok_or_else(|| {
+                    BackendError::Other(format!(
+                        "container {} names the image recipe '{name}', which this bottle does not have (it has: {})",
+                        c.name,
+                        images::names()
+                    ))
+                })?;
+                ensure_recipe(e, recipe, &c.image.name, opts).await?;
             }
             None => {
                 if !image_exists(e, &c.image.name).await? {

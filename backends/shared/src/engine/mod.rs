@@ -57,7 +57,7 @@ use crate::images::{BuildOptions, BuildSpec};
 
 pub use exec::{exec, exec_output};
 pub use images::{
-    build_image, build_images, ensure_base_image, ensure_builtin, ensure_image, ensure_plan_images,
+    build_image, build_images, ensure_base_image, ensure_image, ensure_plan_images, ensure_recipe,
     image_exists, image_inputs, import_rootfs, make_base_image,
 };
 pub use manage::{cleanup, down, ps};
@@ -126,7 +126,7 @@ macro_rules! impl_backend {
 
             async fn build_images(
                 &self,
-                which: &[$crate::engine::__core::plan::BuiltinImage],
+                which: &[&'static $crate::engine::__core::images::ImageRecipe],
                 force: bool,
             ) -> Result<(), $crate::engine::__core::backend::BackendError> {
                 $crate::engine::build_images(self, which, force).await

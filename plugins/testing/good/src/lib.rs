@@ -4,7 +4,7 @@
 #![deny(missing_docs)]
 
 use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
-use bottle_core::plan::{FileSource, Plan, ResourceKind, Role};
+use bottle_core::plan::{FileSource, Plan, ResourceKind};
 use bottle_plugin::{export_backend, PluginBackend};
 
 struct Good;
@@ -47,7 +47,7 @@ impl PluginBackend for Good {
         if slug == "fail" {
             return Err(BackendError::NotRunning {
                 slug: slug.to_owned(),
-                role: Role::Agent,
+                role: "agent".into(),
             });
         }
         println!("test-good: down {slug}");
@@ -61,7 +61,7 @@ impl PluginBackend for Good {
             resources: vec![Resource {
                 kind: ResourceKind::Container,
                 name: format!("bottle-{slug}-agent"),
-                role: Some(Role::Agent),
+                role: Some("agent".into()),
                 state: "running".to_owned(),
             }],
         }])
@@ -72,7 +72,7 @@ impl PluginBackend for Good {
             .map(|s| Resource {
                 kind: ResourceKind::Network,
                 name: format!("bottle-{s}-internal"),
-                role: Some(Role::Internal),
+                role: Some("internal".into()),
                 state: String::new(),
             })
             .into_iter()

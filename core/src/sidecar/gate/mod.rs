@@ -1,11 +1,12 @@
 //! The git-gate: a sidecar holding a bare mirror of each upstream, served with `git daemon`.
 //!
 //! [`GitGate`] plays the part the abstract base class played in the original design: its
-//! provided [`GitGate::prepare`] is the one shared, pure step that renders the script set and
-//! lists the files and settings the gate container needs. It returns data (a
-//! [`GitGatePlan`] holding a [`ContainerSpec`]), never starts anything: applying container
-//! specs is each backend's job, done the same way for every sidecar. That is how bottle
-//! avoids the original's one-class-per-sidecar-per-runtime trap.
+//! [`GitGate::prepare`] is the one shared, pure step that renders the script set and lists
+//! the files and settings the gate container needs. It returns data (a [`GitGatePlan`]
+//! holding a [`ContainerSpec`]), never starts anything: applying container specs is each
+//! backend's job, done the same way for every sidecar. That is how bottle avoids the
+//! original's one-class-per-sidecar-per-runtime trap. Its two layouts (in a container, and
+//! under a host directory for the host-level test) are values of one type, not two impls.
 
 pub mod scripts;
 
@@ -13,18 +14,23 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::diag::ManifestError;
+use crate::diag::{ManifestError, PlanError};
+use crate::images::{self, ImageRecipe};
 use crate::manifest::{Bottle, GitUpstream};
 use crate::plan::{
-    labels, resource_name, BuiltinImage, ContainerSpec, FileSource, FileSpec, Hardening, ImageRef,
-    Role, SecretBytes,
+    labels, resource_name, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening,
+    ImageRef, PortSpec, SecretBytes,
 };
-use crate::planner::PlanError;
 use crate::quote;
+use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan};
 pub use scripts::ScriptSet;
 
+/// The gate's name: its role, label and resource-name suffix.
+pub const NAME: &str = "gate";
 /// The gate image bottle builds from `gate-image/`.
-pub const GATE_IMAGE: &str = BuiltinImage::Gate.tag();
+pub const GATE_IMAGE: &str = images::GATE.tag;
+/// The name of the gate's one port.
+pub const GATE_PORT_NAME: &str = "git";
 /// The gate's user and group inside its image.
 pub const GATE_UID: u32 = 10001;
 /// The port `git daemon` listens on.
@@ -43,10 +49,13 @@ pub struct GateLayout {
 
 impl GateLayout {
     /// The layout inside the gate container.
+    pub const CONTAINER: GateLayout = GateLayout {
+        root: String::new(),
+    };
+
+    /// The layout inside the gate container.
     pub fn container() -> GateLayout {
-        GateLayout {
-            root: String::new(),
-        }
+        GateLayout::CONTAINER
     }
 
     /// The same layout under `root` on the host. The root must be a plain absolute path
@@ -142,24 +151,34 @@ pub struct GitGatePlan {
     pub agent_git_config: String,
 }
 
-/// The git-gate sidecar. Implementations choose the layout and image; `prepare` is shared.
-pub trait GitGate {
-    /// Where the gate keeps its files.
-    fn layout(&self) -> GateLayout {
-        GateLayout::container()
+/// The git-gate sidecar, with the layout it keeps its files in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitGate {
+    layout: GateLayout,
+}
+
+impl GitGate {
+    /// The gate bottle uses: the container layout, the built-in image.
+    pub const STANDARD: GitGate = GitGate {
+        layout: GateLayout::CONTAINER,
+    };
+
+    /// A gate whose `/` is `root` on the host (see [`GateLayout::under`]), for running the
+    /// scripts without containers.
+    pub fn on_host(root: &Path) -> Result<GitGate, String> {
+        Ok(GitGate {
+            layout: GateLayout::under(root)?,
+        })
     }
 
-    /// The image the gate runs.
-    fn image(&self) -> ImageRef {
-        ImageRef {
-            name: GATE_IMAGE.to_owned(),
-            builtin: Some(BuiltinImage::Gate),
-        }
+    /// Where the gate keeps its files.
+    pub fn layout(&self) -> &GateLayout {
+        &self.layout
     }
 
     /// Renders the script set and describes the gate container for `bottle`, or `None`
     /// when the bottle has no git entries. Reads each identity file, and nothing else.
-    fn prepare(
+    pub fn prepare(
         &self,
         slug: &str,
         bottle: &Bottle,
@@ -169,11 +188,12 @@ pub trait GitGate {
         if bottle.git.is_empty() {
             return Ok(None);
         }
-        let layout = self.layout();
-        let scripts = scripts::render(&layout, &bottle.git)?;
-        let host = resource_name(slug, Role::Gate);
+        let layout = &self.layout;
+        let scripts = scripts::render(layout, &bottle.git)?;
+        let host = resource_name(slug, NAME);
 
         let text = |path: String, mode: u32, text: &str| FileSpec {
+            relocate_env: None,
             path,
             mode,
             uid: 0,
@@ -192,6 +212,7 @@ pub trait GitGate {
         for up in &bottle.git {
             match read_identity(up) {
                 Ok(bytes) => files.push(FileSpec {
+                    relocate_env: None,
                     path: layout.key(&up.name),
                     mode: 0o400,
                     uid: GATE_UID,
@@ -214,13 +235,16 @@ pub trait GitGate {
 
         let container = ContainerSpec {
             name: host.clone(),
-            role: Role::Gate,
-            image: self.image(),
+            role: ContainerRole::sidecar(NAME),
+            image: ImageRef {
+                name: GATE_IMAGE.to_owned(),
+                recipe: Some(images::GATE.name.to_owned()),
+            },
             entrypoint: Some(vec![layout.entrypoint()]),
             command: None,
             user: Some(format!("{GATE_UID}:{GATE_UID}")),
             env: BTreeMap::new(),
-            labels: labels(slug, Role::Gate),
+            labels: labels(slug, NAME),
             network: internal.to_owned(),
             connect: vec![egress.to_owned()],
             extra_hosts,
@@ -236,6 +260,15 @@ pub trait GitGate {
                 pids_limit: GATE_PIDS,
                 memory_bytes: bottle.gate_memory_bytes.unwrap_or(GATE_MEMORY),
             },
+            ports: vec![PortSpec {
+                name: GATE_PORT_NAME.to_owned(),
+                port: GATE_PORT,
+                network: internal.to_owned(),
+            }],
+            // Its upstreams, over ssh.
+            egress: Egress::Network,
+            reaches: Vec::new(),
+            audit: None,
         };
         let agent_git_config = agent_git_config(&host, &bottle.git)?;
         Ok(Some(GitGatePlan {
@@ -247,32 +280,49 @@ pub trait GitGate {
     }
 }
 
-/// The gate bottle uses: container layout, the built-in image.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StandardGate;
+impl Sidecar for GitGate {
+    fn name(&self) -> &'static str {
+        NAME
+    }
 
-impl GitGate for StandardGate {}
+    fn about(&self) -> &'static str {
+        "the git-gate: mirrors of the upstreams, pushes scanned and forwarded"
+    }
 
-/// A gate rendered under a host directory, for running the scripts without containers.
-#[derive(Debug, Clone)]
-pub struct HostGate {
-    layout: GateLayout,
-}
+    fn images(&self) -> &'static [&'static ImageRecipe] {
+        &[&images::GATE]
+    }
 
-impl HostGate {
-    /// A gate whose `/` is `root` (see [`GateLayout::under`]).
-    pub fn new(root: &Path) -> Result<HostGate, String> {
-        Ok(HostGate {
-            layout: GateLayout::under(root)?,
-        })
+    fn plan(&self, cx: &BottleContext<'_>) -> Result<Option<SidecarPlan>, PlanError> {
+        let Some(gate) = self.prepare(cx.slug, cx.bottle, cx.internal, cx.egress)? else {
+            return Ok(None);
+        };
+        let agent = AgentGrant {
+            files: vec![FileSpec {
+                // git reads its system config from GIT_CONFIG_SYSTEM when set.
+                relocate_env: Some("GIT_CONFIG_SYSTEM".to_owned()),
+                path: AGENT_GITCONFIG.to_owned(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                source: FileSource::Text {
+                    text: gate.agent_git_config,
+                },
+            }],
+            env: BTreeMap::new(),
+            hosts: vec![gate.host],
+            reaches: vec![GATE_PORT_NAME.to_owned()],
+        };
+        Ok(Some(SidecarPlan {
+            container: gate.container,
+            agent,
+        }))
     }
 }
 
-impl GitGate for HostGate {
-    fn layout(&self) -> GateLayout {
-        self.layout.clone()
-    }
-}
+/// Where the agent's git config goes: the system-wide file, so every user in the image
+/// gets the rewrites.
+pub const AGENT_GITCONFIG: &str = "/etc/gitconfig";
 
 fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnostic> {
     let path = &up.identity_file.value;

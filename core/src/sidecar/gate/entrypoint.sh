@@ -1,0 +1,44 @@
+#!/bin/sh
+# bottle git-gate entrypoint. Rendered by bottle: edit bottle.toml, not this file.
+#
+# Creates one bare mirror per upstream (first start only), points each at its
+# upstream with the gate's own ssh key and pinned host key, then serves them all
+# with git daemon. Arguments are passed on to git daemon (e.g. --port=N).
+#
+# Manifest values below are single-quoted literals on purpose: nothing in them
+# expands.
+# shellcheck disable=SC2016
+set -eu
+
+repos=@REPOS@
+hooks=@HOOKS@
+access_hook=@ACCESS_HOOK@
+control=@CONTROL@
+
+# init_repo NAME UPSTREAM_URL SSH_COMMAND KNOWN_HOSTS_FILE UPSTREAM_HOST UPSTREAM_PORT
+init_repo() {
+	repo="$repos/$1.git"
+	if [ ! -d "$repo" ]; then
+		git init --quiet --bare "$repo"
+		# --mirror=fetch: a fetch copies every upstream ref to the same name here.
+		git -C "$repo" remote add --mirror=fetch origin "$2"
+	fi
+	git -C "$repo" config remote.origin.url "$2"
+	git -C "$repo" config core.sshCommand "$3"
+	git -C "$repo" config core.hooksPath "$hooks"
+	git -C "$repo" config receive.fsckObjects true
+	git -C "$repo" config bottle-gate.name "$1"
+	git -C "$repo" config bottle-gate.knownHosts "$4"
+	git -C "$repo" config bottle-gate.upstreamHost "$5"
+	git -C "$repo" config bottle-gate.upstreamPort "$6"
+	echo "bottle-gate: serving $1 (upstream $2)" >&2
+}
+
+mkdir -p "$repos"
+# The gate's persistent ssh connections (their control sockets): its user's alone.
+mkdir -p "$control"
+chmod 0700 "$control"
+@INIT_REPOS@
+exec git daemon --reuseaddr --export-all --informative-errors --verbose \
+	--enable=receive-pack --base-path="$repos" --access-hook="$access_hook" \
+	"$@" "$repos"
