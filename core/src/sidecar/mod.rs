@@ -14,6 +14,8 @@
 //! [`SIDECARS`] (docs/architecture.md, "How to add a sidecar").
 
 pub mod gate;
+#[cfg(feature = "toy-sidecar")]
+pub mod toy;
 
 use std::collections::BTreeMap;
 

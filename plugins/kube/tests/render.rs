@@ -199,3 +199,83 @@ fn the_secret_reaches_only_the_gate_and_its_key_is_installed_for_the_gate_user()
         );
     }
 }
+
+/// A sidecar added in one module of core (the test-only toy) gets its container port, a
+/// Service and NetworkPolicies from the plan's data alone: the plugin names no sidecar.
+#[test]
+fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
+    use bottle_core::sidecar::toy;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[bottles.t]\nimage = \"bottle-agent:latest\"\nenv = { TOY = \"1\" }\n";
+    let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
+    let p = planner::plan_with(m.select(Some("t")).unwrap(), &toy::with_toy()).unwrap();
+    let m = render(
+        &p,
+        &Options {
+            namespace: None,
+            secrets: Secrets::Omit,
+        },
+    )
+    .unwrap();
+    let port = i32::from(toy::TOY_PORT);
+    let service = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Service(s) if s.metadata.name.as_deref() == Some("bottle-t-toy") => Some(s),
+            _ => None,
+        })
+        .expect("a Service for the toy");
+    let ports = service.spec.as_ref().unwrap().ports.as_ref().unwrap();
+    assert_eq!(ports[0].port, port);
+    let pod = |name: &str| {
+        m.objects
+            .iter()
+            .find_map(|o| match o {
+                Object::Pod(p) if p.metadata.name.as_deref() == Some(name) => Some(p),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let toy_pod = pod("bottle-t-toy").spec.as_ref().unwrap();
+    assert_eq!(
+        toy_pod.containers[0].ports.as_ref().unwrap()[0].container_port,
+        port
+    );
+    let policy = |name: &str| {
+        m.objects
+            .iter()
+            .find_map(|o| match o {
+                Object::NetworkPolicy(p) if p.metadata.name.as_deref() == Some(name) => {
+                    p.spec.clone()
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    // The toy admits the agent on its port, and goes nowhere (its egress is nothing).
+    let toy_policy = policy("bottle-t-toy");
+    let ingress = toy_policy.ingress.unwrap();
+    assert_eq!(ingress.len(), 1);
+    let from = ingress[0].from.as_ref().unwrap()[0]
+        .pod_selector
+        .clone()
+        .unwrap();
+    assert_eq!(
+        from.match_labels.unwrap()["bottle.role"],
+        "agent".to_owned()
+    );
+    assert_eq!(
+        ingress[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(port))
+    );
+    assert_eq!(toy_policy.egress, Some(Vec::new()));
+    // The agent may connect to the toy's port (and DNS, to resolve its Service), nothing else.
+    let agent_egress = policy("bottle-t-agent").egress.unwrap();
+    assert_eq!(agent_egress.len(), 2);
+    assert_eq!(
+        agent_egress[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(port))
+    );
+}

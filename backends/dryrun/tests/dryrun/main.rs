@@ -14,3 +14,4 @@ mod secrets;
 mod snapshots;
 mod staging;
 mod support;
+mod toy;

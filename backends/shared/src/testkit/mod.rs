@@ -190,6 +190,7 @@ macro_rules! engine_suite {
             the_base_image_is_imported_from_a_prepared_rootfs,
             the_builtin_images_build_from_the_embedded_contexts,
             the_base_image_is_made_and_imported,
+            a_sidecar_added_in_one_module_runs_with_its_port_and_host,
         );
     };
     (@tests $connect:expr; $($name:ident,)+) => {

@@ -778,3 +778,82 @@ pub async fn the_base_image_is_made_and_imported<T: TestEngine>(t: &T) {
     engine::make_base_image(d, &tag).await.unwrap();
     check_base_image(t, &tag).await;
 }
+
+/// A sidecar added in one module of core (the test-only toy, `bottle_core::sidecar::toy`)
+/// runs on this engine with its port and its host entry, and the agent reaches it: no
+/// backend code knows of it. Runs the demo agent's image, which `bottle image build` makes
+/// (on CI, before the tests); skipped loudly elsewhere when it is missing.
+pub async fn a_sidecar_added_in_one_module_runs_with_its_port_and_host<T: TestEngine>(t: &T) {
+    use bottle_core::sidecar::toy;
+    let d = t.client();
+    if !engine::image_exists(d, images::AGENT.tag).await.unwrap() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{} is missing on CI: scripts/test.sh builds it first",
+            images::AGENT.tag
+        );
+        eprintln!(
+            "\n*** SKIP a_sidecar_added_in_one_module...: no {} (bottle image build agent) ***\n",
+            images::AGENT.tag
+        );
+        return;
+    }
+    let g = Guard::new(t, "toy");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bottle.toml");
+    let text = format!(
+        "[bottles.{slug}]\nimage = {image:?}\ncommand = [\"sleep\", \"infinity\"]\nenv = {{ TOY = \"1\" }}\n",
+        slug = g.slug,
+        image = images::AGENT.tag
+    );
+    let manifest =
+        bottle_core::manifest::parse(&path, &text, &bottle_core::manifest::Env::current())
+            .unwrap_or_else(|e| panic!("{e}"));
+    let bottle = manifest.select(Some(&g.slug)).unwrap();
+    let plan = bottle_core::planner::plan_with(bottle, &toy::with_toy()).unwrap();
+    assert_eq!(
+        plan.containers
+            .iter()
+            .map(|c| c.role.as_str())
+            .collect::<Vec<_>>(),
+        ["toy", "agent"]
+    );
+    d.up(&plan, &UpOptions::default()).await.unwrap();
+    let (host, agent) = (&plan.containers[0].name, &plan.containers[1].name);
+
+    // Its host entry and its variable reached the agent.
+    let got = engine::exec_output(d, agent, &strings(&["getent", "hosts", host]))
+        .await
+        .unwrap();
+    assert_eq!(got.code, 0, "{host} does not resolve in the agent");
+    let env = engine::exec_output(d, agent, &strings(&["sh", "-c", "echo $TOY_URL"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&env.stdout).trim(),
+        format!("git://{host}:{}/", toy::TOY_PORT)
+    );
+    // The agent reaches its port (git daemon needs a moment to listen), and a port the toy
+    // does not listen on is refused: the check can fail.
+    let connect = |port: u16| strings(&["bash", "-c", &format!("exec 3<>/dev/tcp/{host}/{port}")]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = engine::exec_output(d, agent, &connect(toy::TOY_PORT))
+            .await
+            .unwrap();
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent cannot reach the toy's port: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = engine::exec_output(d, agent, &connect(toy::TOY_PORT + 1))
+        .await
+        .unwrap();
+    assert_ne!(out.code, 0, "a port nobody listens on answered");
+}

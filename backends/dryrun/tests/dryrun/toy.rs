@@ -1,0 +1,35 @@
+//! A sidecar added in one module of core (the test-only toy) is printed like any other:
+//! created on the internal network, started before the agent, its address read and given
+//! to the agent's `/etc/hosts`, its variable in the agent's environment. The dry-run names
+//! no sidecar.
+
+use bottle_backend_dryrun::{render_up, Cli};
+use bottle_core::manifest::{self, Env};
+use bottle_core::planner;
+use bottle_core::sidecar::toy;
+
+#[test]
+fn a_sidecar_added_in_one_module_is_printed_with_its_host_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[bottles.t]\nimage = \"bottle-agent:latest\"\nenv = { TOY = \"1\" }\n";
+    let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
+    let plan = planner::plan_with(m.select(Some("t")).unwrap(), &toy::with_toy()).unwrap();
+    for cli in [Cli::Docker, Cli::Podman] {
+        let script = render_up(&plan, cli).unwrap();
+        let at = |needle: &str| {
+            script
+                .find(needle)
+                .unwrap_or_else(|| panic!("{cli:?}: no {needle:?} in\n{script}"))
+        };
+        let comment = at("# Container bottle-t-toy (sidecar 'toy'; listens on toy (port 7070) on bottle-t-internal).");
+        let create_toy = at("--name bottle-t-toy");
+        let address = at("bottle-t-internal\").IPAddress}}' bottle-t-toy)");
+        let create_agent = at("--name bottle-t-agent");
+        let host = at("--add-host bottle-t-toy:\"$address_");
+        assert!(comment < create_toy && create_toy < address && address < create_agent);
+        assert!(create_agent < host);
+        at("TOY_URL=git://bottle-t-toy:7070/");
+        // No egress network: neither the toy nor the agent goes out.
+        assert!(!script.contains("bottle-t-egress"), "{script}");
+    }
+}
