@@ -107,3 +107,48 @@ pub(crate) async fn connect_checked(
         why: last,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::StaticResolver;
+
+    #[tokio::test]
+    async fn one_private_address_refuses_the_name() {
+        // Resolution only: nothing here connects.
+        let r = StaticResolver::default()
+            .with(
+                "mixed.test",
+                &[
+                    "1.1.1.1".parse().unwrap(),
+                    "169.254.169.254".parse().unwrap(),
+                ],
+            )
+            .with("public.test", &["1.1.1.1".parse().unwrap()]);
+        let host = Host::Name("mixed.test".into());
+        let e = resolve_checked(&r, &host, 443, false).await.unwrap_err();
+        assert_eq!(e.token(), "private-address");
+        assert!(
+            e.to_string()
+                .contains("169.254.169.254, a link-local address"),
+            "{e}"
+        );
+        assert_eq!(
+            resolve_checked(&r, &host, 443, true).await.unwrap().len(),
+            2
+        );
+        let public = Host::Name("public.test".into());
+        assert_eq!(
+            resolve_checked(&r, &public, 443, false).await.unwrap(),
+            vec!["1.1.1.1:443".parse().unwrap()]
+        );
+        let literal = Host::Ip("127.0.0.1".parse().unwrap());
+        assert_eq!(
+            resolve_checked(&r, &literal, 1, false)
+                .await
+                .unwrap_err()
+                .token(),
+            "private-address"
+        );
+    }
+}
