@@ -515,7 +515,7 @@ mod tests {
         fn deny_wins(d in domain(), port in 1u16.., wildcard: bool) {
             let entry = if wildcard { format!("*.{d}") } else { d.clone() };
             let host = if wildcard { format!("x.{d}") } else { d.clone() };
-            let r = Rules::new(&[entry.clone()], &[entry], &[], &[], &[]).unwrap();
+            let r = Rules::new(std::slice::from_ref(&entry), std::slice::from_ref(&entry), &[], &[], &[]).unwrap();
             let v = r.decide(&name(&host), port);
             prop_assert_eq!(v.reason, Reason::DeniedByRule);
         }
@@ -542,13 +542,13 @@ mod tests {
 
         #[test]
         fn bare_entry_allows_443_and_80_only(d in domain(), port in 1u16..) {
-            let r = Rules::new(&[d.clone()], &[], &[], &[], &[]).unwrap();
+            let r = Rules::new(std::slice::from_ref(&d), &[], &[], &[], &[]).unwrap();
             prop_assert_eq!(r.decide(&name(&d), port).allowed(), port == 443 || port == 80);
         }
 
         #[test]
         fn bare_deny_covers_every_port(d in domain(), port in 1u16..) {
-            let r = Rules::new(&[format!("{d}:{port}")], &[d.clone()], &[], &[], &[]).unwrap();
+            let r = Rules::new(&[format!("{d}:{port}")], std::slice::from_ref(&d), &[], &[], &[]).unwrap();
             prop_assert_eq!(r.decide(&name(&d), port).reason, Reason::DeniedByRule);
         }
 

@@ -206,7 +206,7 @@ async fn upstream_sees_the_route_key_and_none_of_the_agents() {
     let req = agent_request(&f, "/openai/chat").body(full("x")).unwrap();
     assert_eq!(send(f.addr, req).await.status(), StatusCode::CREATED);
 
-    let seen = f.seen.lock().unwrap();
+    let seen = std::mem::take(&mut *f.seen.lock().unwrap());
     assert_eq!(seen.uris[0], "/v1/messages?beta=true&token=abc");
     assert_eq!(seen.uris[1], "/v1/chat");
     let h = &seen.headers[0];
@@ -234,8 +234,6 @@ async fn upstream_sees_the_route_key_and_none_of_the_agents() {
             );
         }
     }
-    drop(seen);
-
     eventually(|| f.audit.records().len() == 2).await;
     let recs = f.audit.records();
     let r = &recs[0];

@@ -181,10 +181,7 @@ async fn refusals_say_why() {
         (
             format!("internal.test:{port}"),
             "private-address",
-            &*Box::leak(
-                format!("internal.test resolves to 127.0.0.1, a loopback address; to allow it, add \"internal.test\" to allow_private")
-                    .into_boxed_str(),
-            ),
+            "internal.test resolves to 127.0.0.1, a loopback address; to allow it, add \"internal.test\" to allow_private",
         ),
         (
             format!("mixed.test:{port}"),
