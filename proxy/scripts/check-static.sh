@@ -1,0 +1,36 @@
+#!/bin/sh
+# Builds the static bottle-proxy and checks it: no dynamic dependency, and hickory
+# resolves from a hosts-style file (no DNS query leaves loopback), then a real egress
+# refusal through the static binary. Usage: proxy/scripts/check-static.sh
+set -eu
+cd "$(dirname "$0")/../.."
+target=${CARGO_TARGET_DIR:-target}
+RUSTFLAGS='-C target-feature=+crt-static' \
+  cargo build --release -p bottle-proxy --target x86_64-unknown-linux-gnu
+bin=$target/x86_64-unknown-linux-gnu/release/bottle-proxy
+file "$bin"
+if ldd "$bin" 2>&1 | grep -q 'not a dynamic executable\|statically linked'; then
+  echo "static: ok"
+else
+  ldd "$bin"; echo "bottle-proxy is not static" >&2; exit 1
+fi
+dir=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$dir/resolv.conf"
+printf '127.0.0.1 hosted.test\n' > "$dir/hosts"
+out=$("$bin" resolve hosted.test --resolv-conf "$dir/resolv.conf" --hosts "$dir/hosts")
+echo "resolve hosted.test: $out"
+[ "$out" = "127.0.0.1 loopback" ]
+# Port 0 cannot be told to curl; pick a fixed loopback port for this check.
+printf '{"bottle":"dev","listen":["127.0.0.1:39128"],"allow":["hosted.test"]}' > "$dir/egress.json"
+"$bin" egress --config "$dir/egress.json" --resolv-conf "$dir/resolv.conf" --hosts "$dir/hosts" \
+  > "$dir/audit.jsonl" 2> "$dir/stderr" &
+pid=$!
+sleep 0.5
+code=$(curl -s -o "$dir/body" -w '%{http_code}' -x http://127.0.0.1:39128 http://hosted.test/ || true)
+echo "plain GET http://hosted.test/ through the static proxy: $code $(cat "$dir/body")"
+[ "$code" = 403 ]
+grep -q '"reason":"private-address"' "$dir/audit.jsonl"
+kill -TERM "$pid"; wait "$pid" || true
+echo "audit: $(cat "$dir/audit.jsonl")"
+echo "check-static: ok"
