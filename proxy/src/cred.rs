@@ -169,6 +169,17 @@ impl Cred {
             );
             return self.answer(StatusCode::NOT_FOUND, rec, msg);
         };
+        // A dot segment would let the upstream resolve the path outside the route's
+        // base; refuse it rather than guess how the upstream normalises.
+        if rest.split('/').any(is_dot_segment) {
+            rec.reason = "bad-request".into();
+            rec.route = Some(route.name.clone());
+            let msg = format!(
+                "bottle: route {:?}: the path may not hold \".\" or \"..\" segments",
+                route.name
+            );
+            return self.answer(StatusCode::BAD_REQUEST, rec, msg);
+        }
         rec.route = Some(route.name.clone());
         rec.host = Some(route.authority.host().to_string());
         rec.port = Some(
@@ -265,6 +276,12 @@ impl Handler for Cred {
         );
         self.answer(StatusCode::SERVICE_UNAVAILABLE, rec, msg)
     }
+}
+
+/// `.` or `..`, also percent-encoded (`%2e`, `%2E`).
+fn is_dot_segment(seg: &str) -> bool {
+    let lower = seg.to_ascii_lowercase().replace("%2e", ".");
+    lower == "." || lower == ".."
 }
 
 fn default_port(scheme: &http::uri::Scheme) -> u16 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bottle_proxy_config::{AuditRecord, Decision, EgressConfig, Source};
+use bottle_proxy_config::{AuditRecord, Decision, EgressConfig};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -483,6 +483,3 @@ pub async fn start(
 ) -> Result<Running, Error> {
     Egress::new(cfg, resolver, audit)?.start().await
 }
-
-/// The audit source of this mode.
-pub const SOURCE: Source = Source::Proxy;

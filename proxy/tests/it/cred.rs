@@ -270,6 +270,21 @@ async fn unknown_route_lists_the_routes() {
 }
 
 #[tokio::test]
+async fn dot_segments_are_refused() {
+    let f = fixture().await;
+    for path in [
+        "/anthropic/../openai/x",
+        "/anthropic/a/%2E%2e/b",
+        "/anthropic/./x",
+    ] {
+        let resp = send(f.addr, agent_request(&f, path).body(full("")).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(deny_reason(&resp), "bad-request");
+    }
+    assert!(f.seen.lock().unwrap().uris.is_empty());
+}
+
+#[tokio::test]
 async fn private_upstream_is_refused_unless_allowed() {
     let f = fixture().await;
     let resp = send(

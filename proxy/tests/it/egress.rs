@@ -432,3 +432,22 @@ async fn bad_entry_is_a_startup_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_lets_tunnels_end() {
+    let pki = Pki::new(&["api.example.test"]);
+    let up = tls_echo_server(pki.acceptor()).await;
+    let mut p = start(config(up.port()), names()).await;
+    let addr = p.addr;
+    let tunnel = connect(addr, &format!("api.example.test:{}", up.port()))
+        .await
+        .unwrap();
+    let running = p.running.take().unwrap();
+    let done = tokio::spawn(running.shutdown());
+    // New connections are refused once the listener is gone.
+    eventually(|| std::net::TcpStream::connect(addr).is_err()).await;
+    assert!(!done.is_finished(), "shutdown waits for the open tunnel");
+    drop(tunnel);
+    tokio::time::timeout(WAIT, done).await.unwrap().unwrap();
+    eventually(|| p.records().len() == 1).await;
+}
