@@ -16,7 +16,7 @@ else
 fi
 dir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
-printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$dir/resolv.conf"
+printf 'options timeout:1 attempts:1\n' > "$dir/resolv.conf"  # no name server: hosts only, no query
 printf '127.0.0.1 hosted.test\n' > "$dir/hosts"
 out=$("$bin" resolve hosted.test --resolv-conf "$dir/resolv.conf" --hosts "$dir/hosts")
 echo "resolve hosted.test: $out"

@@ -41,9 +41,9 @@ impl Hickory {
         Hickory::from_files(Path::new("/etc/resolv.conf"), Path::new("/etc/hosts"))
     }
 
-    /// From a resolv.conf-style file and a hosts-style file. A missing resolv.conf
-    /// means no name server (only the hosts file answers); a missing hosts file means
-    /// none.
+    /// From a resolv.conf-style file and a hosts-style file. A missing resolv.conf, or
+    /// one naming no `nameserver`, means only the hosts file answers; a missing hosts
+    /// file means none.
     pub fn from_files(resolv_conf: &Path, hosts: &Path) -> Result<Hickory, Error> {
         let io = |path: &Path, e: std::io::Error| Error::Io {
             what: "read resolver configuration",
@@ -51,13 +51,12 @@ impl Hickory {
             source: e,
         };
         let (config, mut opts) = match std::fs::read(resolv_conf) {
+            // hickory refuses a file naming no server; for us that means hosts only.
+            Ok(data) if !names_a_server(&data) => hosts_only(),
             Ok(data) => hickory_resolver::system_conf::parse_resolv_conf(&data).map_err(|e| {
                 Error::Config(format!("cannot parse {}: {e}", resolv_conf.display()))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
-                ResolverConfig::from_parts(None, vec![], vec![]),
-                ResolverOpts::default(),
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => hosts_only(),
             Err(e) => return Err(io(resolv_conf, e)),
         };
         // We read the hosts file ourselves (from the path given), so hickory must not
@@ -76,6 +75,19 @@ impl Hickory {
         resolver.set_hosts(Arc::new(table));
         Ok(Hickory(resolver))
     }
+}
+
+fn hosts_only() -> (ResolverConfig, ResolverOpts) {
+    (
+        ResolverConfig::from_parts(None, vec![], vec![]),
+        ResolverOpts::default(),
+    )
+}
+
+fn names_a_server(resolv_conf: &[u8]) -> bool {
+    String::from_utf8_lossy(resolv_conf)
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("nameserver"))
 }
 
 impl Resolve for Hickory {

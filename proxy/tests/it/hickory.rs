@@ -10,16 +10,12 @@ use http::StatusCode;
 
 use crate::common::*;
 
-/// A resolv.conf whose only name server is on loopback (nothing listens there: a name
-/// missing from the hosts file fails fast instead of leaving the machine).
+/// A resolv.conf naming no name server: only the hosts file answers, and a missing name
+/// fails at once without any query.
 fn files() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let resolv = dir.path().join("resolv.conf");
-    std::fs::write(
-        &resolv,
-        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
-    )
-    .unwrap();
+    std::fs::write(&resolv, "options timeout:1 attempts:1\n").unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(
         &hosts,
@@ -40,6 +36,11 @@ async fn hosts_file_answers() {
         vec!["::1".parse::<std::net::IpAddr>().unwrap()]
     );
     assert!(h.lookup("missing.test").await.is_err());
+    // A real resolv.conf parses (nothing is asked of its server here).
+    let with_server = resolv.with_file_name("resolv-server.conf");
+    std::fs::write(&with_server, "nameserver 127.0.0.1\nsearch example.test\n").unwrap();
+    let h = Hickory::from_files(&with_server, &hosts).unwrap();
+    assert_eq!(h.lookup("hosted.test").await.unwrap(), vec![LOCAL]);
 }
 
 #[tokio::test]
