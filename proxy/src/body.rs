@@ -1,9 +1,11 @@
 //! Response and request bodies: boxed, streamed, counted.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -28,11 +30,14 @@ type OnDrop = Box<dyn FnOnce() + Send + Sync>;
 pin_project_lite::pin_project! {
     /// Passes frames through as they come (no buffering), counting data bytes, and
     /// runs `on_drop` once when the body is dropped (finished, or the peer went away).
+    /// With an idle limit, a body that yields nothing for that long ends in an error,
+    /// so a silent peer cannot hold a connection slot forever.
     pub(crate) struct Counted<B> {
         #[pin]
         inner: B,
         count: Arc<AtomicU64>,
         on_drop: Option<OnDrop>,
+        idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     }
 
     impl<B> PinnedDrop for Counted<B> {
@@ -50,7 +55,13 @@ impl<B> Counted<B> {
             inner,
             count,
             on_drop: None,
+            idle: None,
         }
+    }
+
+    pub(crate) fn idle_limit(mut self, limit: Duration) -> Self {
+        self.idle = Some((limit, Box::pin(tokio::time::sleep(limit))));
+        self
     }
 
     pub(crate) fn on_drop(mut self, f: impl FnOnce() + Send + Sync + 'static) -> Self {
@@ -72,7 +83,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let polled = this.inner.poll_frame(cx);
+        if let Some((limit, sleep)) = this.idle.as_mut() {
+            if polled.is_ready() {
+                sleep.as_mut().reset(tokio::time::Instant::now() + *limit);
+            } else if sleep.as_mut().poll(cx).is_ready() {
+                let secs = limit.as_secs();
+                return Poll::Ready(Some(Err(format!("no data for {secs}s").into())));
+            }
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.count.fetch_add(data.len() as u64, Ordering::Relaxed);

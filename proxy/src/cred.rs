@@ -227,7 +227,8 @@ impl Cred {
             .headers
             .insert(route.header.clone(), route.value.clone());
         let up = Arc::new(AtomicU64::new(0));
-        let body = Counted::new(body, up.clone()).boxed();
+        let idle = Duration::from_secs(self.limits.idle_timeout_secs.max(1));
+        let body = Counted::new(body, up.clone()).idle_limit(idle).boxed();
         let resp = match route.client.request(Request::from_parts(parts, body)).await {
             Ok(r) => r,
             Err(e) => {
@@ -252,6 +253,7 @@ impl Cred {
         let down2 = down.clone();
         let audit = self.audit.clone();
         let body = Counted::new(body, down)
+            .idle_limit(idle)
             .on_drop(move || {
                 rec.bytes_up = Some(up.load(Ordering::Relaxed));
                 rec.bytes_down = Some(down2.load(Ordering::Relaxed));

@@ -327,20 +327,25 @@ impl Egress {
             }
         }
         let up = Arc::new(AtomicU64::new(0));
-        let body = Counted::new(body, up.clone()).boxed();
+        let idle = Duration::from_secs(self.cfg.limits.idle_timeout_secs.max(1));
+        let body = Counted::new(body, up.clone()).idle_limit(idle).boxed();
         let out = Request::from_parts(parts, body);
 
         let (mut sender, conn) =
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
                 Ok(x) => x,
-                Err(e) => return self.upstream_failed(rec, &host, port, e),
+                Err(e) => return self.upstream_failed(rec, &host, port, e.to_string()),
             };
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let resp = match sender.send_request(out).await {
-            Ok(r) => r,
-            Err(e) => return self.upstream_failed(rec, &host, port, e),
+        let resp = match tokio::time::timeout(idle, sender.send_request(out)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.upstream_failed(rec, &host, port, e.to_string()),
+            Err(_) => {
+                let why = format!("no response within {}s", idle.as_secs());
+                return self.upstream_failed(rec, &host, port, why);
+            }
         };
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -349,6 +354,7 @@ impl Egress {
         let audit = self.audit.clone();
         let down2 = down.clone();
         let body = Counted::new(body, down)
+            .idle_limit(idle)
             .on_drop(move || {
                 rec.bytes_up = Some(up.load(Ordering::Relaxed));
                 rec.bytes_down = Some(down2.load(Ordering::Relaxed));
@@ -364,7 +370,7 @@ impl Egress {
         mut rec: AuditRecord,
         host: &Host,
         port: u16,
-        e: hyper::Error,
+        e: String,
     ) -> Response<Body> {
         rec.reason = "upstream-error".into();
         let msg = format!("bottle: {host}:{port} failed: {e}");

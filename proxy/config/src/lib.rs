@@ -119,7 +119,8 @@ pub struct Limits {
     /// Seconds allowed for a TCP (and, for cred, TLS) connection to an upstream. Default 10.
     pub connect_timeout_secs: u64,
     /// Seconds a CONNECT tunnel may carry no byte in either direction before it is
-    /// closed. Default 300.
+    /// closed; also the most a forwarded body may stay silent, and (egress plain HTTP)
+    /// the most an upstream may take to answer. Default 300.
     pub idle_timeout_secs: u64,
     /// Seconds a client has to send a request's complete header. Default 10.
     pub header_read_timeout_secs: u64,

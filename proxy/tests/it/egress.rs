@@ -451,3 +451,32 @@ async fn shutdown_stops_accepting_and_lets_tunnels_end() {
     tokio::time::timeout(WAIT, done).await.unwrap().unwrap();
     eventually(|| p.records().len() == 1).await;
 }
+
+#[tokio::test]
+async fn silent_plain_http_upstream_is_bounded() {
+    // An upstream that answers its head, then never sends the body it promised.
+    let up = http_server(None, |_req: Request<hyper::body::Incoming>| async move {
+        let (tx, body) =
+            http_body_util::Channel::<Bytes, Box<dyn std::error::Error + Send + Sync>>::new(1);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(tx);
+        });
+        Response::new(http_body_util::BodyExt::boxed(body))
+    })
+    .await;
+    let mut cfg = config(up.port());
+    cfg.allow.push(format!("plain.example.test:{}", up.port()));
+    cfg.limits.idle_timeout_secs = 1;
+    let p = start(cfg, names()).await;
+    let req = Request::get(format!("http://plain.example.test:{}/", up.port()))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let resp = send(p.addr, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let started = Instant::now();
+    let r = tokio::time::timeout(WAIT, http_body_util::BodyExt::collect(resp.into_body())).await;
+    assert!(r.expect("the proxy ends a silent body").is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    eventually(|| p.records().len() == 1).await;
+}
