@@ -15,14 +15,19 @@ else
   ldd "$bin"; echo "bottle-proxy is not static" >&2; exit 1
 fi
 dir=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+pid= web=
+trap 'kill $pid $web 2>/dev/null || true; rm -rf "$dir"' EXIT
 printf 'options timeout:1 attempts:1\n' > "$dir/resolv.conf"  # no name server: hosts only, no query
 printf '127.0.0.1 hosted.test\n' > "$dir/hosts"
 out=$("$bin" resolve hosted.test --resolv-conf "$dir/resolv.conf" --hosts "$dir/hosts")
 echo "resolve hosted.test: $out"
 [ "$out" = "127.0.0.1 loopback" ]
 # Port 0 cannot be told to curl; pick a fixed loopback port for this check.
-printf '{"bottle":"dev","listen":["127.0.0.1:39128"],"allow":["hosted.test"]}' > "$dir/egress.json"
+mkdir "$dir/www" && echo 'through the static proxy' > "$dir/www/index.html"
+python3 -m http.server 39180 --bind 127.0.0.1 --directory "$dir/www" >/dev/null 2>&1 &
+web=$!
+printf '{"bottle":"dev","listen":["127.0.0.1:39128"],"allow":["hosted.test","served.test:39180"],"allow_private":["served.test"]}' > "$dir/egress.json"
+printf '127.0.0.1 served.test\n' >> "$dir/hosts"
 "$bin" egress --config "$dir/egress.json" --resolv-conf "$dir/resolv.conf" --hosts "$dir/hosts" \
   > "$dir/audit.jsonl" 2> "$dir/stderr" &
 pid=$!
@@ -31,6 +36,13 @@ code=$(curl -s -o "$dir/body" -w '%{http_code}' -x http://127.0.0.1:39128 http:/
 echo "plain GET http://hosted.test/ through the static proxy: $code $(cat "$dir/body")"
 [ "$code" = 403 ]
 grep -q '"reason":"private-address"' "$dir/audit.jsonl"
+# Allowed: plain HTTP forwarding, then a CONNECT tunnel (curl -p), both to loopback.
+got=$(curl -sf -x http://127.0.0.1:39128 http://served.test:39180/)
+echo "plain GET through the static proxy: $got"
+[ "$got" = 'through the static proxy' ]
+got=$(curl -sf -p -x http://127.0.0.1:39128 http://served.test:39180/)
+echo "CONNECT tunnel through the static proxy: $got"
+[ "$got" = 'through the static proxy' ]
 kill -TERM "$pid"; wait "$pid" || true
 echo "audit: $(cat "$dir/audit.jsonl")"
 echo "check-static: ok"
