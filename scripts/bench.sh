@@ -35,6 +35,8 @@ say "cargo build --release (bottle, bottle-bench)"
 cargo build --release --quiet -p bottle -p bottle-bench
 bin=${CARGO_TARGET_DIR:-target}/release
 bin=$(cd "$bin" && pwd)
+BOTTLE_SIDECAR_DIR=$(./scripts/build-sidecars.sh)
+export BOTTLE_SIDECAR_DIR
 
 say "bottle's images (bottle --backend docker image build: builds only what is missing or stale)"
 (cd /tmp && "$bin/bottle" --backend docker image build)

@@ -11,4 +11,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 echo "==> building bottle (cargo build --release)" >&2
 cargo build --release --quiet --bin bottle
+# The sidecar programs go into images as static executables; bottle finds them here.
+BOTTLE_SIDECAR_DIR=$(./scripts/build-sidecars.sh)
+export BOTTLE_SIDECAR_DIR
 exec ./target/release/bottle demo "$@"

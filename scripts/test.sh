@@ -26,6 +26,9 @@ rootless_user=${BOTTLE_E2E_ROOTLESS_USER:-bottle-rl}
 # skip with a loud message.
 cargo build --quiet --bin bottle
 bottle=$(pwd)/target/debug/bottle
+# The sidecar programs, static, for the images; the tests find them through this too.
+BOTTLE_SIDECAR_DIR=$(./scripts/build-sidecars.sh)
+export BOTTLE_SIDECAR_DIR
 uid=$(id -u "$rootless_user")
 as_rootless() {
 	runuser -u "$rootless_user" -- env -i HOME="$(getent passwd "$rootless_user" | cut -d: -f6)" \
@@ -36,7 +39,8 @@ rootless_bottle=$bottle
 if ! as_rootless test -x "$bottle"; then
 	copy_dir=$(mktemp -d)
 	cp "$bottle" "$copy_dir/bottle"
-	chmod 0755 "$copy_dir" "$copy_dir/bottle"
+	cp "$BOTTLE_SIDECAR_DIR/bottle-proxy" "$copy_dir/bottle-proxy"
+	chmod 0755 "$copy_dir" "$copy_dir/bottle" "$copy_dir/bottle-proxy"
 	rootless_bottle=$copy_dir/bottle
 fi
 for engine in docker podman podman-rootless; do

@@ -60,10 +60,30 @@ pub enum Command {
         #[arg(long)]
         keep_on_failure: bool,
     },
-    /// Stop and remove a bottle's containers and networks (nothing to remove is fine).
+    /// Stop and remove a bottle's containers and networks (nothing to remove is fine),
+    /// saving its audit log under $XDG_STATE_HOME/bottle/ first.
     Down {
         /// The bottle [default: the only one, or 'default'].
         bottle: Option<String>,
+    },
+    /// Show the bottle's audit log: every decision of its sidecars (what the egress proxy
+    /// let through or refused, the gate's verdicts), merged by time. When the bottle is not
+    /// up, the log `down` saved last.
+    Logs {
+        /// The bottle [default: the only one, or 'default'].
+        bottle: Option<String>,
+        /// Only refusals.
+        #[arg(long)]
+        denied: bool,
+        /// Print the records as JSON lines (the stable schema) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new records as they come (Ctrl-C stops).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only records newer than this, e.g. 10m, 2h, 1d.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
     },
     /// List bottles and their containers.
     Ps {

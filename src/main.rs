@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod demo;
 mod doctor;
+mod logs;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -180,7 +181,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let manifest = try_manifest(&cli)?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
+            logs::save_before_down(backend.as_ref(), &slug).await;
             backend.down(&slug).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs {
+            bottle,
+            denied,
+            json,
+            follow,
+            since,
+        } => {
+            let manifest = try_manifest(&cli)?;
+            let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let filter = logs::Filter {
+                denied: *denied,
+                since: *since,
+            };
+            logs::run(backend.as_ref(), &slug, &filter, *json, *follow).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ps { bottle, json } => {

@@ -52,6 +52,18 @@ pub struct BottleStatus {
     pub resources: Vec<Resource>,
 }
 
+/// What one container of a bottle wrote as audit lines (its standard output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditStream {
+    /// The container's name.
+    pub container: String,
+    /// The source its records carry (its `bottle.audit` label).
+    pub source: String,
+    /// Its standard output so far: one JSON record per line, and possibly other lines,
+    /// which readers skip.
+    pub bytes: Vec<u8>,
+}
+
 /// A backend failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -125,6 +137,16 @@ pub trait Backend: Send + Sync {
 
     /// Runs a command in the bottle's agent; returns its exit code.
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError>;
+
+    /// The audit lines of the bottle's containers that write them (label `bottle.audit`),
+    /// running or stopped. Backends that keep no logs refuse.
+    async fn audit_logs(&self, slug: &str) -> Result<Vec<AuditStream>, BackendError> {
+        let _ = slug;
+        Err(BackendError::Other(format!(
+            "the {} backend cannot read a bottle's logs\n  hint: use --backend docker or podman",
+            self.name()
+        )))
+    }
 
     /// Builds bottle's built-in images (`which`), each only when it is missing or its
     /// inputs changed, or always with `force`. Backends that run no engine refuse.

@@ -117,6 +117,29 @@ pub const GATE: ImageRecipe = ImageRecipe {
     base: Base::Standard,
 };
 
+/// The egress proxy's image (`proxy-image/`): the static `bottle-proxy` executable on the
+/// base, run as its own user.
+pub const PROXY: ImageRecipe = ImageRecipe {
+    name: "proxy",
+    tag: "bottle-proxy:latest",
+    about: "the egress proxy and credential sidecars",
+    source_dir: "proxy-image",
+    context: &[ContextFile {
+        path: "Dockerfile",
+        mode: 0o644,
+        bytes: include_bytes!("../../proxy-image/Dockerfile"),
+    }],
+    artifacts: &[Artifact {
+        path: "bottle-proxy",
+        what: "the bottle-proxy executable",
+        source: ArtifactSource::Built {
+            package: "bottle-proxy",
+            binary: "bottle-proxy",
+        },
+    }],
+    base: Base::Standard,
+};
+
 /// The demo agent's image (`agent-image/`).
 pub const AGENT: ImageRecipe = ImageRecipe {
     name: "agent",
@@ -156,7 +179,7 @@ pub const UPSTREAM: ImageRecipe = ImageRecipe {
 };
 
 /// Every recipe, in the order `bottle image build` builds them.
-pub const ALL: &[&ImageRecipe] = &[&GATE, &AGENT, &UPSTREAM];
+pub const ALL: &[&ImageRecipe] = &[&GATE, &PROXY, &AGENT, &UPSTREAM];
 
 /// The recipe named `name`.
 pub fn recipe(name: &str) -> Option<&'static ImageRecipe> {

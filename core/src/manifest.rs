@@ -56,6 +56,18 @@ struct RawBottle {
     gate_memory: Option<Spanned<String>>,
     #[serde(default)]
     git: Vec<Spanned<RawGit>>,
+    egress: Option<Spanned<RawEgress>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_private: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +148,29 @@ pub struct Bottle {
     pub gate_memory_bytes: Option<i64>,
     /// The git upstreams the gate fronts, in manifest order.
     pub git: Vec<GitUpstream>,
+    /// `[bottles.<name>.egress]`: what the egress proxy lets the agent reach.
+    pub egress: Egress,
+}
+
+/// `[bottles.<name>.egress]`: the egress proxy's lists, each entry checked with the
+/// proxy's own parser (so what validates here is what the proxy accepts). Empty lists
+/// (the default) refuse everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Egress {
+    /// Hosts the agent may reach: `host`, `*.suffix`, an IP literal, each optionally
+    /// `:port`; bare means ports 443 and 80.
+    pub allow: Vec<Located<String>>,
+    /// Hosts refused even when allowed (checked first); bare means every port.
+    pub deny: Vec<Located<String>>,
+    /// Hosts that may resolve to private, loopback or link-local addresses.
+    pub allow_private: Vec<Located<String>>,
+}
+
+impl Egress {
+    /// The entries of `list`, as written.
+    pub fn texts(list: &[Located<String>]) -> Vec<String> {
+        list.iter().map(|e| e.value.clone()).collect()
+    }
 }
 
 /// One `[[bottles.<name>.git]]` entry.
@@ -565,6 +600,11 @@ impl Validator<'_> {
             }
         }
 
+        let egress = raw
+            .egress
+            .map(|e| self.egress(&format!("{prefix}.egress"), e.into_inner()))
+            .unwrap_or_default();
+
         (self.diagnostics.len() == before).then(|| Bottle {
             name: name.to_owned(),
             image,
@@ -575,7 +615,36 @@ impl Validator<'_> {
             cap_add,
             gate_memory_bytes,
             git,
+            egress,
         })
+    }
+
+    fn egress(&mut self, prefix: &str, raw: RawEgress) -> Egress {
+        use bottle_proxy_config::rules::{Entry, List};
+        let mut list = |entries: Vec<Spanned<String>>, kind: List, key: &str| {
+            let mut out = Vec::new();
+            for (i, entry) in entries.into_iter().enumerate() {
+                let field = format!("{prefix}.{key}[{i}]");
+                match Entry::parse(entry.get_ref(), kind) {
+                    Ok(_) => out.push(self.located(entry.get_ref().clone(), &entry.span(), &field)),
+                    Err(e) => self.error(
+                        &entry.span(),
+                        &field,
+                        format!("'{}' is not a host entry: {}", entry.get_ref().escape_debug(), e.why),
+                        match kind {
+                            List::AllowPrivate => "write a host name or \"*.suffix\", without a port, e.g. \"registry.internal\"",
+                            _ => "write a host name, \"*.suffix\" (its subdomains) or an IP literal, optionally with :port, e.g. \"api.anthropic.com\" or \"example.com:8443\"",
+                        },
+                    ),
+                }
+            }
+            out
+        };
+        Egress {
+            allow: list(raw.allow, List::Allow, "allow"),
+            deny: list(raw.deny, List::Deny, "deny"),
+            allow_private: list(raw.allow_private, List::AllowPrivate, "allow_private"),
+        }
     }
 
     fn git(

@@ -21,6 +21,9 @@ pub const PLAN_FORMAT: u32 = 2;
 pub const LABEL_SLUG: &str = "bottle.slug";
 /// Label naming the role of a resource inside its bottle (`gate`, `agent`, `internal`, ...).
 pub const LABEL_ROLE: &str = "bottle.role";
+/// Label on a container whose standard output is audit lines; its value is their source
+/// (`proxy`, `gate`, ...). Set from [`ContainerSpec::audit`] by the planner.
+pub const LABEL_AUDIT: &str = "bottle.audit";
 /// Label present on every resource bottle creates; its value is the plan format.
 pub const LABEL_MANAGED: &str = "bottle.managed";
 

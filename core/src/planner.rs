@@ -13,7 +13,7 @@ use crate::images;
 use crate::manifest::Bottle;
 use crate::plan::{
     labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, HostOf, ImageRef,
-    NetworkRole, NetworkSpec, Plan, Reach, PLAN_FORMAT,
+    NetworkRole, NetworkSpec, Plan, Reach, LABEL_AUDIT, PLAN_FORMAT,
 };
 use crate::sidecar::{BottleContext, Sidecar, SIDECARS};
 
@@ -40,11 +40,18 @@ pub fn plan_with(bottle: &Bottle, sidecars: &[&dyn Sidecar]) -> Result<Plan, Pla
     let slug = slug(bottle);
     let internal = resource_name(&slug, NetworkRole::Internal.as_str());
     let egress = resource_name(&slug, NetworkRole::Egress.as_str());
+    let own_hosts: Vec<String> = sidecars
+        .iter()
+        .map(|s| s.name())
+        .chain([ContainerRole::AGENT])
+        .map(|role| resource_name(&slug, role))
+        .collect();
     let cx = BottleContext {
         slug: &slug,
         bottle,
         internal: &internal,
         egress: &egress,
+        own_hosts: &own_hosts,
     };
 
     let mut containers = Vec::new();
@@ -69,7 +76,14 @@ pub fn plan_with(bottle: &Bottle, sidecars: &[&dyn Sidecar]) -> Result<Plan, Pla
             container: name.clone(),
             port,
         }));
-        containers.push(part.container);
+        let mut container = part.container;
+        // Where `bottle logs` finds the audit lines, whatever the backend.
+        if let Some(audit) = &container.audit {
+            container
+                .labels
+                .insert(LABEL_AUDIT.to_owned(), audit.source.clone());
+        }
+        containers.push(container);
     }
     // What the manifest sets wins over what sidecars offer (e.g. a proxy variable).
     agent_env.extend(bottle.env.clone());

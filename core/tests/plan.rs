@@ -23,7 +23,7 @@ fn same_input_gives_a_byte_identical_plan() {
 }
 
 #[test]
-fn a_bottle_without_git_is_the_agent_alone_on_its_internal_network() {
+fn a_bottle_without_git_has_its_agent_and_egress_proxy_only() {
     let fx = common::Fixture::new();
     let json = plan_json(
         &fx,
@@ -45,6 +45,7 @@ fn the_shape_of_the_demo_plan() {
             "bottle-demo-internal",
             "bottle-demo-egress",
             "bottle-demo-gate",
+            "bottle-demo-proxy",
             "bottle-demo-agent"
         ]
     );
@@ -70,10 +71,16 @@ fn the_shape_of_the_demo_plan() {
     assert_eq!(agent.egress, Egress::Nothing);
     assert_eq!(
         agent.reaches,
-        [Reach {
-            container: "bottle-demo-gate".into(),
-            port: "git".into()
-        }]
+        [
+            Reach {
+                container: "bottle-demo-gate".into(),
+                port: "git".into()
+            },
+            Reach {
+                container: "bottle-demo-proxy".into(),
+                port: "http".into()
+            }
+        ]
     );
     // The key goes to the gate only, never to the agent.
     let secret = b"secret-bytes";
@@ -111,11 +118,11 @@ fn the_agent_finds_the_gate_through_a_host_entry() {
     let agent = plan.agent().unwrap();
     assert_eq!(
         agent.hosts_of,
-        [HostOf {
-            name: "bottle-demo-gate".to_owned(),
-            container: "bottle-demo-gate".to_owned(),
+        ["bottle-demo-gate", "bottle-demo-proxy"].map(|name| HostOf {
+            name: name.to_owned(),
+            container: name.to_owned(),
             network: "bottle-demo-internal".to_owned(),
-        }]
+        })
     );
     assert!(plan.container("gate").unwrap().hosts_of.is_empty());
     assert_eq!(
@@ -136,10 +143,10 @@ fn the_agent_finds_the_gate_through_a_host_entry() {
         ("bottle-demo-agent", "bottle-demo-gate")
     );
     let mut elsewhere = plan.clone();
-    elsewhere.containers[1].hosts_of[0].network = "bottle-demo-other".to_owned();
+    elsewhere.containers[2].hosts_of[0].network = "bottle-demo-other".to_owned();
     assert!(elsewhere.unfillable_host().is_some());
     let mut egress = plan;
-    egress.containers[1].hosts_of[0].network = "bottle-demo-egress".to_owned();
+    egress.containers[2].hosts_of[0].network = "bottle-demo-egress".to_owned();
     assert_eq!(egress.unfillable_host(), None, "the gate is on egress too");
 }
 
@@ -151,4 +158,60 @@ fn the_plan_round_trips_through_json() {
     let json = serde_json::to_vec(&plan).unwrap();
     let back: bottle_core::plan::Plan = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, plan);
+}
+
+/// Every bottle has an egress proxy: the agent is pointed at it (the manifest's env wins),
+/// it gets the manifest's lists and the bottle's own names, and its output is audit lines.
+#[test]
+fn the_egress_proxy_gets_the_lists_and_the_agent_its_variables() {
+    let fx = common::Fixture::new();
+    let text = "[bottles.p]\nimage = \"alpine:3\"\nenv = { NO_PROXY = \"mine\" }\n\n\
+        [bottles.p.egress]\nallow = [\"api.example.com\", \"*.example.org:8443\"]\n\
+        deny = [\"bad.example.com\"]\nallow_private = [\"registry.internal\"]\n";
+    let m = fx.parse(text).unwrap();
+    let plan = planner::plan(m.select(Some("p")).unwrap()).unwrap();
+    let proxy = plan.container("proxy").unwrap();
+    assert_eq!(proxy.egress, Egress::Network);
+    assert_eq!(proxy.labels["bottle.audit"], "proxy");
+    assert_eq!(proxy.audit.as_ref().unwrap().source, "proxy");
+    assert_eq!(proxy.ports[0].port, 3128);
+    let config: bottle_proxy_config::EgressConfig =
+        serde_json::from_slice(proxy.files[0].bytes()).unwrap();
+    assert_eq!(config.allow, ["api.example.com", "*.example.org:8443"]);
+    assert_eq!(config.deny, ["bad.example.com"]);
+    assert_eq!(config.allow_private, ["registry.internal"]);
+    assert_eq!(
+        config.own_hosts,
+        ["bottle-p-gate", "bottle-p-proxy", "bottle-p-agent"]
+    );
+    let agent = plan.agent().unwrap();
+    for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        assert_eq!(agent.env[key], "http://bottle-p-proxy:3128", "{key}");
+    }
+    assert_eq!(agent.env["NODE_USE_ENV_PROXY"], "1");
+    assert_eq!(agent.env["NO_PROXY"], "mine", "the manifest's env wins");
+    assert!(agent.env["no_proxy"].starts_with("bottle-p-gate,bottle-p-proxy,bottle-p-agent"));
+    assert_eq!(
+        agent.reaches,
+        [Reach {
+            container: "bottle-p-proxy".into(),
+            port: "http".into()
+        }]
+    );
+    // Nothing in the agent's files or environment holds the proxy's lists.
+    assert!(!agent.env.values().any(|v| v.contains("api.example.com")));
+}
+
+/// A bad egress entry is refused with its place, in the proxy's own words.
+#[test]
+fn bad_egress_entries_are_refused_with_their_line() {
+    let fx = common::Fixture::new();
+    let text = "[bottles.p]\nimage = \"alpine:3\"\n\n[bottles.p.egress]\n\
+        allow = [\"ok.example.com\", \"a.*.example.com\"]\nallow_private = [\"x.internal:80\"]\n";
+    let err = fx.parse(text).unwrap_err().to_string();
+    assert!(err.contains(":6:"), "{err}");
+    assert!(err.contains("bottles.p.egress.allow[1]"), "{err}");
+    assert!(err.contains("bottles.p.egress.allow_private[0]"), "{err}");
+    assert!(err.contains("take no port"), "{err}");
+    assert!(!err.contains("ok.example.com"), "{err}");
 }

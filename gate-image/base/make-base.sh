@@ -21,7 +21,8 @@ prog=make-base
 suite=bookworm
 recipe_version=1
 name=bottle-base:bookworm
-base_includes=git,openssh-client,ca-certificates
+# curl: what an agent (and the e2e suite) uses to reach hosts through the egress proxy.
+base_includes=git,openssh-client,ca-certificates,curl
 extra_includes=
 tar_out=
 upgrade=1

@@ -48,7 +48,9 @@ pub mod cred;
 pub mod egress;
 mod net;
 pub mod resolve;
-pub mod rules;
+/// The entry syntax and the matcher, shared with bottle's manifest validation.
+pub use bottle_proxy_config::rules;
+pub use bottle_proxy_config::RuleError;
 mod server;
 
 pub use server::Running;
@@ -81,16 +83,4 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-}
-
-/// A malformed list entry, named with its list.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad {list} entry {entry:?}: {why}")]
-pub struct RuleError {
-    /// `allow`, `deny`, `allow_private`, `own_hosts` or `routes`.
-    pub list: &'static str,
-    /// The entry as written.
-    pub entry: String,
-    /// What is wrong with it.
-    pub why: String,
 }

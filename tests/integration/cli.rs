@@ -183,7 +183,9 @@ fn render_writes_scripts_that_pass_shellcheck() {
     assert!(gitconfig.contains("insteadOf"), "{gitconfig}");
     // The key is never rendered: every file written is a text file the plan renders.
     let listed: Vec<&str> = out.lines().collect();
-    assert_eq!(listed.len(), 5, "{out}");
+    // The gate's three scripts and known_hosts, the proxy's config, the agent's git config.
+    assert_eq!(listed.len(), 6, "{out}");
+    assert!(out_dir.join("proxy/etc/bottle-proxy/egress.json").is_file());
     for path in listed {
         let bytes = std::fs::read(path).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY BYTES"));

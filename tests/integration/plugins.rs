@@ -123,7 +123,7 @@ fn a_good_plugin_is_listed_and_works_as_a_backend() {
     // The plan crosses as JSON, the identity key's bytes included (18 of them).
     let out = ok(bottle(dir.path()).args([&flag(&good), "--backend", "test-good", "up", "demo"]));
     assert!(
-        out.contains("test-good: up demo containers=[bottle-demo-gate,bottle-demo-agent] networks=2 secret-bytes=18 keep-on-failure=false"),
+        out.contains("test-good: up demo containers=[bottle-demo-gate,bottle-demo-proxy,bottle-demo-agent] networks=2 secret-bytes=18 keep-on-failure=false"),
         "{out}"
     );
     let out = ok(bottle(dir.path()).args([
@@ -467,7 +467,7 @@ fn kube_applies_with_kubectl_when_a_cluster_is_configured() {
     assert!(out.status.success(), "{}", text(&out));
     let out = text(&out);
     assert!(
-        out.contains("kube: bottle 'demo' is up (8 objects)"),
+        out.contains("kube: bottle 'demo' is up (12 objects)"),
         "{out}"
     );
     ok(bottle(dir.path())

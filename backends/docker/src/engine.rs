@@ -14,7 +14,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
-    ListNetworksOptions, RemoveContainerOptions, ResizeExecOptions, UploadToContainerOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, ResizeExecOptions,
+    UploadToContainerOptions,
 };
 use bottle_backend_shared::engine::{
     Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
@@ -272,6 +273,25 @@ impl Engine for Docker {
             .await
             .map_err(ee)?;
         Ok(c.state.and_then(|s| s.running) == Some(true))
+    }
+
+    async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: false,
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(name, Some(options));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item.map_err(ee)? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.extend_from_slice(&message)
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError> {

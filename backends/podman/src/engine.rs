@@ -17,8 +17,8 @@ use bottle_core::plan::{
 use futures_util::StreamExt;
 use podman_api::conn::TtyChunk;
 use podman_api::opts::{
-    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ExecCreateOpts, ExecStartOpts,
-    NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
+    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts,
+    ExecStartOpts, NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
 };
 use serde_json::json;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
@@ -270,6 +270,22 @@ impl Engine for Podman {
             .await
             .map_err(ee)?;
         Ok(c.state.and_then(|s| s.running) == Some(true))
+    }
+
+    async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
+        let opts = ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(false)
+            .build();
+        let container = self.api.containers().get(name);
+        let mut stream = container.logs(&opts);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            if let TtyChunk::StdOut(bytes) = chunk.map_err(ee)? {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        Ok(out)
     }
 
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError> {

@@ -418,35 +418,53 @@ fn locate_on_host(explicit: Option<&Path>, env: &str, file: &str) -> Result<Path
 /// The environment variable naming the directory of bottle's sidecar executables.
 pub const SIDECAR_DIR_ENV: &str = "BOTTLE_SIDECAR_DIR";
 
+/// Where cargo puts the static build of a sidecar program, relative to `target/`.
+const STATIC_TARGET_DIR: &str = "x86_64-unknown-linux-gnu/release";
+
 /// Finds the built executable `binary`: `explicit`, else in [`SIDECAR_DIR_ENV`], else next
-/// to the running executable. It must be a static executable.
+/// to the running executable, else (a `bottle` run from a cargo tree's `target/debug` or
+/// `target/release`) in that tree's static build directory. It must be a static
+/// executable.
 fn locate_built(explicit: Option<&Path>, package: &str, binary: &str) -> Result<PathBuf, String> {
     let build = format!(
-        "build it with: RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p {package} --target x86_64-unknown-linux-gnu\n  and set {SIDECAR_DIR_ENV} to target/x86_64-unknown-linux-gnu/release (or install it next to bottle)"
+        "build it with scripts/build-sidecars.sh (RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p {package} --target x86_64-unknown-linux-gnu)\n  and set {SIDECAR_DIR_ENV} to the directory it prints (or install it next to bottle)"
     );
-    let path = match explicit {
-        Some(p) => p.to_owned(),
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(p) => vec![p.to_owned()],
         None => match std::env::var_os(SIDECAR_DIR_ENV).filter(|p| !p.is_empty()) {
-            Some(dir) => PathBuf::from(dir).join(binary),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find the bottle executable: {e}"))?
-                .with_file_name(binary),
+            Some(dir) => vec![PathBuf::from(dir).join(binary)],
+            None => {
+                let exe = std::env::current_exe()
+                    .map_err(|e| format!("cannot find the bottle executable: {e}"))?;
+                let dir = exe.parent().unwrap_or(Path::new("/"));
+                let mut c = vec![dir.join(binary)];
+                if let Some(target) = dir.parent() {
+                    c.push(target.join(STATIC_TARGET_DIR).join(binary));
+                }
+                c
+            }
         },
     };
-    if !path.is_file() {
+    // The first static one wins: a cargo tree also has a dynamic build next to bottle.
+    let mut dynamic = Vec::new();
+    for path in candidates.iter().filter(|p| p.is_file()) {
+        match is_static_executable(path) {
+            Ok(true) => return Ok(path.clone()),
+            Ok(false) => dynamic.push(path.display().to_string()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    if !dynamic.is_empty() {
         return Err(format!(
-            "{} does not exist\n  hint: {build}",
-            path.display()
+            "{} is not a static executable: it would not run on the base image whatever host built it\n  hint: {build}",
+            dynamic.join(" nor ")
         ));
     }
-    match is_static_executable(&path) {
-        Ok(true) => Ok(path),
-        Ok(false) => Err(format!(
-            "{} is not a static executable: it would not run on the base image whatever host built it\n  hint: {build}",
-            path.display()
-        )),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "{binary} is not in {}\n  hint: {build}",
+        looked.join(" nor ")
+    ))
 }
 
 /// Whether `path` is an ELF executable without an interpreter (statically linked).
@@ -611,7 +629,7 @@ mod tests {
             "bottle-proxy",
         )
         .unwrap_err();
-        assert!(err.contains("does not exist"), "{err}");
+        assert!(err.contains("is not in"), "{err}");
         assert!(
             err.contains("cargo build --release -p bottle-proxy"),
             "{err}"

@@ -14,6 +14,7 @@
 //! [`SIDECARS`] (docs/architecture.md, "How to add a sidecar").
 
 pub mod gate;
+pub mod proxy;
 #[cfg(feature = "toy-sidecar")]
 pub mod toy;
 
@@ -36,6 +37,10 @@ pub struct BottleContext<'a> {
     /// The name of the bottle's egress network (it exists when a sidecar asks for it with
     /// [`crate::plan::Egress::Network`]).
     pub egress: &'a str,
+    /// The names of every container the bottle may have (each sidecar's and the agent's):
+    /// what must never be reached through the egress proxy, and what the agent reaches
+    /// without it.
+    pub own_hosts: &'a [String],
 }
 
 /// What the agent gets from one sidecar.
@@ -79,7 +84,7 @@ pub trait Sidecar: Sync {
 }
 
 /// The sidecars of a real build, in the order they start (before the agent).
-pub static SIDECARS: &[&dyn Sidecar] = &[&gate::GitGate::STANDARD];
+pub static SIDECARS: &[&dyn Sidecar] = &[&gate::GitGate::STANDARD, &proxy::EgressProxy];
 
 /// The registered sidecar named `name`.
 pub fn sidecar(name: &str) -> Option<&'static dyn Sidecar> {

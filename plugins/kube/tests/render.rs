@@ -11,13 +11,23 @@ use bottle_kube::render::{render, Object, Options, Secrets};
 const KEY: &[u8] =
     b"-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n";
 
-/// The demo manifest of `bottle init`, with two upstreams, planned in `dir`.
+/// The demo manifest of `bottle init`, with two upstreams, planned in `dir` with the gate
+/// as its only sidecar: these tests pin how the gate and the agent are rendered. Every
+/// other sidecar (the egress proxy among them) is rendered from the same plan fields: the
+/// toy sidecar's test below shows it, and the `podman kube play` test runs the whole plan.
 fn plan(dir: &Path, toml: &str, bottle: &str) -> Plan {
     std::fs::write(dir.join("key"), KEY).unwrap();
     let path = dir.join("bottle.toml");
     let text = toml.replace("@DIR@", &dir.display().to_string());
     let m = manifest::parse(&path, &text, &Env { home: None }).unwrap();
-    planner::plan(m.select(Some(bottle)).unwrap()).unwrap()
+    static GATE: bottle_core::gate::GitGate = bottle_core::gate::GitGate::STANDARD;
+    let sidecars: Vec<&dyn bottle_core::sidecar::Sidecar> =
+        if m.select(Some(bottle)).unwrap().git.is_empty() {
+            Vec::new()
+        } else {
+            vec![&GATE]
+        };
+    planner::plan_with(m.select(Some(bottle)).unwrap(), &sidecars).unwrap()
 }
 
 const DEMO: &str = r#"
@@ -271,11 +281,24 @@ fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
         Some(IntOrString::Int(port))
     );
     assert_eq!(toy_policy.egress, Some(Vec::new()));
-    // The agent may connect to the toy's port (and DNS, to resolve its Service), nothing else.
+    // The agent may connect to the toy's port (and the proxy's, and DNS to resolve their
+    // Services), nothing else.
     let agent_egress = policy("bottle-t-agent").egress.unwrap();
-    assert_eq!(agent_egress.len(), 2);
+    assert_eq!(agent_egress.len(), 3);
+    let to_toy = agent_egress
+        .iter()
+        .find(|r| {
+            r.to.as_ref().is_some_and(|to| {
+                to[0]
+                    .pod_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref())
+                    .is_some_and(|l| l["bottle.role"] == "toy")
+            })
+        })
+        .expect("a rule to the toy");
     assert_eq!(
-        agent_egress[0].ports.as_ref().unwrap()[0].port,
+        to_toy.ports.as_ref().unwrap()[0].port,
         Some(IntOrString::Int(port))
     );
 }

@@ -324,3 +324,24 @@ mod tests {
         assert_eq!(l.max_connections, 256);
     }
 }
+
+pub mod rules;
+
+/// A malformed list entry, named with its list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// `allow`, `deny`, `allow_private`, `own_hosts` or `routes`.
+    pub list: &'static str,
+    /// The entry as written.
+    pub entry: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad {} entry {:?}: {}", self.list, self.entry, self.why)
+    }
+}
+
+impl std::error::Error for RuleError {}

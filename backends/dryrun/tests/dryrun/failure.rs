@@ -112,6 +112,7 @@ fn a_failing_step_removes_what_was_created() {
             after,
             [
                 with(rm_f(cli), &["bottle-demo-agent"]),
+                with(rm_f(cli), &["bottle-demo-proxy"]),
                 with(rm_f(cli), &["bottle-demo-gate"]),
                 vec!["network", "rm", "bottle-demo-egress"],
                 vec!["network", "rm", "bottle-demo-internal"],

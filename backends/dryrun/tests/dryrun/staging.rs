@@ -123,27 +123,35 @@ fn the_agent_gets_the_gates_address_and_no_resolver() {
         let run = fake.run(&render_up(&demo.plan, cli).unwrap());
         assert!(run.success, "{cli:?}: {}", run.stderr);
         let inspect = run.calls_to(&["inspect"]);
-        assert_eq!(inspect.len(), 1, "{cli:?}: {:?}", run.calls);
-        assert_eq!(
-            inspect[0].args(),
-            [
-                "inspect",
-                "--format",
-                "{{(index .NetworkSettings.Networks \"bottle-demo-internal\").IPAddress}}",
-                "bottle-demo-gate"
-            ]
-        );
+        // One address per sidecar the agent has a host entry for: the gate and the proxy.
+        assert_eq!(inspect.len(), 2, "{cli:?}: {:?}", run.calls);
+        for (call, sidecar) in inspect
+            .iter()
+            .zip(["bottle-demo-gate", "bottle-demo-proxy"])
+        {
+            assert_eq!(
+                call.args(),
+                [
+                    "inspect",
+                    "--format",
+                    "{{(index .NetworkSettings.Networks \"bottle-demo-internal\").IPAddress}}",
+                    sidecar
+                ]
+            );
+        }
         let create = run.calls_to(&["create"]);
         let agent = create
             .iter()
             .find(|c| c.args().contains(&"bottle-demo-agent"))
             .unwrap();
-        let entry = format!("bottle-demo-gate:{FAKE_ADDRESS}");
-        assert!(
-            agent.args().windows(2).any(|w| w == ["--add-host", &entry]),
-            "{cli:?}: {:?}",
-            agent.args()
-        );
+        for sidecar in ["bottle-demo-gate", "bottle-demo-proxy"] {
+            let entry = format!("{sidecar}:{FAKE_ADDRESS}");
+            assert!(
+                agent.args().windows(2).any(|w| w == ["--add-host", &entry]),
+                "{cli:?}: {:?}",
+                agent.args()
+            );
+        }
         let internal = run.calls_to(&["network", "create"]);
         let internal = internal
             .iter()
@@ -203,8 +211,13 @@ fn containers_are_created_filled_connected_started() {
             "cp bottle-demo-gate:/",
             "network connect bottle-demo-gate",
             "start bottle-demo-gate",
-            // The gate's address, for the agent's /etc/hosts.
+            "create bottle-demo-proxy",
+            "cp bottle-demo-proxy:/",
+            "network connect bottle-demo-proxy",
+            "start bottle-demo-proxy",
+            // The sidecars' addresses, for the agent's /etc/hosts.
             "inspect bottle-demo-gate",
+            "inspect bottle-demo-proxy",
             "create bottle-demo-agent",
             "cp bottle-demo-agent:/",
             "start bottle-demo-agent",

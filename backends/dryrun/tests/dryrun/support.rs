@@ -105,7 +105,8 @@ image = "example.com/agents/custom:1.2"
 "#;
     let path = Path::new("/nonexistent/bottle.toml");
     let m = manifest::parse(path, manifest, &Env { home: None }).unwrap();
-    planner::plan(m.select(None).unwrap()).unwrap()
+    // No sidecar at all: the agent alone on its internal network.
+    planner::plan_with(m.select(None).unwrap(), &[]).unwrap()
 }
 
 fn text(path: &str, mode: u32, uid: u32, gid: u32, text: &str) -> FileSpec {

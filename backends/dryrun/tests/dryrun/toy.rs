@@ -29,7 +29,12 @@ fn a_sidecar_added_in_one_module_is_printed_with_its_host_entry() {
         assert!(comment < create_toy && create_toy < address && address < create_agent);
         assert!(create_agent < host);
         at("TOY_URL=git://bottle-t-toy:7070/");
-        // No egress network: neither the toy nor the agent goes out.
-        assert!(!script.contains("bottle-t-egress"), "{script}");
+        // The toy does not go out: it is never connected to the egress network (which
+        // the bottle has for its egress proxy).
+        assert!(
+            !script.contains("network connect bottle-t-egress bottle-t-toy"),
+            "{script}"
+        );
+        at("network connect bottle-t-egress bottle-t-proxy");
     }
 }

@@ -1,7 +1,7 @@
 //! `ps`, `down` and `cleanup`: everything found by label.
 
-use bottle_core::backend::{BackendError, BottleStatus, Resource};
-use bottle_core::plan::{LABEL_MANAGED, LABEL_SLUG};
+use bottle_core::backend::{AuditStream, BackendError, BottleStatus, Resource};
+use bottle_core::plan::{LABEL_AUDIT, LABEL_MANAGED, LABEL_SLUG};
 use futures_util::future::join_all;
 
 use super::{Engine, EngineError, Listed};
@@ -46,6 +46,36 @@ async fn find<E: Engine>(
 pub async fn ps<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
     let (containers, networks) = find(e, slug).await?;
     Ok(resources::group(containers.into_iter().chain(networks)))
+}
+
+/// [`Backend::audit_logs`](bottle_core::backend::Backend::audit_logs): the standard
+/// output of each of the bottle's containers labelled [`LABEL_AUDIT`].
+pub async fn audit_logs<E: Engine>(e: &E, slug: &str) -> Result<Vec<AuditStream>, BackendError> {
+    let containers = e
+        .list_containers(Some(slug))
+        .await
+        .map_err(|err| err.at("list bottle containers"))?;
+    let mut out = Vec::new();
+    for c in containers {
+        let Some(source) = c.labels.as_ref().and_then(|l| {
+            (l.get(LABEL_SLUG).map(String::as_str) == Some(slug))
+                .then(|| l.get(LABEL_AUDIT).cloned())
+                .flatten()
+        }) else {
+            continue;
+        };
+        let bytes = e
+            .stdout_log(&c.id)
+            .await
+            .map_err(|err| err.at(format!("read the log of container {}", c.name)))?;
+        out.push(AuditStream {
+            container: c.name,
+            source,
+            bytes,
+        });
+    }
+    out.sort_by(|a, b| a.container.cmp(&b.container));
+    Ok(out)
 }
 
 /// [`Backend::down`](bottle_core::backend::Backend::down): [`cleanup`] of one bottle.

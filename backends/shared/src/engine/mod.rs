@@ -60,7 +60,7 @@ pub use images::{
     build_image, build_images, ensure_base_image, ensure_image, ensure_plan_images, ensure_recipe,
     image_exists, image_inputs, import_rootfs, make_base_image,
 };
-pub use manage::{cleanup, down, ps};
+pub use manage::{audit_logs, cleanup, down, ps};
 pub use up::up;
 
 #[doc(hidden)]
@@ -122,6 +122,16 @@ macro_rules! impl_backend {
                 request: &$crate::engine::__core::backend::ExecRequest,
             ) -> Result<i32, $crate::engine::__core::backend::BackendError> {
                 $crate::engine::exec(self, request).await
+            }
+
+            async fn audit_logs(
+                &self,
+                slug: &str,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::AuditStream>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::audit_logs(self, slug).await
             }
 
             async fn build_images(
@@ -405,6 +415,10 @@ pub trait Engine: Clone + Send + Sync + 'static {
 
     /// Whether container `name` runs.
     async fn container_running(&self, name: &str) -> Result<bool, EngineError>;
+
+    /// Everything container `name` has written on its standard output so far (its
+    /// standard error left out): where sidecars write their audit lines.
+    async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError>;
 
     /// Image `name`, or `None` when there is none.
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError>;

@@ -1,0 +1,156 @@
+//! The egress proxy: the agent reaches the hosts its bottle allows and nothing else.
+//!
+//! Every bottle has one (like the original design's pipelock sidecar): with nothing
+//! allowed it refuses everything, and its audit log shows what the agent tried. The
+//! program is `bottle-proxy egress` (crate `proxy/`), a static executable in its own image
+//! (`proxy-image/`). It runs as its own unprivileged user with no capability, on the
+//! internal network (where the agent reaches its one port) and the egress network (where it
+//! goes out), reads its lists from a JSON file ([`bottle_proxy_config::EgressConfig`]), and
+//! writes one audit line per decision on its stdout.
+//!
+//! The agent gets `HTTPS_PROXY`/`HTTP_PROXY` (and their lower-case twins), `NO_PROXY`
+//! naming the bottle's own containers (which are reached directly), `NODE_USE_ENV_PROXY=1`
+//! (Node's own fetch ignores the proxy variables otherwise), and the proxy's address in
+//! `/etc/hosts`. The manifest's `env` may override any of them.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bottle_proxy_config::{EgressConfig, Limits};
+
+use crate::diag::PlanError;
+use crate::images::{self, ImageRecipe};
+use crate::manifest::Egress as EgressLists;
+use crate::plan::{
+    labels, resource_name, AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec,
+    Hardening, ImageRef, PortSpec,
+};
+use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan};
+
+/// The proxy's name: its role, label and resource-name suffix.
+pub const NAME: &str = "proxy";
+/// The port it listens on.
+pub const PROXY_PORT: u16 = 3128;
+/// The name of its port.
+pub const PORT_NAME: &str = "http";
+/// Its user and group inside its image.
+pub const PROXY_UID: u32 = 10002;
+/// Where its configuration goes.
+pub const CONFIG_PATH: &str = "/etc/bottle-proxy/egress.json";
+/// Its memory limit.
+pub const PROXY_MEMORY: i64 = 128 << 20;
+/// Its process (thread) limit.
+pub const PROXY_PIDS: i64 = 128;
+
+/// The egress proxy sidecar.
+#[derive(Debug, Clone, Copy)]
+pub struct EgressProxy;
+
+/// The proxy's configuration for a bottle: its lists, and the bottle's own containers,
+/// which it always refuses.
+pub fn config(bottle: &str, lists: &EgressLists, own_hosts: &[String]) -> EgressConfig {
+    EgressConfig {
+        bottle: bottle.to_owned(),
+        listen: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, PROXY_PORT))],
+        allow: EgressLists::texts(&lists.allow),
+        deny: EgressLists::texts(&lists.deny),
+        allow_private: EgressLists::texts(&lists.allow_private),
+        own_hosts: own_hosts.to_vec(),
+        routes: Vec::new(),
+        limits: Limits::default(),
+    }
+}
+
+impl Sidecar for EgressProxy {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn about(&self) -> &'static str {
+        "the egress proxy: the hosts the manifest allows, every decision logged"
+    }
+
+    fn images(&self) -> &'static [&'static ImageRecipe] {
+        &[&images::PROXY]
+    }
+
+    fn plan(&self, cx: &BottleContext<'_>) -> Result<Option<SidecarPlan>, PlanError> {
+        let host = resource_name(cx.slug, NAME);
+        let config = config(&cx.bottle.name, &cx.bottle.egress, cx.own_hosts);
+        let text = serde_json::to_string_pretty(&config).expect("a config serialises") + "\n";
+        let container = ContainerSpec {
+            name: host.clone(),
+            role: ContainerRole::sidecar(NAME),
+            image: ImageRef {
+                name: images::PROXY.tag.to_owned(),
+                recipe: Some(images::PROXY.name.to_owned()),
+            },
+            entrypoint: Some(vec!["/usr/local/bin/bottle-proxy".to_owned()]),
+            command: Some(vec![
+                "egress".to_owned(),
+                "--config".to_owned(),
+                CONFIG_PATH.to_owned(),
+            ]),
+            user: Some(format!("{PROXY_UID}:{PROXY_UID}")),
+            env: BTreeMap::new(),
+            labels: labels(cx.slug, NAME),
+            network: cx.internal.to_owned(),
+            connect: vec![cx.egress.to_owned()],
+            extra_hosts: BTreeMap::new(),
+            hosts_of: Vec::new(),
+            files: vec![FileSpec {
+                path: CONFIG_PATH.to_owned(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                source: FileSource::Text { text },
+                relocate_env: None,
+            }],
+            init: true,
+            hardening: Hardening {
+                // It listens above 1024 and writes nothing: no capability at all.
+                cap_drop: vec!["ALL".to_owned()],
+                cap_add: Vec::new(),
+                no_new_privileges: true,
+                pids_limit: PROXY_PIDS,
+                memory_bytes: PROXY_MEMORY,
+            },
+            ports: vec![PortSpec {
+                name: PORT_NAME.to_owned(),
+                port: PROXY_PORT,
+                network: cx.internal.to_owned(),
+            }],
+            egress: Egress::Network,
+            reaches: Vec::new(),
+            audit: Some(AuditSpec {
+                source: NAME.to_owned(),
+            }),
+        };
+        let url = format!("http://{host}:{PROXY_PORT}");
+        // The bottle's own containers are reached directly, never through the proxy
+        // (which would refuse them anyway).
+        let no_proxy = cx
+            .own_hosts
+            .iter()
+            .map(String::as_str)
+            .chain(["localhost", "127.0.0.1", "::1"])
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut env = BTreeMap::new();
+        for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+            env.insert(key.to_owned(), url.clone());
+        }
+        env.insert("NO_PROXY".to_owned(), no_proxy.clone());
+        env.insert("no_proxy".to_owned(), no_proxy);
+        env.insert("NODE_USE_ENV_PROXY".to_owned(), "1".to_owned());
+        Ok(Some(SidecarPlan {
+            container,
+            agent: AgentGrant {
+                files: Vec::new(),
+                env,
+                hosts: vec![host],
+                reaches: vec![PORT_NAME.to_owned()],
+            },
+        }))
+    }
+}
