@@ -178,8 +178,32 @@ pub const UPSTREAM: ImageRecipe = ImageRecipe {
     base: Base::Sshd,
 };
 
+/// A web server (`tests/fixtures/web-image/`, program `bottle-web-fixture`) for `bottle
+/// demo` and the end-to-end tests: hosts behind the egress proxy, a long stream, a stand-in
+/// for a model API. Never part of a bottle.
+pub const WEB: ImageRecipe = ImageRecipe {
+    name: "web",
+    tag: "bottle-web-fixture:latest",
+    about: "a web server and model API stand-in for the demo and tests",
+    source_dir: "tests/fixtures/web-image",
+    context: &[ContextFile {
+        path: "Dockerfile",
+        mode: 0o644,
+        bytes: include_bytes!("../../tests/fixtures/web-image/Dockerfile"),
+    }],
+    artifacts: &[Artifact {
+        path: "bottle-web-fixture",
+        what: "the bottle-web-fixture executable",
+        source: ArtifactSource::Built {
+            package: "bottle-web-fixture",
+            binary: "bottle-web-fixture",
+        },
+    }],
+    base: Base::Standard,
+};
+
 /// Every recipe, in the order `bottle image build` builds them.
-pub const ALL: &[&ImageRecipe] = &[&GATE, &PROXY, &AGENT, &UPSTREAM];
+pub const ALL: &[&ImageRecipe] = &[&GATE, &PROXY, &AGENT, &UPSTREAM, &WEB];
 
 /// The recipe named `name`.
 pub fn recipe(name: &str) -> Option<&'static ImageRecipe> {
