@@ -4,7 +4,9 @@ use std::process::Command;
 use std::time::Duration;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use bottle_backend_docker::Docker;
+use bottle_backend_shared::{engine, fixture};
 
 use crate::cmd::{docker, exec_ok, exec_timed};
 use crate::ctx::Ctx;
@@ -23,6 +25,35 @@ pub(crate) struct World {
 }
 
 pub(crate) const DIRECT_HOME: &str = "/var/lib/bottle-gate";
+
+/// Starts the upstream fixture of bottle `slug`, with no repository of its own, labelled
+/// with the run's label too: the shared spec, applied through the engine's API as the demo
+/// and the e2e tests apply it.
+fn start_fixture(ctx: &Ctx, slug: &str) -> anyhow::Result<()> {
+    let authorized = std::fs::read_to_string(ctx.gate_key.with_extension("pub"))?;
+    let mut spec = fixture::upstream(&fixture::Upstream {
+        slug,
+        repos: &[],
+        default_branch: "main",
+        host_key: &ctx.host_key,
+        authorized_keys: &authorized,
+    });
+    let (key, value) = ctx
+        .label
+        .split_once('=')
+        .context("the run's label is KEY=VALUE")?;
+    spec.labels.insert(key.to_owned(), value.to_owned());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let docker = Docker::connect().await?;
+        tokio::time::timeout(STEP, engine::run_container(&docker, &spec))
+            .await
+            .with_context(|| format!("starting {} took too long", spec.name))??;
+        anyhow::Ok(())
+    })
+}
 
 pub(crate) fn setup_world(ctx: &Ctx) -> anyhow::Result<World> {
     let data_dir = ctx.dir.path().join("data");
@@ -63,38 +94,17 @@ pub(crate) fn setup_world(ctx: &Ctx) -> anyhow::Result<World> {
     let slug_label = format!("bottle.slug={slug}");
 
     // The upstream fixture, on the egress network, with the generated repositories.
-    let authorized = std::fs::read_to_string(ctx.gate_key.with_extension("pub"))?;
-    cmd::ok(
-        &mut docker([
-            "create",
-            "--pull",
-            "never",
-            "--name",
-            &fixture,
-            "--network",
-            &egress,
-            "--label",
-            &slug_label,
-            "--label",
-            "bottle.managed=2",
-            "--label",
-            &ctx.label,
-            "-e",
-            "FIXTURE_REPOS=",
-            "-e",
-            &format!("FIXTURE_HOST_KEY={}", ctx.host_key),
-            "-e",
-            &format!("FIXTURE_AUTHORIZED_KEYS={authorized}"),
-            "bottle-upstream-fixture:latest",
-        ]),
-        STEP,
-    )?;
+    start_fixture(ctx, &slug)?;
     cmd::ok_input(
         &mut docker(["cp", "-", &format!("{fixture}:/srv/git")]),
         Some(std::fs::read(&tar)?),
         STEP,
     )?;
-    cmd::ok(&mut docker(["start", &fixture]), STEP)?;
+    // Copied in after its entrypoint gave /srv/git to its git user: again.
+    cmd::ok(
+        &mut docker(["exec", &fixture, "chown", "-R", "git:git", "/srv/git"]),
+        STEP,
+    )?;
     cmd::poll(Duration::from_secs(30), "the upstream fixture", || {
         let logs = cmd::run(&mut docker(["logs", &fixture]), None, STEP)?;
         if logs.both().contains("Server listening on") {
