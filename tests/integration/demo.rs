@@ -67,7 +67,10 @@ fn doctor_reports_this_host_healthy_for_docker() {
 fn the_demo_refuses_a_backend_that_runs_no_engine() {
     for (args, name) in [
         (&["--dry-run", "demo"][..], "dry-run"),
-        (&["--backend", "dry-run-podman", "demo"][..], "dry-run-podman"),
+        (
+            &["--backend", "dry-run-podman", "demo"][..],
+            "dry-run-podman",
+        ),
     ] {
         let out = run(Command::new(env!("CARGO_BIN_EXE_bottle"))
             .args(args)

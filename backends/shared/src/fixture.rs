@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use bottle_core::images;
 use bottle_core::plan::{
-    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, ImageRef,
-    NetworkRole, PortSpec,
+    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, ImageRef, NetworkRole,
+    PortSpec,
 };
 
 /// The fixture's role: the last part of its name and its `bottle.role` label.
