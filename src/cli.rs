@@ -108,8 +108,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Show the git-gate at work on the local Docker engine: a local upstream, a bottle,
-    /// a clone, a clean push, a push with a secret blocked. Needs nothing but Docker.
+    /// Show the git-gate at work on the local engine (docker, or --backend podman): a local
+    /// upstream, a bottle, a clone, a clean push, a push with a secret blocked. Needs
+    /// nothing but the engine.
     Demo {
         /// Leave the bottle and its upstream running afterwards (`bottle down demo` removes
         /// them).

@@ -1,4 +1,5 @@
-//! `bottle demo`: the git-gate at work, on the local Docker engine, with nothing to set up.
+//! `bottle demo`: the git-gate at work, on a local engine (docker, or podman rootful or
+//! rootless: any engine backend), with nothing to set up.
 //!
 //! It builds the images it needs, makes two keys (the gate's key for the upstream and the
 //! upstream's host key), brings up the bottle `demo` from an embedded manifest, starts a
@@ -7,20 +8,16 @@
 //! holding an AWS key (gitleaks blocks it; the upstream does not move). Everything is torn
 //! down at the end unless `--keep` is given.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bottle_backend_docker::bollard::models::{ContainerCreateBody, HostConfig};
-use bottle_backend_docker::bollard::query_parameters::CreateContainerOptions;
-use bottle_backend_docker::Docker;
-use bottle_core::backend::{Backend, BackendError, UpOptions};
+use bottle_backend_shared::engine::{self, Engine};
+use bottle_backend_shared::fixture;
+use bottle_core::backend::{Backend, UpOptions};
 use bottle_core::images;
 use bottle_core::manifest::{self, Env};
-use bottle_core::plan::{
-    resource_name, ContainerRole, NetworkRole, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG, PLAN_FORMAT,
-};
+use bottle_core::plan::{resource_name, ContainerRole};
 use bottle_core::planner;
 
 /// The demo's bottle, and so its slug.
@@ -100,33 +97,33 @@ fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn exec(docker: &Docker, container: &str, script: &str) -> anyhow::Result<(i32, Vec<u8>)> {
-    let out = docker
-        .exec_output(container, &["sh".into(), "-c".into(), script.into()])
-        .await?;
+async fn exec<E: Engine>(e: &E, container: &str, script: &str) -> anyhow::Result<(i32, Vec<u8>)> {
+    let out = engine::exec_output(e, container, &["sh".into(), "-c".into(), script.into()]).await?;
     let mut both = out.stdout;
     both.extend_from_slice(&out.stderr);
     Ok((out.code, both))
 }
 
-/// Runs the demo. `keep`: leave the bottle and the upstream up.
-pub async fn run(keep: bool) -> anyhow::Result<()> {
+/// Where the demo's progress lines go: indented under its steps.
+pub fn progress(line: &str) {
+    println!("    | {line}");
+}
+
+/// Runs the demo on `e`, an engine backend's client (`about`: which engine, for the first
+/// line). `keep`: leave the bottle and the upstream up.
+pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::Result<()> {
     let mut steps = Steps {
         total: 7,
         n: 0,
         started: Instant::now(),
     };
     println!("bottle demo: an agent in a bottle, its git traffic through the git-gate.");
-    let docker = Docker::connect()
-        .await?
-        .with_progress(|line| println!("    | {line}"));
-    println!("engine: {} (API {})", docker.host(), docker.api_version());
+    println!("engine: {about}");
 
     steps.step(
         "Images: the git-gate, the agent, a local upstream (first run builds them: a few minutes)",
     );
-    docker
-        .build_images(images::ALL, false)
+    e.build_images(images::ALL, false)
         .await
         .context("building the demo's images")?;
 
@@ -150,7 +147,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
     steps.step("The bottle 'demo': internal and egress networks, the git-gate, the agent");
     let manifest = manifest::parse(&manifest_path, &manifest_text, &Env::current())?;
     let plan = planner::plan(manifest.select(Some(SLUG))?)?;
-    docker.up(&plan, &UpOptions::default()).await?;
+    e.up(&plan, &UpOptions::default()).await?;
     for c in &plan.containers {
         let nets: Vec<_> = std::iter::once(c.network.as_str())
             .chain(c.connect.iter().map(String::as_str))
@@ -159,7 +156,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
     }
 
     // From here on, tear down on failure too (unless --keep).
-    let result = exercise(&docker, &dir, &mut steps).await;
+    let result = exercise(&e, &dir, &mut steps).await;
     if keep {
         println!("\nThe bottle is still up (--keep). Get into the agent with:");
         println!("    bottle exec demo -- bash");
@@ -167,7 +164,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
         println!("Remove it with: bottle down demo");
     } else {
         println!("\nTearing down: bottle down demo");
-        docker.down(SLUG).await?;
+        e.down(SLUG).await?;
     }
     result?;
     println!(
@@ -178,12 +175,12 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn exercise(docker: &Docker, dir: &Path, steps: &mut Steps) -> anyhow::Result<()> {
+async fn exercise<E: Engine>(e: &E, dir: &Path, steps: &mut Steps) -> anyhow::Result<()> {
     let agent = resource_name(SLUG, ContainerRole::AGENT);
-    let upstream = "bottle-demo-upstream";
+    let upstream = &resource_name(SLUG, fixture::ROLE);
 
     steps.step("A local upstream (sshd + git) on the bottle's egress network, where only the gate can reach it");
-    start_upstream(docker, dir, upstream).await?;
+    start_upstream(e, dir).await?;
     println!("    {upstream}: repository /srv/git/app.git, key login for the gate's key only");
 
     steps.step(&format!("In the agent: git clone {UPSTREAM_URL}"));
@@ -191,7 +188,7 @@ async fn exercise(docker: &Docker, dir: &Path, steps: &mut Steps) -> anyhow::Res
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (code, out) = exec(
-            docker,
+            e,
             &agent,
             &format!(
                 "cd && rm -rf app && git clone {UPSTREAM_URL} app 2>&1 && git -C app log --oneline"
@@ -211,7 +208,7 @@ async fn exercise(docker: &Docker, dir: &Path, steps: &mut Steps) -> anyhow::Res
 
     steps.step("In the agent: a clean commit, pushed");
     let (code, out) = exec(
-        docker,
+        e,
         &agent,
         "cd ~/app && echo 'work by the agent' > feature.txt && git add feature.txt \
          && git commit -qm 'Add a feature' && git push origin HEAD 2>&1",
@@ -221,14 +218,14 @@ async fn exercise(docker: &Docker, dir: &Path, steps: &mut Steps) -> anyhow::Res
     if code != 0 {
         bail!("the clean push was refused (see above)");
     }
-    let (_, log) = exec(docker, upstream, &upstream_git("log --oneline -3")).await?;
+    let (_, log) = exec(e, upstream, &upstream_git("log --oneline -3")).await?;
     println!("    upstream now has:");
     show("upstream$ ", &log);
 
     steps.step("In the agent: a commit holding an AWS access key, pushed");
-    let before = upstream_head(docker, upstream).await?;
+    let before = upstream_head(e, upstream).await?;
     let (code, out) = exec(
-        docker,
+        e,
         &agent,
         &format!(
             "cd ~/app && echo 'AWS_ACCESS_KEY_ID={FAKE_AWS_KEY}' > deploy.env && git add deploy.env \
@@ -237,7 +234,7 @@ async fn exercise(docker: &Docker, dir: &Path, steps: &mut Steps) -> anyhow::Res
     )
     .await?;
     show("agent$ ", &out);
-    let after = upstream_head(docker, upstream).await?;
+    let after = upstream_head(e, upstream).await?;
     if code == 0 {
         bail!("the push holding a secret went through: the gate did not block it");
     }
@@ -257,8 +254,8 @@ fn upstream_git(args: &str) -> String {
     format!("git -c safe.directory='*' --git-dir=/srv/git/app.git {args}")
 }
 
-async fn upstream_head(docker: &Docker, upstream: &str) -> anyhow::Result<String> {
-    let (code, out) = exec(docker, upstream, &upstream_git("rev-parse --short HEAD")).await?;
+async fn upstream_head<E: Engine>(e: &E, upstream: &str) -> anyhow::Result<String> {
+    let (code, out) = exec(e, upstream, &upstream_git("rev-parse --short HEAD")).await?;
     let text = String::from_utf8_lossy(&out).trim().to_owned();
     if code != 0 {
         bail!("cannot read the upstream's HEAD: {text}");
@@ -268,51 +265,16 @@ async fn upstream_head(docker: &Docker, upstream: &str) -> anyhow::Result<String
 
 /// Starts the upstream fixture on the bottle's egress network, labelled as part of the
 /// bottle so `bottle down demo` removes it too.
-async fn start_upstream(docker: &Docker, dir: &Path, name: &str) -> anyhow::Result<()> {
+async fn start_upstream<E: Engine>(e: &E, dir: &Path) -> anyhow::Result<()> {
     let host_key = std::fs::read_to_string(dir.join("upstream_host_key"))?;
     let authorized = std::fs::read_to_string(dir.join("gate_key.pub"))?;
-    let egress = resource_name(SLUG, NetworkRole::Egress.as_str());
-    let labels = HashMap::from([
-        (LABEL_SLUG.to_owned(), SLUG.to_owned()),
-        (LABEL_ROLE.to_owned(), "upstream".to_owned()),
-        (LABEL_MANAGED.to_owned(), PLAN_FORMAT.to_string()),
-    ]);
-    let body = ContainerCreateBody {
-        image: Some(images::UPSTREAM.tag.to_owned()),
-        env: Some(vec![
-            "FIXTURE_REPOS=app".to_owned(),
-            "FIXTURE_DEFAULT_BRANCH=main".to_owned(),
-            format!("FIXTURE_HOST_KEY={host_key}"),
-            format!("FIXTURE_AUTHORIZED_KEYS={authorized}"),
-        ]),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            network_mode: Some(egress),
-            init: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let client = docker.client();
-    client
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            }),
-            body,
-        )
-        .await
-        .map_err(|e| BackendError::Engine {
-            action: format!("create container {name}"),
-            message: e.to_string(),
-        })?;
-    client
-        .start_container(name, None)
-        .await
-        .map_err(|e| BackendError::Engine {
-            action: format!("start container {name}"),
-            message: e.to_string(),
-        })?;
+    let spec = fixture::upstream(&fixture::Upstream {
+        slug: SLUG,
+        repos: &["app"],
+        default_branch: "main",
+        host_key: &host_key,
+        authorized_keys: &authorized,
+    });
+    engine::run_container(e, &spec).await?;
     Ok(())
 }

@@ -244,14 +244,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { keep } => {
-            if cli.dry_run || cli.backend.as_deref().is_some_and(|b| b != "docker") {
-                return Err(UsageError(
-                    "the demo runs on the docker backend only\n  hint: drop --backend/--dry-run"
-                        .to_owned(),
-                )
-                .into());
+            // The demo brings its own manifest: the backend comes from the flag, the
+            // environment or the user's config, never from a bottle.toml here.
+            let (name, source) = backend_name_and_source(&cli, None)?;
+            match name.as_str() {
+                "docker" => {
+                    let docker = bottle_backend_docker::Docker::connect()
+                        .await?
+                        .with_progress(demo::progress);
+                    let about = format!("docker, {} (API {})", docker.host(), docker.api_version());
+                    demo::run(docker, &about, *keep).await?;
+                }
+                "podman" => {
+                    let socket = open_settings(None)?.podman_socket;
+                    let podman = bottle_backend_podman::Podman::connect(socket.as_deref())
+                        .await?
+                        .with_progress(demo::progress);
+                    let about = format!(
+                        "podman{}, {} (API {})",
+                        if podman.rootless() { " (rootless)" } else { "" },
+                        podman.address(),
+                        podman.api_version()
+                    );
+                    demo::run(podman, &about, *keep).await?;
+                }
+                other => {
+                    return Err(UsageError(format!(
+                        "the demo runs on an engine backend (docker or podman), not on '{other}' ({source})\n  hint: --backend docker or --backend podman"
+                    ))
+                    .into())
+                }
             }
-            demo::run(*keep).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => {

@@ -6,7 +6,7 @@
 //! receive it as JSON). Maps are `BTreeMap`s so that the same input always serialises to the
 //! same bytes: the snapshot tests rely on it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -91,6 +91,91 @@ impl Plan {
                     .iter()
                     .map(|c| (ResourceKind::Container, c.name.as_str())),
             )
+    }
+}
+
+/// Whether `name` is one the engines accept for a container, a network or a host entry:
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. Such a name cannot be read as an option either, nor nest
+/// directories when a printer lays files out by container name.
+pub fn is_engine_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// A [`FileSpec::path`] relative to the container's root, when it is a plain path of a
+/// file: absolute, without `..`, naming neither the root nor a directory (a trailing `/`).
+/// Empty and `.` components are dropped: `/etc//bottle-gate/./entrypoint` ->
+/// `etc/bottle-gate/entrypoint`.
+pub fn relative_file_path(path: &str) -> Result<String, &'static str> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("the path is not absolute");
+    };
+    let mut parts = Vec::new();
+    for part in rest.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("the path holds '..'"),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err("the path names the root directory, not a file");
+    }
+    if path.ends_with('/') {
+        return Err("the path ends in '/', so it names a directory, not a file");
+    }
+    Ok(parts.join("/"))
+}
+
+impl ContainerSpec {
+    /// Its files' paths relative to its root ([`relative_file_path`]), in order, when they
+    /// can all be placed: each a plain file path with a mode of permission bits only (plus
+    /// setuid, setgid and sticky) and no NUL byte, no two at one path, none below another
+    /// (which would have to be a directory). Otherwise the first file that cannot, and why.
+    pub fn relative_file_paths(&self) -> Result<Vec<String>, (&FileSpec, String)> {
+        let mut rels = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut dirs = BTreeSet::new();
+        for f in &self.files {
+            let rel = relative_file_path(&f.path).map_err(|why| (f, why.to_owned()))?;
+            if f.mode > 0o7777 {
+                return Err((
+                    f,
+                    format!(
+                        "mode {:#o} has bits beyond permissions, setuid, setgid and sticky",
+                        f.mode
+                    ),
+                ));
+            }
+            if f.path.contains('\0') {
+                return Err((f, "the path holds a NUL byte".to_owned()));
+            }
+            if !seen.insert(rel.clone()) {
+                return Err((f, "the container has another file at this path".to_owned()));
+            }
+            let mut dir = rel.as_str();
+            while let Some((parent, _)) = dir.rsplit_once('/') {
+                dirs.insert(parent.to_owned());
+                dir = parent;
+            }
+            rels.push(rel);
+        }
+        if let Some((f, _)) = self
+            .files
+            .iter()
+            .zip(&rels)
+            .find(|(_, r)| dirs.contains(*r))
+        {
+            return Err((
+                f,
+                "another file of the container lies below this path, so it would have to be a directory"
+                    .to_owned(),
+            ));
+        }
+        Ok(rels)
     }
 }
 
@@ -443,4 +528,30 @@ pub struct Hardening {
     /// Memory limit in bytes. Backends set the swap limit to the same value: no swap on
     /// top of it.
     pub memory_bytes: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_file_paths() {
+        assert_eq!(
+            relative_file_path("/etc/gitconfig").unwrap(),
+            "etc/gitconfig"
+        );
+        assert_eq!(relative_file_path("//etc/./a//b").unwrap(), "etc/a/b");
+        assert!(relative_file_path("etc/x").is_err());
+        assert!(relative_file_path("/").is_err());
+        assert!(relative_file_path("/etc/../x").is_err());
+        assert!(relative_file_path("/etc/x/").is_err());
+    }
+
+    #[test]
+    fn engine_names() {
+        assert!(is_engine_name("bottle-demo-gate"));
+        for bad in ["", "-x", "a/b", "a b", "a\n", ".x"] {
+            assert!(!is_engine_name(bad), "{bad:?}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! `bottle demo`, the README's main command, run for real on the Docker engine.
+//! `bottle demo`, the README's main command, run for real on the Docker engine, and refused
+//! on backends that run no engine.
 
 use std::process::Command;
 
@@ -60,4 +61,25 @@ fn doctor_reports_this_host_healthy_for_docker() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("ok       docker engine"), "{said}");
     assert!(said.contains("healthy: everything"), "{said}");
+}
+
+#[test]
+fn the_demo_refuses_a_backend_that_runs_no_engine() {
+    for (args, name) in [
+        (&["--dry-run", "demo"][..], "dry-run"),
+        (
+            &["--backend", "dry-run-podman", "demo"][..],
+            "dry-run-podman",
+        ),
+    ] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_bottle"))
+            .args(args)
+            .env_remove("BOTTLE_BACKEND"));
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!("not on '{name}'")) && said.contains("--backend podman"),
+            "{said}"
+        );
+    }
 }

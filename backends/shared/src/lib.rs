@@ -15,6 +15,8 @@
 //!   by this crate's `build.rs`; [`BuildSpec`](images::BuildSpec) and the digest of its
 //!   inputs (the `bottle.inputs` label that decides fresh or stale); the pinned gitleaks
 //!   (its lock and how it is found on the host); [`BuildOptions`](images::BuildOptions).
+//! - [`fixture`]: the upstream fixture (sshd + git) of the demo, the bench and the e2e
+//!   tests, as one container spec.
 //! - [`base`]: where the base image's root filesystem comes from: a tarball prepared once
 //!   (what rootless podman imports without root), or `make-base.sh` run now as root.
 //! - [`term`]: the terminal side of `exec` (raw mode, window size, a standard-input reader
@@ -48,6 +50,7 @@
 pub mod archive;
 pub mod base;
 pub mod engine;
+pub mod fixture;
 pub mod images;
 pub mod resources;
 pub mod term;

@@ -369,14 +369,11 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
         .filter(|f| matches!(f.source, FileSource::HostFile { .. }))
         .map(|f| parent(&f.path))
         .collect();
+    // The plan's own checks (plain absolute paths, modes, no two files at one place).
+    c.relative_file_paths()
+        .map_err(|(f, why)| RenderError(format!("container {}: file {}: {why}", c.name, f.path)))?;
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     for f in &c.files {
-        if !f.path.starts_with('/') || f.path.ends_with('/') || f.path.contains("/../") {
-            return Err(RenderError(format!(
-                "container {}: file path {} is not a plain absolute path",
-                c.name, f.path
-            )));
-        }
         let key = key_for(&f.path, &mut taken);
         let dir = parent(&f.path);
         // A file in a directory of the image (no volume may replace it) that its program
@@ -509,188 +506,203 @@ fn install_script(c: &ContainerSpec, p: &Placement) -> Result<String, RenderErro
     Ok(s)
 }
 
-fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement), RenderError> {
-    let p = place(c)?;
-    let user = numeric_user(c)?;
-    let h = &c.hardening;
-    let mut annotations = BTreeMap::new();
-    // Kubernetes has no per-Pod process limit (it is the kubelet's --pod-max-pids).
-    annotations.insert("bottle.pids-limit".to_owned(), h.pids_limit.to_string());
-    let limits = (h.memory_bytes > 0)
-        .then(|| BTreeMap::from([("memory".to_owned(), memory(h.memory_bytes))]));
-    let role = c.role.as_str();
-
-    let mut env: Vec<EnvVar> = c
-        .env
+/// The container's environment: the plan's, then where each relocated file is.
+fn env_vars(c: &ContainerSpec, p: &Placement) -> Vec<EnvVar> {
+    let var = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..EnvVar::default()
+    };
+    let plan = c.env.iter().map(|(k, v)| var(k, v.clone()));
+    let relocated = p
+        .relocated
         .iter()
-        .map(|(k, v)| EnvVar {
-            name: k.clone(),
-            value: Some(v.clone()),
-            ..EnvVar::default()
-        })
-        .collect();
-    let mut mounts = Vec::new();
-    let mut volumes = Vec::new();
+        .map(|(key, _, name)| var(name, format!("{RELOCATED_DIR}/{key}")));
+    plan.chain(relocated).collect()
+}
+
+/// The volumes of a Pod and the mounts of its containers.
+#[derive(Default)]
+struct Mounts {
+    volumes: Vec<Volume>,
+    /// The main container's.
+    main: Vec<VolumeMount>,
+    /// The install init container's.
+    init: Vec<VolumeMount>,
+}
+
+impl Mounts {
+    fn add(&mut self, volume: Volume) -> &mut Mounts {
+        self.volumes.push(volume);
+        self
+    }
+
+    fn mount(name: &str, path: &str, read_only: Option<bool>) -> VolumeMount {
+        VolumeMount {
+            name: name.to_owned(),
+            mount_path: path.to_owned(),
+            read_only,
+            ..VolumeMount::default()
+        }
+    }
+}
+
+/// The relocated files: one ConfigMap volume at [`RELOCATED_DIR`], read-only.
+fn relocated_volume(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
+    if p.relocated.is_empty() {
+        return;
+    }
+    // Podman 4.3 applies a single mode per volume: the most open the files ask for.
+    let mode = p
+        .relocated
+        .iter()
+        .map(|(_, mode, _)| *mode)
+        .max()
+        .unwrap_or(0o644);
+    let name = format!("{}-relocated", c.name);
+    m.add(Volume {
+        name: name.clone(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: format!("{}-files", c.name),
+            items: Some(
+                p.relocated
+                    .iter()
+                    .map(|(key, mode, _)| KeyToPath {
+                        key: key.clone(),
+                        path: key.clone(),
+                        mode: Some(*mode as i32),
+                    })
+                    .collect(),
+            ),
+            default_mode: Some(mode as i32),
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    })
+    .main
+    .push(Mounts::mount(&name, RELOCATED_DIR, Some(true)));
+}
+
+/// The installed files' volumes: the ConfigMap's and the Secret's, seen by the install init
+/// container only, and one emptyDir per root directory, which it fills and the main
+/// container mounts read-only.
+fn install_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
     let config_map = format!("{}-files", c.name);
     let secret = format!("{}-secret", c.name);
-
-    if !p.relocated.is_empty() {
-        for (key, _, var) in &p.relocated {
-            env.push(EnvVar {
-                name: var.clone(),
-                value: Some(format!("{RELOCATED_DIR}/{key}")),
-                ..EnvVar::default()
-            });
-        }
-        // Podman 4.3 applies a single mode per volume: the most open the files ask for.
-        let mode = p
-            .relocated
-            .iter()
-            .map(|(_, m, _)| *m)
-            .max()
-            .unwrap_or(0o644);
-        volumes.push(Volume {
-            name: format!("{}-relocated", c.name),
+    let config_items: Vec<KeyToPath> = p
+        .installed
+        .iter()
+        .filter(|(_, s, _)| !s)
+        .map(|(k, _, _)| KeyToPath {
+            key: k.clone(),
+            path: k.clone(),
+            mode: None,
+        })
+        .collect();
+    if !config_items.is_empty() {
+        m.add(Volume {
+            name: config_map.clone(),
             config_map: Some(ConfigMapVolumeSource {
                 name: config_map.clone(),
-                items: Some(
-                    p.relocated
-                        .iter()
-                        .map(|(key, mode, _)| KeyToPath {
-                            key: key.clone(),
-                            path: key.clone(),
-                            mode: Some(*mode as i32),
-                        })
-                        .collect(),
-                ),
-                default_mode: Some(mode as i32),
+                items: Some(config_items),
+                default_mode: Some(0o444),
                 optional: Some(false),
             }),
             ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: format!("{}-relocated", c.name),
-            mount_path: RELOCATED_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        })
+        .init
+        .push(Mounts::mount(&config_map, CONFIG_IN, Some(true)));
     }
-
-    let mut init = Vec::new();
-    if !p.installed.is_empty() {
-        let mut init_mounts = Vec::new();
-        let config_items: Vec<KeyToPath> = p
-            .installed
-            .iter()
-            .filter(|(_, s, _)| !s)
-            .map(|(k, _, _)| KeyToPath {
-                key: k.clone(),
-                path: k.clone(),
-                mode: None,
-            })
-            .collect();
-        if !config_items.is_empty() {
-            volumes.push(Volume {
-                name: config_map.clone(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: config_map.clone(),
-                    items: Some(config_items),
-                    default_mode: Some(0o444),
-                    optional: Some(false),
-                }),
-                ..Volume::default()
-            });
-            init_mounts.push(VolumeMount {
-                name: config_map.clone(),
-                mount_path: CONFIG_IN.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            });
-        }
-        if !p.secret.is_empty() {
-            volumes.push(Volume {
-                name: secret.clone(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret.clone()),
-                    default_mode: Some(0o400),
-                    // Podman 4.3 dereferences this field without checking it is set.
-                    optional: Some(false),
-                    ..SecretVolumeSource::default()
-                }),
-                ..Volume::default()
-            });
-            init_mounts.push(VolumeMount {
-                name: secret.clone(),
-                mount_path: SECRET_IN.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            });
-        }
-        for (i, root) in p.roots.iter().enumerate() {
-            // Volume names are unique per bottle and container: Podman turns an emptyDir
-            // into a named volume of that name.
-            let name = if i == 0 {
-                format!("{}-root", c.name)
-            } else {
-                format!("{}-root-{}", c.name, i + 1)
-            };
-            volumes.push(Volume {
-                name: name.clone(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            });
-            init_mounts.push(VolumeMount {
-                name: name.clone(),
-                mount_path: root.clone(),
-                ..VolumeMount::default()
-            });
-            mounts.push(VolumeMount {
-                name,
-                mount_path: root.clone(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            });
-        }
-        init.push(Container {
-            name: "install-files".to_owned(),
-            image: Some(c.image.name.clone()),
-            image_pull_policy: Some("IfNotPresent".to_owned()),
-            command: Some(vec![
-                "/bin/sh".to_owned(),
-                "-c".to_owned(),
-                install_script(c, &p)?,
-            ]),
-            // Root with only what copying files to their owners needs: chown, and reading
-            // and writing directories the image gave to another user.
-            security_context: Some(SecurityContext {
-                run_as_user: Some(0),
-                run_as_group: Some(0),
-                run_as_non_root: Some(false),
-                allow_privilege_escalation: Some(false),
-                read_only_root_filesystem: Some(true),
-                capabilities: Some(Capabilities {
-                    drop: Some(vec!["ALL".to_owned()]),
-                    add: Some(vec![
-                        "CHOWN".to_owned(),
-                        "DAC_OVERRIDE".to_owned(),
-                        "FOWNER".to_owned(),
-                    ]),
-                }),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    localhost_profile: None,
-                }),
-                ..SecurityContext::default()
+    if !p.secret.is_empty() {
+        m.add(Volume {
+            name: secret.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o400),
+                // Podman 4.3 dereferences this field without checking it is set.
+                optional: Some(false),
+                ..SecretVolumeSource::default()
             }),
-            resources: Some(ResourceRequirements {
-                limits: Some(BTreeMap::from([("memory".to_owned(), memory(64 << 20))])),
-                ..ResourceRequirements::default()
-            }),
-            volume_mounts: Some(init_mounts),
-            ..Container::default()
-        });
+            ..Volume::default()
+        })
+        .init
+        .push(Mounts::mount(&secret, SECRET_IN, Some(true)));
     }
+    for (i, root) in p.roots.iter().enumerate() {
+        // Volume names are unique per bottle and container: Podman turns an emptyDir
+        // into a named volume of that name.
+        let name = if i == 0 {
+            format!("{}-root", c.name)
+        } else {
+            format!("{}-root-{}", c.name, i + 1)
+        };
+        m.add(Volume {
+            name: name.clone(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+        m.init.push(Mounts::mount(&name, root, None));
+        m.main.push(Mounts::mount(&name, root, Some(true)));
+    }
+}
 
+/// The init container that installs the files with their modes and owners.
+fn install_container(
+    c: &ContainerSpec,
+    p: &Placement,
+    mounts: Vec<VolumeMount>,
+) -> Result<Container, RenderError> {
+    Ok(Container {
+        name: "install-files".to_owned(),
+        image: Some(c.image.name.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        command: Some(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            install_script(c, p)?,
+        ]),
+        // Root with only what copying files to their owners needs: chown, and reading
+        // and writing directories the image gave to another user.
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: Some(vec![
+                    "CHOWN".to_owned(),
+                    "DAC_OVERRIDE".to_owned(),
+                    "FOWNER".to_owned(),
+                ]),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([("memory".to_owned(), memory(64 << 20))])),
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    })
+}
+
+/// The container running the plan's: its image, command, environment, ports, privileges,
+/// limits and mounts.
+fn main_container(
+    c: &ContainerSpec,
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+) -> Result<Container, RenderError> {
+    let user = numeric_user(c)?;
+    let h = &c.hardening;
+    let limits = (h.memory_bytes > 0)
+        .then(|| BTreeMap::from([("memory".to_owned(), memory(h.memory_bytes))]));
     let ports = (!c.ports.is_empty()).then(|| {
         c.ports
             .iter()
@@ -702,15 +714,8 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
             })
             .collect()
     });
-    let mut host_aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (host, ip) in &c.extra_hosts {
-        host_aliases
-            .entry(ip.to_string())
-            .or_default()
-            .push(host.clone());
-    }
-    let container = Container {
-        name: role.to_owned(),
+    Ok(Container {
+        name: c.role.as_str().to_owned(),
         image: Some(c.image.name.clone()),
         // bottle's images are built locally; never pull a ":latest" one behind the user's back.
         image_pull_policy: Some("IfNotPresent".to_owned()),
@@ -739,11 +744,46 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
         }),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
-    };
+    })
+}
+
+/// The plan's extra hosts as host aliases, one per address.
+fn host_aliases(c: &ContainerSpec) -> Option<Vec<HostAlias>> {
+    let mut by_ip: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (host, ip) in &c.extra_hosts {
+        by_ip.entry(ip.to_string()).or_default().push(host.clone());
+    }
+    (!by_ip.is_empty()).then(|| {
+        by_ip
+            .into_iter()
+            .map(|(ip, hostnames)| HostAlias {
+                ip,
+                hostnames: Some(hostnames),
+            })
+            .collect()
+    })
+}
+
+/// The Pod of container `c`, and where its files went.
+fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement), RenderError> {
+    let p = place(c)?;
+    let mut m = Mounts::default();
+    relocated_volume(c, &p, &mut m);
+    let mut init = Vec::new();
+    if !p.installed.is_empty() {
+        install_volumes(c, &p, &mut m);
+        init.push(install_container(c, &p, std::mem::take(&mut m.init))?);
+    }
+    let container = main_container(c, env_vars(c, &p), m.main)?;
+
     let mut labels = c.labels.clone();
     labels.insert(LABEL_SLUG.to_owned(), slug.to_owned());
     let mut metadata = meta(&c.name, &labels, opts);
-    metadata.annotations = Some(annotations);
+    // Kubernetes has no per-Pod process limit (it is the kubelet's --pod-max-pids).
+    metadata.annotations = Some(BTreeMap::from([(
+        "bottle.pids-limit".to_owned(),
+        c.hardening.pids_limit.to_string(),
+    )]));
     let pod = Pod {
         metadata,
         spec: Some(PodSpec {
@@ -755,18 +795,10 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
             restart_policy: Some("OnFailure".to_owned()),
             // The plan's `init`: the Pod's pause container is PID 1 and reaps orphans.
             share_process_namespace: c.init.then_some(true),
-            host_aliases: (!host_aliases.is_empty()).then(|| {
-                host_aliases
-                    .into_iter()
-                    .map(|(ip, hostnames)| HostAlias {
-                        ip,
-                        hostnames: Some(hostnames),
-                    })
-                    .collect()
-            }),
+            host_aliases: host_aliases(c),
             init_containers: (!init.is_empty()).then_some(init),
             containers: vec![container],
-            volumes: (!volumes.is_empty()).then_some(volumes),
+            volumes: (!m.volumes.is_empty()).then_some(m.volumes),
             ..PodSpec::default()
         }),
         status: None,

@@ -3,9 +3,11 @@
 //! Each scenario brings up a real bottle (networks, git-gate, agent), starts the upstream
 //! fixture (`bottle-upstream-fixture:latest`: sshd + git, `tests/fixtures/upstream-image/`)
 //! on the bottle's egress network as `bottle-<slug>-upstream`, and drives git inside the
-//! agent with `bottle exec`, exactly as a user would. The engine's own CLI is used only to
-//! manage the fixture and to inspect what bottle created (refs in the gate's mirror, networks,
-//! container files).
+//! agent with `bottle exec`, exactly as a user would. The fixture is the one spec the demo
+//! and the bench start (`bottle_backend_shared::fixture`), started through the engine's API
+//! as they start it. The engine's own CLI is used only to drive the fixture (exec, logs,
+//! stop) and to inspect what bottle created (refs in the gate's mirror, networks, container
+//! files).
 //!
 //! # Written once, run per engine
 //!

@@ -8,6 +8,8 @@
 //! - [`up`](up()): the leftover probe, the images, networks at once, containers created,
 //!   filled and connected concurrently and started in plan order, rollback by id or
 //!   keep-on-failure, the error notes.
+//! - [`run_container`]: one container outside any plan (the upstream fixture), created,
+//!   filled, connected and started as `up` does it.
 //! - [`down`], [`ps`], [`cleanup`]: resources found by label, containers removed before
 //!   networks, foreign containers disconnected rather than removed.
 //! - [`ensure_image`], [`build_image`], [`ensure_builtin`], [`build_images`],
@@ -61,7 +63,7 @@ pub use images::{
     image_exists, image_inputs, import_rootfs, make_base_image,
 };
 pub use manage::{audit_logs, cleanup, down, ps};
-pub use up::up;
+pub use up::{run_container, up};
 
 #[doc(hidden)]
 pub use async_trait::async_trait as __async_trait;

@@ -51,6 +51,24 @@ pub async fn up<E: Engine>(e: &E, plan: &Plan, opts: &UpOptions) -> Result<(), B
     Err(resources::failed_up(err, &plan.slug, &after))
 }
 
+/// Creates container `c` on its network, copies its files in, connects its other networks
+/// and starts it: what [`up`] does for each container of a plan, for one outside any plan
+/// (the upstream fixture, [`crate::fixture`]). Returns its id. What it created stays on
+/// failure (`c`'s labels let `down` or `cleanup` find it).
+pub async fn run_container<E: Engine>(e: &E, c: &ContainerSpec) -> Result<String, BackendError> {
+    if let Some(h) = c.hosts_of.first() {
+        return Err(BackendError::Other(format!(
+            "container {}: host entry {:?} takes the address of {}, which only a plan's `up` fills; nothing was created",
+            c.name, h.name, h.container
+        )));
+    }
+    let id = prepare_container(e, c, &Created::default()).await?;
+    e.start_container(&id)
+        .await
+        .map_err(|err| err.at(format!("start container {}", c.name)))?;
+    Ok(id)
+}
+
 /// Fails with [`BackendError::Leftovers`] when any name the plan would create exists.
 async fn probe_leftovers<E: Engine>(e: &E, plan: &Plan) -> Result<(), BackendError> {
     let probes = plan.resource_names().map(|(kind, name)| async move {

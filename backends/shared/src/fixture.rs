@@ -1,0 +1,110 @@
+//! The upstream fixture (`tests/fixtures/upstream-image/`: sshd + git): a local upstream
+//! for the demo, the bench and the end-to-end tests, defined once as a [`ContainerSpec`]
+//! and started with [`engine::run_container`](crate::engine::run_container).
+//!
+//! No plan names it: it stands for the real upstream a bottle's gate reaches, so it sits on
+//! the bottle's egress network as `bottle-<slug>-upstream`, labelled with the bottle's slug
+//! so that `bottle down` removes it with the bottle.
+
+use std::collections::BTreeMap;
+
+use bottle_core::images;
+use bottle_core::plan::{
+    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, ImageRef, NetworkRole,
+    PortSpec,
+};
+
+/// The fixture's role: the last part of its name and its `bottle.role` label.
+pub const ROLE: &str = "upstream";
+
+/// What the fixture serves, and to whom (the entrypoint's `FIXTURE_*` variables).
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    /// The bottle it serves: its name, labels and network follow from this slug.
+    pub slug: &'a str,
+    /// Repositories it creates at start, each `/srv/git/NAME.git` with one commit
+    /// (`FIXTURE_REPOS`); none when repositories are copied in instead.
+    pub repos: &'a [&'a str],
+    /// The branch of that commit and of `HEAD` (`FIXTURE_DEFAULT_BRANCH`).
+    pub default_branch: &'a str,
+    /// sshd's private host key, as text (`FIXTURE_HOST_KEY`).
+    pub host_key: &'a str,
+    /// The public keys that may log in as `git` (`FIXTURE_AUTHORIZED_KEYS`).
+    pub authorized_keys: &'a str,
+}
+
+/// The fixture's container: `bottle-<slug>-upstream` on the bottle's egress network, run
+/// as the image's root (its entrypoint installs the keys, then runs sshd), with an init.
+pub fn upstream(u: &Upstream) -> ContainerSpec {
+    let egress = resource_name(u.slug, NetworkRole::Egress.as_str());
+    ContainerSpec {
+        name: resource_name(u.slug, ROLE),
+        role: ContainerRole::sidecar(ROLE),
+        image: ImageRef {
+            name: images::UPSTREAM.tag.to_owned(),
+            recipe: Some(images::UPSTREAM.name.to_owned()),
+        },
+        entrypoint: None,
+        command: None,
+        user: None,
+        env: BTreeMap::from([
+            ("FIXTURE_REPOS".to_owned(), u.repos.join(" ")),
+            (
+                "FIXTURE_DEFAULT_BRANCH".to_owned(),
+                u.default_branch.to_owned(),
+            ),
+            ("FIXTURE_HOST_KEY".to_owned(), u.host_key.to_owned()),
+            (
+                "FIXTURE_AUTHORIZED_KEYS".to_owned(),
+                u.authorized_keys.to_owned(),
+            ),
+        ]),
+        labels: labels(u.slug, ROLE),
+        network: egress.clone(),
+        connect: Vec::new(),
+        extra_hosts: BTreeMap::new(),
+        hosts_of: Vec::new(),
+        files: Vec::new(),
+        init: true,
+        // sshd needs root and its capabilities; the limits only bound a runaway.
+        hardening: Hardening {
+            cap_drop: Vec::new(),
+            cap_add: Vec::new(),
+            no_new_privileges: false,
+            pids_limit: 4096,
+            memory_bytes: 4 << 30,
+        },
+        ports: vec![PortSpec {
+            name: "ssh".to_owned(),
+            port: 22,
+            network: egress,
+        }],
+        egress: Egress::Nothing,
+        reaches: Vec::new(),
+        audit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bottle_core::plan::{LABEL_ROLE, LABEL_SLUG};
+
+    #[test]
+    fn the_fixture_belongs_to_its_bottle() {
+        let c = upstream(&Upstream {
+            slug: "demo",
+            repos: &["app", "lib"],
+            default_branch: "main",
+            host_key: "KEY",
+            authorized_keys: "ssh-ed25519 AAAA",
+        });
+        assert_eq!(c.name, "bottle-demo-upstream");
+        assert_eq!(c.network, "bottle-demo-egress");
+        assert_eq!(c.labels[LABEL_SLUG], "demo");
+        assert_eq!(c.labels[LABEL_ROLE], "upstream");
+        assert_eq!(c.image.name, "bottle-upstream-fixture:latest");
+        assert_eq!(c.env["FIXTURE_REPOS"], "app lib");
+        assert_eq!(c.env["FIXTURE_HOST_KEY"], "KEY");
+    }
+}
