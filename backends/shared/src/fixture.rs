@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use bottle_core::images;
 use bottle_core::plan::{
-    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, ImageRef, NetworkRole,
-    PortSpec,
+    labels, resource_name, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening,
+    ImageRef, NetworkRole, PortSpec,
 };
 
 /// The fixture's role: the last part of its name and its `bottle.role` label.
@@ -79,6 +79,94 @@ pub fn upstream(u: &Upstream) -> ContainerSpec {
             port: 22,
             network: egress,
         }],
+        egress: Egress::Nothing,
+        reaches: Vec::new(),
+        audit: None,
+    }
+}
+
+/// The role of web fixtures (`bottle-web-fixture`), on a bottle's egress network.
+pub const WEB_ROLE: &str = "web";
+
+/// A web fixture: its name (container name and host name the egress proxy resolves, e.g.
+/// `web.<slug>.test`) and the TLS certificate and key it serves (PEM).
+#[derive(Debug, Clone, Copy)]
+pub struct Web<'a> {
+    /// The bottle it belongs to.
+    pub slug: &'a str,
+    /// Its container name, also its host name on the egress network.
+    pub name: &'a str,
+    /// Its certificate chain (PEM).
+    pub cert_pem: &'a str,
+    /// Its private key (PEM; a test key).
+    pub key_pem: &'a str,
+}
+
+/// The spec of a web fixture (`images::WEB`) on `w.slug`'s egress network: HTTP on 80,
+/// TLS on 443, as root with only `NET_BIND_SERVICE` for those ports.
+pub fn web(w: &Web) -> ContainerSpec {
+    let egress = resource_name(w.slug, NetworkRole::Egress.as_str());
+    let file = |path: &str, mode: u32, text: &str| FileSpec {
+        path: path.to_owned(),
+        mode,
+        uid: 0,
+        gid: 0,
+        source: FileSource::Text {
+            text: text.to_owned(),
+        },
+        relocate_env: None,
+    };
+    ContainerSpec {
+        name: w.name.to_owned(),
+        role: ContainerRole::sidecar(WEB_ROLE),
+        image: ImageRef {
+            name: images::WEB.tag.to_owned(),
+            recipe: Some(images::WEB.name.to_owned()),
+        },
+        entrypoint: None,
+        command: Some(
+            [
+                "--name",
+                w.name,
+                "--cert",
+                "/etc/bottle-web/cert.pem",
+                "--key",
+                "/etc/bottle-web/key.pem",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        user: None,
+        env: BTreeMap::new(),
+        labels: labels(w.slug, WEB_ROLE),
+        network: egress.clone(),
+        connect: Vec::new(),
+        extra_hosts: BTreeMap::new(),
+        hosts_of: Vec::new(),
+        files: vec![
+            file("/etc/bottle-web/cert.pem", 0o644, w.cert_pem),
+            file("/etc/bottle-web/key.pem", 0o600, w.key_pem),
+        ],
+        init: true,
+        hardening: Hardening {
+            cap_drop: vec!["ALL".to_owned()],
+            cap_add: vec!["NET_BIND_SERVICE".to_owned()],
+            no_new_privileges: true,
+            pids_limit: 256,
+            memory_bytes: 256 << 20,
+        },
+        ports: vec![
+            PortSpec {
+                name: "http".to_owned(),
+                port: 80,
+                network: egress.clone(),
+            },
+            PortSpec {
+                name: "https".to_owned(),
+                port: 443,
+                network: egress,
+            },
+        ],
         egress: Egress::Nothing,
         reaches: Vec::new(),
         audit: None,

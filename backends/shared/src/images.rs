@@ -505,6 +505,48 @@ fn elf_is_static(bytes: &[u8]) -> bool {
     })
 }
 
+/// Where each artifact of `recipe` would come from if it were built now: the file found
+/// (pinned ones checked against their sha256), or why none can be used. For `doctor`.
+pub fn locate_artifacts(
+    recipe: &ImageRecipe,
+    opts: &BuildOptions,
+) -> Vec<(&'static str, Result<PathBuf, String>)> {
+    recipe
+        .artifacts
+        .iter()
+        .map(|artifact| {
+            let explicit = opts.artifacts.get(artifact.path).cloned();
+            let found = match artifact.source {
+                ArtifactSource::Pinned {
+                    lock,
+                    lock_path,
+                    env,
+                } => parse_lock(lock, lock_path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|lock| {
+                        let path = locate_on_host(explicit.as_deref(), env, artifact.path)?;
+                        let bytes = std::fs::read(&path)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                        let got = hex(&Sha256::digest(&bytes));
+                        if got.eq_ignore_ascii_case(&lock.binary_sha256) {
+                            Ok(path)
+                        } else {
+                            Err(format!(
+                                "{} has sha256 {got}, not the pinned {} of {lock_path}",
+                                path.display(),
+                                lock.binary_sha256
+                            ))
+                        }
+                    }),
+                ArtifactSource::Built { package, binary } => {
+                    locate_built(explicit.as_deref(), package, binary)
+                }
+            };
+            (artifact.what, found)
+        })
+        .collect()
+}
+
 /// The build spec of `recipe`, tagged `tag`.
 pub fn recipe_spec(
     recipe: &ImageRecipe,

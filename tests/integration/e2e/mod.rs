@@ -167,6 +167,7 @@ macro_rules! suite {
             down_removes_everything_and_is_idempotent,
             the_dry_run_script_makes_a_working_bottle,
             doctor_reports_a_healthy_host,
+            egress_allows_what_the_manifest_allows_and_nothing_else,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {

@@ -739,8 +739,8 @@ pub fn down_removes_everything_and_is_idempotent(engine: &'static Engine) {
     };
     assert_eq!(
         labelled(&h, "container").len(),
-        3,
-        "gate, agent and fixture before down"
+        4,
+        "gate, proxy, agent and fixture before down"
     );
     expect_ok(run(h.bottle().args(["down", &h.slug])), "bottle down");
     for (how, list) in [("labelled", labelled as Lister), ("named", named)] {
@@ -1202,4 +1202,232 @@ fn grep_inside(h: &Harness, container: &str, user: Option<&str>, needles: &[Stri
         show(&out)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// Egress: the agent reaches the hosts its bottle allows, and nothing else.
+
+/// The egress table of the egress scenario: `web.<slug>.test` allowed (and allowed to be
+/// private, as every fixture on the engine's network is), `*.sfx.<slug>.test` allowed,
+/// `denied.<slug>.test` both allowed and denied, `private.<slug>.test` allowed but not
+/// allowed to be private.
+fn egress_table(slug: &str) -> String {
+    format!(
+        "[bottles.{slug}.egress]\n\
+         allow = [\"web.{slug}.test\", \"*.sfx.{slug}.test\", \"denied.{slug}.test\", \"private.{slug}.test\"]\n\
+         deny = [\"denied.{slug}.test\"]\n\
+         allow_private = [\"web.{slug}.test\", \"*.sfx.{slug}.test\"]\n"
+    )
+}
+
+/// What `curl` in the agent got: the HTTP status it saw (the proxy's answer to a CONNECT
+/// too), the proxy's `X-Bottle-Deny` reason, and the body.
+struct Fetched {
+    status: String,
+    deny: String,
+    body: String,
+}
+
+fn fetch(h: &Harness, curl_args: &str) -> Fetched {
+    // -w prints what curl learnt of the response; for a refused CONNECT, %{http_connect}
+    // is the proxy's status. Headers (the proxy's among them) go to a file.
+    let out = h.agent_sh(&format!(
+        "curl -sS --max-time 10 --cacert /tmp/ca.pem -D /tmp/headers -o /tmp/body \
+         -w '%{{http_code}} %{{http_connect}}' {curl_args}; \
+         echo; grep -i '^x-bottle-deny:' /tmp/headers | tr -d '\\r'; echo '--'; cat /tmp/body 2>/dev/null; \
+         rm -f /tmp/headers /tmp/body"
+    ));
+    let text = said(&out);
+    let (head, body) = text.split_once("\n--\n").unwrap_or((text.as_str(), ""));
+    let mut lines = head.lines();
+    let codes = lines.next().unwrap_or_default().to_owned();
+    let deny = lines
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-bottle-deny"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let rest = [body];
+    // The status that matters: the proxy's answer to CONNECT when there was one, else the
+    // response's.
+    let mut codes = codes.split_whitespace();
+    let http = codes.next().unwrap_or("000").to_owned();
+    let connect = codes.next().unwrap_or("000").to_owned();
+    let status = if connect != "000" && connect != "200" {
+        connect
+    } else {
+        http
+    };
+    Fetched {
+        status,
+        deny,
+        body: rest.join("\n"),
+    }
+}
+
+/// 18. The egress proxy lets the agent reach what the manifest allows and refuses the
+///     rest, each refusal a 403 with its reason; a CONNECT tunnel carries a long stream as
+///     it is written; the agent reaches nothing without the proxy; `bottle logs --denied
+///     --json` shows exactly the refusals, and the log survives `bottle down`.
+pub fn egress_allows_what_the_manifest_allows_and_nothing_else(engine: &'static Engine) {
+    let mut opts = Options::new("egress");
+    opts.manifest_extra = Some(egress_table);
+    let Some(h) = Harness::start(engine, opts) else {
+        return;
+    };
+    let s = h.slug.clone();
+    let web = format!("web.{s}.test");
+    let sub = format!("api.sfx.{s}.test");
+    let private = format!("private.{s}.test");
+    h.start_webs(&[web.clone(), sub.clone(), private.clone()]);
+
+    // Allowed: the answer comes from the fixture itself, through a CONNECT tunnel (TLS end
+    // to end: curl checks the fixture's certificate against the test CA) and as plain HTTP.
+    let got = fetch(&h, &format!("https://{web}/"));
+    assert_eq!(
+        (got.status.as_str(), got.body.trim()),
+        ("200", format!("hello from {web}").as_str()),
+        "https://{web}/"
+    );
+    let got = fetch(&h, &format!("http://{web}/"));
+    assert_eq!(
+        got.body.trim(),
+        format!("hello from {web}"),
+        "http://{web}/"
+    );
+    let got = fetch(&h, &format!("https://{sub}/"));
+    assert_eq!(
+        got.body.trim(),
+        format!("hello from {sub}"),
+        "*.suffix matches a subdomain"
+    );
+
+    // Refused, each with its reason (and nothing reached: the fixture logs no request).
+    let web_ip = h.engine_ok(&[
+        "inspect",
+        "--format",
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            h.name("egress")
+        ),
+        &web,
+    ]);
+    let refusals: Vec<(String, &str)> = vec![
+        (format!("https://denied.{s}.test/"), "denied-by-rule"),
+        (format!("https://other.{s}.test/"), "not-allowed"),
+        (format!("http://other.{s}.test/"), "not-allowed"),
+        (format!("https://sfx.{s}.test/"), "not-allowed"),
+        (format!("https://{web}:8443/"), "port-not-allowed"),
+        (format!("https://{}/", web_ip.trim()), "ip-literal"),
+        (format!("https://{private}/"), "private-address"),
+        // The bottle's own containers are in NO_PROXY, which applies to -x too: --noproxy ''
+        // sends these through the proxy anyway, as a hostile agent would.
+        (
+            format!(
+                "--noproxy '' -x http://{}:3128 http://{}:9418/",
+                h.name("proxy"),
+                h.gate()
+            ),
+            "own-sidecar",
+        ),
+        (
+            format!(
+                "--noproxy '' -x http://{p}:3128 http://{p}:3128/",
+                p = h.name("proxy")
+            ),
+            "own-sidecar",
+        ),
+    ];
+    for (args, reason) in &refusals {
+        let got = fetch(&h, args);
+        assert_eq!(
+            (got.status.as_str(), got.deny.as_str()),
+            ("403", *reason),
+            "curl {args}: body {}",
+            got.body
+        );
+        // A refused plain-HTTP request shows the refusal's body (curl keeps no body of a
+        // refused CONNECT): the host, the rule, the manifest line that would allow it.
+        if args.starts_with("http://other") {
+            assert!(
+                got.body.contains(&format!("other.{s}.test"))
+                    && got.body.contains(&format!("[bottles.{s}.egress]")),
+                "the refusal says what and how: {}",
+                got.body
+            );
+        }
+    }
+
+    // Without the proxy the agent reaches nothing: it has no resolver for outside names
+    // and no route out (bounded; no query leaves the agent's network).
+    let out = h.agent_sh(&format!(
+        "curl -sS --noproxy '*' --connect-timeout 3 --max-time 5 --cacert /tmp/ca.pem https://{web}/"
+    ));
+    assert!(
+        !out.status.success(),
+        "reached {web} without the proxy: {}",
+        show(&out)
+    );
+
+    // A long-lived stream through a CONNECT tunnel: four lines, 700 ms apart, each read as
+    // it is written (the last arrives at least two seconds after the first).
+    let out = h.agent_ok(&format!(
+        "curl -sSN --max-time 20 --cacert /tmp/ca.pem 'https://{web}/stream?n=4&ms=700' \
+         | while read -r line; do echo \"$(date +%s%3N) $line\"; done"
+    ));
+    let times: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(times.len(), 4, "{out}");
+    assert!(
+        times[3] - times[0] >= 2000,
+        "the lines came all at once: {out}"
+    );
+
+    // The audit log: exactly the refusals, with their reasons, as JSON lines.
+    let denied = expect_ok(
+        run(h.bottle().args(["logs", "--denied", "--json", &s])),
+        "bottle logs --denied --json",
+    );
+    let reasons: Vec<String> = denied
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert_eq!(v["decision"], "deny", "{l}");
+            assert_eq!(v["source"], "proxy", "{l}");
+            v["reason"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    let want: Vec<&str> = refusals.iter().map(|(_, r)| *r).collect();
+    assert_eq!(reasons, want, "bottle logs --denied --json:\n{denied}");
+    let all = expect_ok(
+        run(h.bottle().args(["logs", "--json", &s])),
+        "bottle logs --json",
+    );
+    let allowed = all
+        .lines()
+        .filter(|l| l.contains("\"decision\":\"allow\""))
+        .count();
+    assert!(allowed >= 4, "the allowed requests are logged too:\n{all}");
+    assert!(
+        all.contains("\"bytes_down\""),
+        "a tunnel's line carries its byte counts:\n{all}"
+    );
+
+    // The log survives `bottle down`.
+    let down = run(h.bottle().args(["down", &s]));
+    let said_down = expect_ok(down, "bottle down");
+    let _ = said_down;
+    let after = expect_ok(
+        run(h.bottle().args(["logs", "--denied", "--json", &s])),
+        "bottle logs after down",
+    );
+    assert_eq!(
+        after.trim(),
+        denied.trim(),
+        "the saved log differs from the live one"
+    );
 }

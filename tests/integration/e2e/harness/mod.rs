@@ -53,6 +53,8 @@ pub struct Options {
     pub pin_host_key: bool,
     /// How the bottle is brought up.
     pub via: Via,
+    /// More of the bottle's manifest, given its slug (e.g. its `[bottles.SLUG.egress]`).
+    pub manifest_extra: Option<fn(&str) -> String>,
 }
 
 impl Options {
@@ -63,6 +65,7 @@ impl Options {
             extra_branches: &[],
             pin_host_key: true,
             via: Via::Up,
+            manifest_extra: None,
         }
     }
 }
@@ -144,6 +147,10 @@ impl Harness {
              [[bottles.{slug}.git]]\nname = \"{REPO}\"\nupstream = {url:?}\nidentity_file = {key:?}\n{pin}",
             key = identity_file.display().to_string(),
         );
+        let manifest = match opts.manifest_extra {
+            Some(extra) => format!("{manifest}\n{}", extra(&slug)),
+            None => manifest,
+        };
         std::fs::write(d.join("bottle.toml"), manifest).expect("write bottle.toml");
         runner.hand_over(d);
         Some(Harness {
@@ -371,6 +378,53 @@ impl Harness {
                 }
             });
         }
+    }
+
+    /// Starts one web fixture per name on the bottle's egress network (container and host
+    /// name alike, e.g. `web.<slug>.test`), all serving one certificate for every name,
+    /// signed by a CA of this scenario's own; writes that CA into the agent as
+    /// `/tmp/ca.pem` and returns it (PEM). `bottle down` removes them (they carry the
+    /// bottle's labels).
+    pub fn start_webs(&self, names: &[String]) -> String {
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "bottle e2e test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        let key = rcgen::KeyPair::generate().expect("a server key");
+        let leaf = rcgen::CertificateParams::new(names.to_vec())
+            .expect("server parameters")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("the server certificate");
+        let (cert_pem, key_pem) = (leaf.pem(), key.serialize_pem());
+        for name in names {
+            let spec = bottle_backend_shared::fixture::web(&bottle_backend_shared::fixture::Web {
+                slug: &self.slug,
+                name,
+                cert_pem: &cert_pem,
+                key_pem: &key_pem,
+            });
+            if let Err(e) = fixture::run_container(self.engine, self.runner, &spec) {
+                panic!("the web fixture {name} did not start: {e}");
+            }
+        }
+        let ca_pem = ca.pem();
+        let out = self.agent_sh_input("cat > /tmp/ca.pem", ca_pem.as_bytes());
+        expect_ok(out, "write the test CA into the agent");
+        for name in names {
+            poll(READY_LIMIT, "the web fixture", || {
+                let out = self.engine(&["logs", name]);
+                if said(&out).contains("on https://") {
+                    Ok(())
+                } else {
+                    Err(show(&out))
+                }
+            });
+        }
+        ca_pem
     }
 
     /// Stops the fixture (the upstream goes away; its name no longer resolves).

@@ -12,10 +12,12 @@ use super::commands::{ci, run, run_limited, show};
 use crate::e2e::Engine;
 
 /// The images a scenario needs.
-const IMAGES: [&str; 3] = [
+const IMAGES: [&str; 5] = [
     "bottle-gate:latest",
+    "bottle-proxy:latest",
     "bottle-agent:latest",
     "bottle-upstream-fixture:latest",
+    "bottle-web-fixture:latest",
 ];
 
 /// The default unprivileged user of the rootless engine (`BOTTLE_E2E_ROOTLESS_USER`).
@@ -398,6 +400,26 @@ fn executable_copy(binary: &Path) -> Result<PathBuf, String> {
     }
     .and_then(|()| mode(&dir));
     made.map_err(|e| format!("copy {} to {}: {e}", binary.display(), copy.display()))?;
+    // The static sidecar programs go next to it, where a copied bottle finds them for its
+    // image builds (and `doctor` checks them).
+    let sidecars = std::env::var_os("BOTTLE_SIDECAR_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/x86_64-unknown-linux-gnu/release")
+        });
+    for entry in std::fs::read_dir(&sidecars).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let program = entry.path();
+        let is_program = name.starts_with("bottle-")
+            && !name.contains('.')
+            && entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_program {
+            let to = dir.join(&name);
+            std::fs::copy(&program, &to)
+                .and_then(|_| mode(&to))
+                .map_err(|e| format!("copy {} to {}: {e}", program.display(), to.display()))?;
+        }
+    }
     Ok(copy)
 }
 
