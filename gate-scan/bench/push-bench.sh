@@ -114,5 +114,5 @@ for b in $(seq 1 16); do
 done
 git -C "$repo" checkout -q main
 # shellcheck disable=SC2086
-git -C "$repo" merge -q --no-edit $branches
+git -C "$repo" merge -q --no-edit $branches >/dev/null
 report "wide merge (16 x 32)" "main --not $(git -C "$base" rev-parse main)" main

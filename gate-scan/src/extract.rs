@@ -33,6 +33,22 @@ const ARCHIVE_MARKERS: &[&str] = &[
     ".zz", ".zst",
 ];
 
+/// The largest file written: below gitleaks' 100 kB read, so that it reads each whole.
+const PIECE: usize = 90_000;
+
+/// How much consecutive pieces of a large object overlap.
+const OVERLAP: usize = 16_000;
+
+/// A stretch of a scanned file that is one object's view, from a line of it on.
+#[derive(Debug, Clone)]
+struct Segment {
+    /// The file's line where it starts (line 1 is the prefix).
+    file_line: usize,
+    origin: Origin,
+    /// The object's line there.
+    object_line: usize,
+}
+
 /// The shortest run of ASCII-in-UTF-16 extracted from a file without a BOM.
 const MIN_UTF16_RUN: usize = 8;
 
@@ -108,8 +124,11 @@ pub struct ScanDir {
     pub written: u64,
     limit: u64,
     max_depth: usize,
-    /// Each file's name, and its origin.
-    pub files: HashMap<String, Origin>,
+    /// Each file's name, and what its lines are.
+    files: HashMap<String, Vec<Segment>>,
+    /// Small text objects waiting to be written together.
+    bundle: Vec<u8>,
+    bundle_segments: Vec<Segment>,
     /// Things that could not be opened (encrypted or corrupt archive members): their raw
     /// bytes were scanned, their content could not be.
     pub notes: Vec<String>,
@@ -151,15 +170,66 @@ impl ScanDir {
             limit,
             max_depth,
             files: HashMap::new(),
+            bundle: Vec::new(),
+            bundle_segments: Vec::new(),
             notes: Vec::new(),
             serial: 0,
         }
     }
 
+    /// Writes `bytes` (one object's view) as one file, or as overlapping pieces when it is
+    /// large: `gitleaks dir` reads a file in chunks of about 100 kB, cut at a blank line
+    /// when it finds one within 25 kB, else anywhere, and a secret across a cut would be
+    /// missed. Each piece here is read whole, and consecutive pieces overlap by
+    /// [`OVERLAP`] bytes, more than any secret gitleaks' rules match.
     fn write(&mut self, name: String, bytes: &[u8], origin: Origin) -> Result<(), ExtractError> {
         if bytes.is_empty() || self.files.contains_key(&name) {
             return Ok(());
         }
+        if bytes.len() <= PIECE {
+            let segment = Segment {
+                file_line: 2,
+                origin,
+                object_line: 1,
+            };
+            return self.put(name, bytes, vec![segment]);
+        }
+        let mut start = 0;
+        let mut line = 1;
+        let mut n = 0;
+        while start < bytes.len() {
+            let end = (start + PIECE).min(bytes.len());
+            let segment = Segment {
+                file_line: 2,
+                origin: origin.clone(),
+                object_line: line,
+            };
+            // The piece's name keeps the object's name last (rules key on its extension).
+            let piece = match name.split_once('_') {
+                Some((oid, rest)) => format!("{oid}_p{n}_{rest}"),
+                None => format!("{name}_p{n}"),
+            };
+            self.put(piece, &bytes[start..end], vec![segment])?;
+            if end == bytes.len() {
+                break;
+            }
+            let next = end - OVERLAP;
+            line += bytes[start..next].iter().filter(|&&b| b == b'\n').count();
+            start = next;
+            n += 1;
+        }
+        // The whole name is taken, so that the same view is not written twice.
+        self.files.insert(name, Vec::new());
+        Ok(())
+    }
+
+    /// Writes one file: the prefix, then `bytes`.
+    fn put(
+        &mut self,
+        name: String,
+        bytes: &[u8],
+        segments: Vec<Segment>,
+    ) -> Result<(), ExtractError> {
         let size = (PREFIX.len() + bytes.len()) as u64;
         if self.written + size > self.limit {
             return Err(ExtractError::Limit(Overrun::ScanBytes));
@@ -170,8 +240,26 @@ impl ScanDir {
         content.extend_from_slice(bytes);
         std::fs::write(&path, content).map_err(|source| ExtractError::Write { path, source })?;
         self.written += size;
-        self.files.insert(name, origin);
+        self.files.insert(name, segments);
         Ok(())
+    }
+
+    /// Which object, and which line of it, line `line` of file `name` is.
+    pub fn locate(&self, name: &str, line: usize) -> Option<(Origin, usize)> {
+        let segments = self.files.get(name)?;
+        let s = segments.iter().rev().find(|s| s.file_line <= line)?;
+        Some((s.origin.clone(), s.object_line + (line - s.file_line)))
+    }
+
+    /// Writes the small text objects still waiting: call once everything is added.
+    pub fn finish(&mut self) -> Result<(), ExtractError> {
+        if self.bundle.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.bundle);
+        let segments = std::mem::take(&mut self.bundle_segments);
+        let name = format!("texts_{}", self.next_serial());
+        self.put(name, &bytes, segments)
     }
 
     /// Bytes still allowed.
@@ -179,15 +267,38 @@ impl ScanDir {
         self.limit.saturating_sub(self.written)
     }
 
-    /// Writes a commit's or tag's whole object (its header and message), or any other text
-    /// this program makes (tree entry names, ref names), as one file.
+    /// Adds a commit's or tag's whole object (its header and message), or any other text
+    /// this program makes (tree entry names, ref names). Small ones are written together,
+    /// a blank line apart, in files of about [`PIECE`] bytes: thousands of tiny files would
+    /// cost more to create than to scan. (A multi-line rule could then match across two
+    /// objects: a finding too many, never one too few.)
     pub fn add_text(&mut self, oid: &str, what: &str, bytes: &[u8]) -> Result<(), ExtractError> {
         let origin = Origin {
             oid: oid.to_owned(),
             inner: Vec::new(),
             view: View::Raw,
         };
-        self.write(file_name(oid, 0, what), bytes, origin)
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if bytes.len() > PIECE / 4 {
+            return self.write(file_name(oid, 0, what), bytes, origin);
+        }
+        if self.bundle.len() + bytes.len() > PIECE {
+            self.finish()?;
+        }
+        let file_line = 2 + self.bundle.iter().filter(|&&b| b == b'\n').count();
+        self.bundle_segments.push(Segment {
+            file_line,
+            origin,
+            object_line: 1,
+        });
+        self.bundle.extend_from_slice(bytes);
+        if !bytes.ends_with(b"\n") {
+            self.bundle.push(b'\n');
+        }
+        self.bundle.push(b'\n');
+        Ok(())
     }
 
     /// Writes a blob's content, named after `base` (the base name of a path it has), with

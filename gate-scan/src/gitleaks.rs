@@ -52,21 +52,49 @@ pub struct RawFinding {
     pub file: String,
 }
 
-/// Runs gitleaks over `dir` (cwd, so no `.gitleaksignore` but the one written there, and
-/// none is) with the config at `config`, an empty environment (no `GITLEAKS_CONFIG*`), and
-/// checks that its run adds up to `written` bytes. Returns the findings.
-pub fn run(
+/// A gitleaks run started before its directory is filled: see [`start`].
+pub struct Running {
+    child: std::process::Child,
+    gate: PathBuf,
+    report: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts gitleaks over `dir` (its cwd, so no `.gitleaksignore` but the one written there,
+/// and none is) with the config at `config` and an empty environment (no `GITLEAKS_CONFIG*`),
+/// held back until [`Running::finish`].
+///
+/// gitleaks spends about half a second compiling its rules before it looks at a file. So
+/// that this overlaps with reading the push, it starts first and waits at a gate of ours:
+/// `--gitleaks-ignore-path` names a FIFO, which gitleaks (8.30.1, `cmd.Detector`) opens and
+/// reads to its end after loading its config and before walking `dir`. `finish` opens the
+/// FIFO's other end and closes it (an empty ignore list) once `dir` is complete. Should
+/// gitleaks ever walk earlier, the byte count in its log would not match and the push
+/// would be refused.
+pub fn start(
     gitleaks: &Path,
     config: &Path,
     dir: &Path,
     work: &Path,
-    written: u64,
-    timeout: Duration,
-) -> Result<Vec<RawFinding>, GitleaksError> {
+) -> Result<Running, GitleaksError> {
     let report = work.join("gitleaks-report.json");
     let log = work.join("gitleaks.log");
     let stdout = work.join("gitleaks.out");
-    let mut child = Command::new(gitleaks)
+    let gate = work.join("gitleaks-start.fifo");
+    let c_gate = std::ffi::CString::new(gate.as_os_str().as_encoded_bytes())
+        .map_err(|e| GitleaksError::Io(std::io::Error::other(e)))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c_gate.as_ptr(), 0o600) } != 0 {
+        return Err(GitleaksError::Io(std::io::Error::last_os_error()));
+    }
+    let child = Command::new(gitleaks)
         .current_dir(dir)
         .env_clear()
         .args(["dir", "--no-banner", "--no-color", "--redact"])
@@ -82,7 +110,7 @@ pub fn run(
         .arg("--config")
         .arg(config)
         .arg("--gitleaks-ignore-path")
-        .arg(dir)
+        .arg(&gate)
         .args(["--report-format", "json", "--report-path"])
         .arg(&report)
         .arg(".")
@@ -94,15 +122,76 @@ pub fn run(
             path: gitleaks.to_owned(),
             source,
         })?;
-    let status = match child.wait_timeout(timeout)? {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(GitleaksError::Timeout);
+    Ok(Running {
+        child,
+        gate,
+        report,
+        log,
+    })
+}
+
+impl Running {
+    /// Lets gitleaks scan the directory, now complete with `written` bytes, waits for it
+    /// (at most `timeout`), and checks that its run adds up. Returns the findings.
+    pub fn finish(
+        mut self,
+        written: u64,
+        timeout: Duration,
+    ) -> Result<Vec<RawFinding>, GitleaksError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let deadline = std::time::Instant::now() + timeout;
+        // Opening a FIFO to write without blocking fails until its reader has it open.
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.gate)
+            {
+                Ok(f) => {
+                    drop(f);
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    if self.child.try_wait()?.is_some() {
+                        break; // it ended early: its log says why
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(GitleaksError::Timeout);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(GitleaksError::Io(e)),
+            }
         }
-    };
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let status = match self.child.wait_timeout(left)? {
+            Some(status) => status,
+            None => return Err(GitleaksError::Timeout),
+        };
+        check(status, &self.log, &self.report, written)
+    }
+}
+
+fn check(
+    status: std::process::ExitStatus,
+    log: &Path,
+    report: &Path,
+    written: u64,
+) -> Result<Vec<RawFinding>, GitleaksError> {
+    // Before its flags are read, gitleaks logs in colour: escape sequences are dropped so
+    // that lines can be read (and printed).
+    let log: String = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .split('\x1b')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part
+            } else {
+                part.split_once('m').map_or("", |(_, rest)| rest)
+            }
+        })
+        .collect();
     let fail = |why: String| GitleaksError::Failed(format!("{why}; its log:\n{}", log.trim()));
 
     let mut scanned = None;
@@ -131,7 +220,7 @@ pub fn run(
             "it scanned {scanned:?} bytes of the {written} written: something was skipped"
         )));
     }
-    let findings: Vec<RawFinding> = match std::fs::read(&report) {
+    let findings: Vec<RawFinding> = match std::fs::read(report) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| fail(format!("its report is not what 8.30.1 writes: {e}")))?,
         Err(e) => return Err(fail(format!("no report ({e})"))),

@@ -95,6 +95,10 @@ fn main() -> ExitCode {
 
 fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.context("--config is required")?;
+    // gitleaks runs in the scan directory with an empty environment: absolute paths only.
+    let config = std::fs::canonicalize(&config)
+        .with_context(|| format!("the gitleaks config {}", config.display()))?;
+    let gitleaks = resolve(&args.gitleaks)?;
     let accept_paths = args
         .accept_path
         .iter()
@@ -102,7 +106,7 @@ fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let opts = scan::Options {
         config,
-        gitleaks: args.gitleaks,
+        gitleaks,
         max_push_bytes: args.max_push_bytes,
         max_scan_bytes: args.max_scan_bytes,
         timeout: Duration::from_secs(args.timeout_secs),
@@ -133,4 +137,17 @@ fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// `program` as an absolute path: as given when it has a slash, else found on PATH.
+fn resolve(program: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if program.components().count() > 1 {
+        return std::fs::canonicalize(program)
+            .with_context(|| format!("gitleaks at {}", program.display()));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{} is not on PATH", program.display()))
 }

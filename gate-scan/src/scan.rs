@@ -322,6 +322,16 @@ struct About {
 /// runs in, with git's quarantine environment), and judges it.
 pub fn scan(repo: &Path, updates: &[Update], opts: &Options) -> Result<Outcome, ScanError> {
     let started = Instant::now();
+    // BOTTLE_GATE_SCAN_TIMINGS=1 prints each phase's time (for the bench).
+    let timings = std::env::var_os("BOTTLE_GATE_SCAN_TIMINGS").is_some();
+    let phase = |what: &str| {
+        if timings {
+            eprintln!(
+                "bottle-gate-scan: {what} at {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+    };
     let deadline = started + opts.timeout;
     let timed_out = || {
         ScanError::Limit(Limit::Timeout {
@@ -362,6 +372,7 @@ pub fn scan(repo: &Path, updates: &[Update], opts: &Options) -> Result<Outcome, 
         }));
     }
     check_time()?;
+    phase("listed and sized");
 
     let mut temp = tempfile::Builder::new();
     temp.prefix("bottle-gate-scan-");
@@ -374,6 +385,9 @@ pub fn scan(repo: &Path, updates: &[Update], opts: &Options) -> Result<Outcome, 
     std::fs::create_dir(&files_dir)
         .map_err(|e| ScanError::Write(format!("cannot make {}: {e}", files_dir.display())))?;
     let mut out = ScanDir::new(&files_dir, opts.max_scan_bytes, opts.max_archive_depth);
+    // gitleaks loads its rules while the push is read (it waits for the directory).
+    let gitleaks_run = gitleaks::start(&opts.gitleaks, &opts.config, &files_dir, work.path())
+        .map_err(ScanError::Gitleaks)?;
     let write_err = |e: ExtractError| match e {
         ExtractError::Limit(Overrun::ScanBytes) => ScanError::Limit(Limit::ScanBytes {
             max: opts.max_scan_bytes,
@@ -442,6 +456,7 @@ pub fn scan(repo: &Path, updates: &[Update], opts: &Options) -> Result<Outcome, 
         }
     }
 
+    phase("read commits, tags and trees");
     // Which ref of the push reaches each new commit (first tip wins), and the commits'
     // order oldest first, so that a blob is shown in the commit that brought it.
     let mut on_ref: HashMap<String, String> = HashMap::new();
@@ -555,37 +570,29 @@ pub fn scan(repo: &Path, updates: &[Update], opts: &Options) -> Result<Outcome, 
         }
     }
     drop(batch);
+    out.finish().map_err(write_err)?;
+    phase("read and wrote blobs");
 
     let left = deadline
         .checked_duration_since(Instant::now())
         .ok_or_else(timed_out)?;
-    let raw = gitleaks::run(
-        &opts.gitleaks,
-        &opts.config,
-        &files_dir,
-        work.path(),
-        out.written,
-        left,
-    )
-    .map_err(|e| match e {
-        GitleaksError::Timeout => timed_out(),
-        e => ScanError::Gitleaks(e),
-    })?;
+    let raw = gitleaks_run
+        .finish(out.written, left)
+        .map_err(|e| match e {
+            GitleaksError::Timeout => timed_out(),
+            e => ScanError::Gitleaks(e),
+        })?;
 
+    phase("gitleaks done");
     let mut findings = Vec::new();
     for f in raw {
         let file = f.file.trim_start_matches("./");
-        let origin = out
-            .files
-            .get(file)
-            .ok_or_else(|| {
-                ScanError::Gitleaks(GitleaksError::Failed(format!(
-                    "a finding in {file:?}, which this scan did not write"
-                )))
-            })?
-            .clone();
-        // The first line of every file is the prefix.
-        let line = f.start_line.saturating_sub(1).max(1);
+        let (origin, line) = out.locate(file, f.start_line.max(2)).ok_or_else(|| {
+            ScanError::Gitleaks(GitleaksError::Failed(format!(
+                "a finding at line {} of {file:?}, which this scan did not write",
+                f.start_line
+            )))
+        })?;
         let (kind, part, path, other_paths, via, part_line) = if origin.oid == "refs" {
             (
                 None,

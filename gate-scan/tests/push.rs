@@ -540,3 +540,28 @@ fn deletions_and_existing_objects_pass() {
     f.push_ok(&["other"]);
     f.push_ok(&[":refs/heads/other"]);
 }
+
+/// gitleaks reads a file in chunks of about 100 kB, cut anywhere when no blank line is near:
+/// a secret across such a cut must still be found.
+#[test]
+fn a_secret_in_a_large_file_is_found_wherever_it_is() {
+    for at in [89_990usize, 99_990, 124_990, 250_000] {
+        let f = Fixture::new(&[]);
+        let mut bytes: Vec<u8> = (0..at)
+            .map(|i| {
+                if i % 81 == 80 {
+                    b'\n'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
+            .collect();
+        bytes.extend(format!(" {} ", secret()).as_bytes());
+        bytes.extend((0..150_000).map(|i| if i % 81 == 80 { b'\n' } else { b'q' }));
+        f.write("bundle.min.js", &bytes);
+        f.commit("large");
+        let err = f.push_refused(&["main"]);
+        let line = at / 81 + 1;
+        assert!(err.contains(&format!("line {line}")), "at {at}: {err}");
+    }
+}
