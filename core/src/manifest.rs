@@ -79,6 +79,14 @@ struct RawGit {
     known_host_key: Option<Spanned<String>>,
     #[serde(default)]
     extra_hosts: BTreeMap<Spanned<String>, Spanned<String>>,
+    max_push_mb: Option<Spanned<i64>>,
+    max_scan_mb: Option<Spanned<i64>>,
+    scan_timeout_s: Option<Spanned<i64>>,
+    max_archive_depth: Option<Spanned<i64>>,
+    #[serde(default)]
+    accept_fingerprints: Vec<Spanned<String>>,
+    #[serde(default)]
+    accept_paths: Vec<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -191,6 +199,53 @@ pub struct GitUpstream {
     pub known_host_key: Option<String>,
     /// Host name to address entries for the gate's `/etc/hosts`.
     pub extra_hosts: BTreeMap<String, IpAddr>,
+    /// How the gate scans pushes to this upstream: its limits and accepted findings.
+    pub scan: GitScan,
+}
+
+/// The push scan's settings of one git entry (`max_push_mb`, ..., `accept_paths`). The
+/// defaults are the scanner's own (`bottle-gate-scan`); the gate passes every value
+/// explicitly, so what the manifest says is what the scan uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitScan {
+    /// Most MiB of new objects (uncompressed) one push may bring (`max_push_mb`); also the
+    /// pack size git itself accepts (`receive.maxInputSize`).
+    pub max_push_mb: u64,
+    /// Most MiB scanned, decoded and decompressed views included (`max_scan_mb`).
+    pub max_scan_mb: u64,
+    /// Longest a scan may take, in seconds (`scan_timeout_s`).
+    pub scan_timeout_s: u64,
+    /// Deepest nesting of archives opened (`max_archive_depth`); deeper refuses the push.
+    pub max_archive_depth: u64,
+    /// Findings accepted by fingerprint, as a refusal prints them.
+    pub accept_fingerprints: Vec<String>,
+    /// Findings accepted in files whose every path in the push matches one of these
+    /// regexes (checked to compile).
+    pub accept_paths: Vec<String>,
+}
+
+impl GitScan {
+    /// `max_push_mb` unless set.
+    pub const MAX_PUSH_MB: u64 = 256;
+    /// `max_scan_mb` unless set.
+    pub const MAX_SCAN_MB: u64 = 1024;
+    /// `scan_timeout_s` unless set.
+    pub const SCAN_TIMEOUT_S: u64 = 300;
+    /// `max_archive_depth` unless set.
+    pub const MAX_ARCHIVE_DEPTH: u64 = 4;
+}
+
+impl Default for GitScan {
+    fn default() -> Self {
+        GitScan {
+            max_push_mb: Self::MAX_PUSH_MB,
+            max_scan_mb: Self::MAX_SCAN_MB,
+            scan_timeout_s: Self::SCAN_TIMEOUT_S,
+            max_archive_depth: Self::MAX_ARCHIVE_DEPTH,
+            accept_fingerprints: Vec::new(),
+            accept_paths: Vec::new(),
+        }
+    }
 }
 
 impl GitUpstream {
@@ -738,6 +793,86 @@ impl Validator<'_> {
             extra_hosts.insert(h, addr);
         }
 
+        let mut scan = GitScan::default();
+        let mut limit = |value: Option<Spanned<i64>>, key: &str, range: (i64, i64), what: &str| {
+            let value = value?;
+            let n = *value.get_ref();
+            if (range.0..=range.1).contains(&n) {
+                return u64::try_from(n).ok();
+            }
+            self.error(
+                &value.span(),
+                &format!("{field}.{key}"),
+                format!("{n} is not {what} between {} and {}", range.0, range.1),
+                "remove the key for the default, or pick a value in that range",
+            );
+            None
+        };
+        if let Some(n) = limit(
+            raw.max_push_mb,
+            "max_push_mb",
+            (1, 1 << 20),
+            "a push size in MiB",
+        ) {
+            scan.max_push_mb = n;
+        }
+        if let Some(n) = limit(
+            raw.max_scan_mb,
+            "max_scan_mb",
+            (1, 1 << 20),
+            "a scan size in MiB",
+        ) {
+            scan.max_scan_mb = n;
+        }
+        if let Some(n) = limit(
+            raw.scan_timeout_s,
+            "scan_timeout_s",
+            (1, 86_400),
+            "a number of seconds",
+        ) {
+            scan.scan_timeout_s = n;
+        }
+        if let Some(n) = limit(
+            raw.max_archive_depth,
+            "max_archive_depth",
+            (0, 32),
+            "an archive depth",
+        ) {
+            scan.max_archive_depth = n;
+        }
+        for (i, fp) in raw.accept_fingerprints.into_iter().enumerate() {
+            let text = fp.get_ref();
+            if text.is_empty() || text.len() > 1024 || text.chars().any(char::is_control) {
+                self.error(
+                    &fp.span(),
+                    &format!("{field}.accept_fingerprints[{i}]"),
+                    format!("'{}' is not a finding's fingerprint", text.escape_debug()),
+                    "copy the fingerprint the gate printed when it refused the push, e.g. \"3f2a...:aws-access-token:1\"",
+                );
+            } else {
+                scan.accept_fingerprints.push(fp.into_inner());
+            }
+        }
+        for (i, re) in raw.accept_paths.into_iter().enumerate() {
+            let text = re.get_ref();
+            let problem = if text.is_empty() || text.chars().any(char::is_control) {
+                Some("it is empty or holds control characters".to_owned())
+            } else {
+                regex::Regex::new(text)
+                    .err()
+                    .map(|e| format!("it does not compile: {e}"))
+            };
+            match problem {
+                Some(why) => self.error(
+                    &re.span(),
+                    &format!("{field}.accept_paths[{i}]"),
+                    format!("'{}' is not a path regex: {why}", text.escape_debug()),
+                    "write a regex (Rust regex syntax) matched against each path a file has in the push, e.g. \"^testdata/\"",
+                ),
+                None => scan.accept_paths.push(re.into_inner()),
+            }
+        }
+
         if self.diagnostics.len() != before {
             return None;
         }
@@ -750,6 +885,7 @@ impl Validator<'_> {
             identity_file: identity_file?,
             known_host_key,
             extra_hosts,
+            scan,
         })
     }
 

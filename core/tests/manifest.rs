@@ -237,3 +237,63 @@ fn memory_sizes() {
     assert_eq!(manifest::parse_memory("99999999999999999999g"), None);
     assert_eq!(manifest::parse_memory("-1m"), None);
 }
+
+#[test]
+fn scan_settings_default_and_are_checked_with_their_line() {
+    let fx = common::Fixture::new();
+    let m = fx
+        .parse(&format!("{HEAD}{}", git_entry("app", "git@h:a.git", "")))
+        .unwrap();
+    let scan = &m.select(None).unwrap().git[0].scan;
+    assert_eq!(*scan, manifest::GitScan::default());
+    assert_eq!(
+        (
+            scan.max_push_mb,
+            scan.max_scan_mb,
+            scan.scan_timeout_s,
+            scan.max_archive_depth
+        ),
+        (256, 1024, 300, 4)
+    );
+
+    let set = "max_push_mb = 8\nmax_scan_mb = 64\nscan_timeout_s = 30\nmax_archive_depth = 0\n\
+               accept_fingerprints = [\"0123abcd:generic-api-key:3\"]\n\
+               accept_paths = ['^testdata/', '\\.example$']";
+    let m = fx
+        .parse(&format!("{HEAD}{}", git_entry("app", "git@h:a.git", set)))
+        .unwrap();
+    let scan = &m.select(None).unwrap().git[0].scan;
+    assert_eq!(
+        (
+            scan.max_push_mb,
+            scan.max_scan_mb,
+            scan.scan_timeout_s,
+            scan.max_archive_depth
+        ),
+        (8, 64, 30, 0)
+    );
+    assert_eq!(scan.accept_fingerprints, ["0123abcd:generic-api-key:3"]);
+    assert_eq!(scan.accept_paths, ["^testdata/", "\\.example$"]);
+
+    let bad = "max_push_mb = 0\nscan_timeout_s = -1\naccept_paths = ['ok', '(unclosed']\n\
+               accept_fingerprints = [\"\"]";
+    let e = errors(&format!("{HEAD}{}", git_entry("app", "git@h:a.git", bad)));
+    assert!(
+        e.contains("bottle.toml:8:15: bottles.demo.git[0].max_push_mb: 0 is not a push size in MiB between 1 and 1048576"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "bottle.toml:9:18: bottles.demo.git[0].scan_timeout_s: -1 is not a number of seconds"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("bottle.toml:10:23: bottles.demo.git[0].accept_paths[1]: '(unclosed' is not a path regex: it does not compile"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bottles.demo.git[0].accept_fingerprints[0]: '' is not a finding's fingerprint"),
+        "{e}"
+    );
+}
