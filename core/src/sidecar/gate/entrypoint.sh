@@ -34,6 +34,26 @@ init_repo() {
 	echo "bottle-gate: serving $1 (upstream $2)" >&2
 }
 
+# scan_facts NAME MAX_PUSH_BYTES MAX_SCAN_BYTES SCAN_TIMEOUT_S MAX_ARCHIVE_DEPTH PACK_BYTES
+# The push scan's limits, for the pre-receive hook; and git's own bound on the pack
+# it reads, so a huge pack is refused before it fills the disk.
+scan_facts() {
+	repo="$repos/$1.git"
+	git -C "$repo" config bottle-gate.maxPushBytes "$2"
+	git -C "$repo" config bottle-gate.maxScanBytes "$3"
+	git -C "$repo" config bottle-gate.scanTimeout "$4"
+	git -C "$repo" config bottle-gate.maxArchiveDepth "$5"
+	git -C "$repo" config receive.maxInputSize "$6"
+	# The accepted findings are set anew on every start: the manifest's, no others.
+	git -C "$repo" config --unset-all bottle-gate.acceptFingerprint || true
+	git -C "$repo" config --unset-all bottle-gate.acceptPath || true
+}
+
+# accept NAME KEY VALUE: one accepted finding (acceptFingerprint or acceptPath).
+accept() {
+	git -C "$repos/$1.git" config --add -- "bottle-gate.$2" "$3"
+}
+
 mkdir -p "$repos"
 # The gate's persistent ssh connections (their control sockets): its user's alone.
 mkdir -p "$control"

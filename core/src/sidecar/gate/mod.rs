@@ -114,6 +114,20 @@ impl GateLayout {
     pub fn known_hosts(&self, name: &str) -> String {
         format!("{}/{name}.known_hosts", self.creds_dir())
     }
+    /// The push scanner, `bottle-gate-scan` (in the gate image).
+    pub fn scanner(&self) -> String {
+        format!("{}/usr/local/bin/bottle-gate-scan", self.root)
+    }
+    /// The pinned gitleaks binary (in the gate image).
+    pub fn gitleaks(&self) -> String {
+        format!("{}/usr/local/bin/gitleaks", self.root)
+    }
+    /// The gate's gitleaks config, made from that binary when the image is built
+    /// (`bottle-gate-scan make-config`). Outside [`GateLayout::config_dir`], which a backend
+    /// may mount over with the plan's files (the kube plugin does).
+    pub fn gitleaks_config(&self) -> String {
+        format!("{}/usr/local/lib/bottle-gate/gitleaks.toml", self.root)
+    }
     /// The gate user's home (`HOME` in the gate image), which only that user can enter.
     pub fn home(&self) -> String {
         format!("{}/var/lib/bottle-gate", self.root)

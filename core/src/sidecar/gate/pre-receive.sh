@@ -1,11 +1,15 @@
 #!/bin/sh
 # bottle git-gate pre-receive hook. Rendered by bottle; the same for every upstream.
 #
-# Reads "<old> <new> <ref>" lines. First scans every commit the gate does not
-# already have with gitleaks; any finding (or any gitleaks failure) rejects the
-# whole push. Then forwards every ref upstream in one atomic push, each guarded by
-# a lease on the value the gate last saw, so the upstream moves all at once or not
-# at all. Only when that push succeeds does the gate's own ref move.
+# Reads "<old> <new> <ref>" lines. First the push scan: bottle-gate-scan reads
+# every object the push brings that the gate does not already have (in git's
+# quarantine, through this hook's environment) and runs gitleaks over them with
+# the gate's own config, within the limits and with the accepted findings the
+# entrypoint wrote into this repository's config; anything but a clean verdict
+# (findings, a limit reached, a scan that failed or could not run) rejects the
+# whole push. Then forwards every ref upstream in one atomic push, each guarded
+# by a lease on the value the gate last saw, so the upstream moves all at once or
+# not at all. Only when that push succeeds does the gate's own ref move.
 set -u
 
 updates=$(cat)
@@ -26,8 +30,7 @@ is_zero() {
 	esac
 }
 
-# The tips to scan, and the push arguments: leases first, then refspecs.
-tips=
+# The push arguments: leases first, then refspecs.
 set --
 while read -r old new ref; do
 	[ -n "$ref" ] || continue
@@ -35,9 +38,6 @@ while read -r old new ref; do
 		set -- "$@" "--force-with-lease=$ref:"
 	else
 		set -- "$@" "--force-with-lease=$ref:$old"
-	fi
-	if ! is_zero "$new"; then
-		tips="$tips $new"
 	fi
 done <<EOF
 $updates
@@ -57,23 +57,42 @@ done <<EOF
 $updates
 EOF
 
-if [ -n "$tips" ]; then
-	# Only what is new: "--not --all" excludes every commit already on a ref here.
-	# gitleaks exits 0 when git itself fails under it (it then scans nothing), so
-	# its log is checked too: any error line rejects the push.
-	echo "bottle-gate: scanning new commits with gitleaks" >&2
-	log=$(mktemp)
-	trap 'rm -f "$log"' EXIT
-	gitleaks git --no-banner --no-color --redact --verbose --ignore-gitleaks-allow --platform none \
-		--log-opts="${tips# } --not --all" . >&2 2>"$log"
-	status=$?
-	cat "$log" >&2
-	if [ "$status" -ne 0 ] || grep -Eq '^[^ ]* (ERR|FTL) ' "$log"; then
-		echo "bottle-gate: push to '$name' rejected: gitleaks reported the findings above (or failed)." >&2
-		echo "bottle-gate: nothing was forwarded upstream. Remove the secret from the commits (rewrite them) and push again." >&2
-		exit 1
-	fi
-fi
+# scan: runs bottle-gate-scan on this push; its stderr (the findings, or why the
+# push could not be judged) goes to the pusher. Its arguments are this function's
+# own positional parameters, so the push's stay as they are.
+scan() {
+	set -- --config @SCAN_CONFIG@ --gitleaks @GITLEAKS@
+	[ -z "$max_push_bytes" ] || set -- "$@" --max-push-bytes "$max_push_bytes"
+	[ -z "$max_scan_bytes" ] || set -- "$@" --max-scan-bytes "$max_scan_bytes"
+	[ -z "$scan_timeout" ] || set -- "$@" --timeout-secs "$scan_timeout"
+	[ -z "$max_archive_depth" ] || set -- "$@" --max-archive-depth "$max_archive_depth"
+	while IFS= read -r fp; do
+		[ -z "$fp" ] || set -- "$@" --accept-fingerprint "$fp"
+	done <<EOF
+$accept_fingerprints
+EOF
+	while IFS= read -r re; do
+		[ -z "$re" ] || set -- "$@" --accept-path "$re"
+	done <<EOF
+$accept_paths
+EOF
+	printf '%s\n' "$updates" | @SCANNER@ "$@"
+}
+
+echo "bottle-gate: scanning what this push brings" >&2
+scan >&2
+status=$?
+case $status in
+0) ;;
+1 | 2)
+	# The scanner said why (the findings, or the limit and the key that raises it).
+	exit 1
+	;;
+*)
+	echo "bottle-gate: push to '$name' refused, nothing was forwarded upstream: the secret scan could not run (exit status $status); this is a fault of the gate, not of the push." >&2
+	exit 1
+	;;
+esac
 
 echo "bottle-gate: forwarding to the upstream of '$name'" >&2
 if ! git push --atomic "$@" >&2; then

@@ -36,7 +36,8 @@ pub enum RenderError {
 pub struct ScriptSet {
     /// Creates the bare mirrors and execs `git daemon`.
     pub entrypoint: String,
-    /// Scans pushed commits with gitleaks, then forwards every ref upstream atomically.
+    /// Scans what a push brings with `bottle-gate-scan`, then forwards every ref upstream
+    /// atomically.
     pub pre_receive: String,
     /// Refreshes a mirror from its upstream before it is served; fails closed.
     pub access_hook: String,
@@ -81,12 +82,32 @@ pub fn ssh_command(layout: &GateLayout, name: &str) -> Result<String, QuoteError
 
 /// Renders the script set for `upstreams` with the paths of `layout`.
 pub fn render(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<ScriptSet, RenderError> {
-    let facts = [("READ_FACTS", READ_FACTS.trim_end_matches('\n'))];
+    let facts = ("READ_FACTS", READ_FACTS.trim_end_matches('\n'));
+    let scanner = quote::sh(&layout.scanner())?;
+    let gitleaks = quote::sh(&layout.gitleaks())?;
+    let config = quote::sh(&layout.gitleaks_config())?;
     Ok(ScriptSet {
         entrypoint: entrypoint(layout, upstreams)?,
-        pre_receive: template::render("pre-receive.sh", PRE_RECEIVE, &facts)?,
-        access_hook: template::render("access-hook.sh", ACCESS_HOOK, &facts)?,
+        pre_receive: template::render(
+            "pre-receive.sh",
+            PRE_RECEIVE,
+            &[
+                facts,
+                ("SCANNER", &scanner),
+                ("GITLEAKS", &gitleaks),
+                ("SCAN_CONFIG", &config),
+            ],
+        )?,
+        access_hook: template::render("access-hook.sh", ACCESS_HOOK, &[facts])?,
     })
+}
+
+/// git's `receive.maxInputSize` for a push limit of `push_bytes`: a quarter more (and one
+/// MiB), since a pack of content that does not compress is a little larger than the objects
+/// it holds. Within that, the scan's own check refuses with the clearer message (naming
+/// `max_push_mb`); past it, git stops reading the pack before it fills the gate's disk.
+pub fn pack_limit(push_bytes: u64) -> u64 {
+    push_bytes + push_bytes / 4 + (1 << 20)
 }
 
 fn entrypoint(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<String, RenderError> {
@@ -101,6 +122,29 @@ fn entrypoint(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<String, 
             quote::sh(&up.host)?,
             quote::sh(&up.port.unwrap_or(22).to_string())?,
         ));
+        let scan = &up.scan;
+        let push_bytes = scan.max_push_mb << 20;
+        calls.push_str(&format!(
+            "scan_facts {} {} {} {} {} {}\n",
+            quote::sh(&up.name)?,
+            quote::sh(&push_bytes.to_string())?,
+            quote::sh(&(scan.max_scan_mb << 20).to_string())?,
+            quote::sh(&scan.scan_timeout_s.to_string())?,
+            quote::sh(&scan.max_archive_depth.to_string())?,
+            quote::sh(&pack_limit(push_bytes).to_string())?,
+        ));
+        for (key, values) in [
+            ("acceptFingerprint", &scan.accept_fingerprints),
+            ("acceptPath", &scan.accept_paths),
+        ] {
+            for value in values {
+                calls.push_str(&format!(
+                    "accept {} {key} {}\n",
+                    quote::sh(&up.name)?,
+                    quote::sh(value)?
+                ));
+            }
+        }
     }
     Ok(template::render(
         "entrypoint.sh",
