@@ -1,12 +1,14 @@
 #!/bin/sh
 # build-context.sh - assemble the docker build context of one bottle image.
 #
-# Usage: build-context.sh KIND OUTDIR [--gitleaks BINARY | --wheel WHEEL]
+# Usage: build-context.sh KIND OUTDIR [--gitleaks BINARY | --wheel WHEEL] [--scanner BINARY]
 #   KIND    gate | agent | fixture
 #   OUTDIR  created if missing; the context files are (over)written into it
 #
 # Contexts (exactly these files; modes matter for the classic builder):
-#   gate     Dockerfile (0644), gitleaks (0755; static gitleaks binary)
+#   gate     Dockerfile (0644), gitleaks (0755; static gitleaks binary),
+#            bottle-gate-scan (0755; static, --scanner or $BOTTLE_SIDECAR_DIR/bottle-gate-scan,
+#            made by scripts/build-sidecars.sh)
 #   agent    Dockerfile (0644)
 #   fixture  Dockerfile (0644), entrypoint (0755)
 #
@@ -32,10 +34,12 @@ kind=$1 out=$2
 shift 2
 gitleaks_bin=''
 wheel=''
+scanner=${BOTTLE_SIDECAR_DIR:+$BOTTLE_SIDECAR_DIR/bottle-gate-scan}
 while [ $# -gt 0 ]; do
 	case $1 in
 	--gitleaks) [ $# -ge 2 ] || die "--gitleaks needs a value"; gitleaks_bin=$2; shift 2 ;;
 	--wheel) [ $# -ge 2 ] || die "--wheel needs a value"; wheel=$2; shift 2 ;;
+	--scanner) [ $# -ge 2 ] || die "--scanner needs a value"; scanner=$2; shift 2 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 done
@@ -104,6 +108,8 @@ gate)
 	[ -f "$gitleaks_bin" ] || die "no gitleaks binary: $gitleaks_bin"
 	got=$(sha256 "$gitleaks_bin")
 	[ "$got" = "$want_bin" ] || die "gitleaks sha256 is $got, gitleaks.lock wants $want_bin"
+	[ -f "${scanner:-/nonexistent}" ] ||
+		die "no bottle-gate-scan: pass --scanner or set BOTTLE_SIDECAR_DIR (scripts/build-sidecars.sh prints it)"
 	;;
 esac
 
@@ -111,6 +117,9 @@ mkdir -p "$out"
 put "$src/Dockerfile" Dockerfile 0644
 case $kind in
 fixture) put "$src/entrypoint" entrypoint 0755 ;;
-gate) put "$gitleaks_bin" gitleaks 0755 ;;
+gate)
+	put "$gitleaks_bin" gitleaks 0755
+	put "$scanner" bottle-gate-scan 0755
+	;;
 esac
 log "context for $kind ready in $out"

@@ -62,6 +62,9 @@ expect 'label bottle.image' "$(cfg '{{index .Config.Labels "bottle.image"}}')" g
 expect 'gitleaks version' "$(sh_in 'gitleaks version')" 8.30.1
 expect 'gitleaks sha256' "$(sh_in 'sha256sum /usr/local/bin/gitleaks | cut -d" " -f1')" \
 	88f91962aa2f93ac6ab281d553b9e125f5197bbbce38f9f2437f7299c32e5509
+expect 'gate config sha256' "$(sh_in 'sha256sum /usr/local/lib/bottle-gate/gitleaks.toml | cut -d" " -f1')" \
+	7bf47babc9505700d53a85eceac7ba6e8f0f73134e2a9c069c40eaaf68ffebb1
+expect 'bottle-gate-scan' "$(sh_in 'bottle-gate-scan --version | cut -d" " -f1')" bottle-gate-scan
 expect id "$(sh_in 'id')" 'uid=10001(gate) gid=10001(gate) groups=10001(gate)'
 expect 'passwd entry' "$(sh_in 'getent passwd gate')" 'gate:x:10001:10001:bottle git gate:/var/lib/bottle-gate:/usr/sbin/nologin'
 expect HOME "$(sh_in 'echo $HOME')" /var/lib/bottle-gate

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds bottle's sidecar programs (bottle-proxy) and its web fixture (bottle-web-fixture,
+# Builds bottle's sidecar programs (bottle-proxy, bottle-gate-scan) and its web fixture (bottle-web-fixture,
 # for the demo and tests) as static executables, the form bottle's
 # image builds take them in: they run on the images' Debian 12 base whatever host built
 # them. Prints the directory they are in; point BOTTLE_SIDECAR_DIR at it (a bottle built
@@ -10,7 +10,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
-programs="bottle-proxy bottle-web-fixture"
+programs="bottle-proxy bottle-gate-scan bottle-web-fixture"
 echo "==> building the static sidecar programs ($programs)" >&2
 set --
 for p in $programs; do set -- "$@" -p "$p"; done

@@ -39,7 +39,8 @@ rootless_bottle=$bottle
 if ! as_rootless test -x "$bottle"; then
 	copy_dir=$(mktemp -d)
 	cp "$bottle" "$copy_dir/bottle"
-	cp "$BOTTLE_SIDECAR_DIR/bottle-proxy" "$BOTTLE_SIDECAR_DIR/bottle-web-fixture" "$copy_dir/"
+	cp "$BOTTLE_SIDECAR_DIR/bottle-proxy" "$BOTTLE_SIDECAR_DIR/bottle-gate-scan" \
+		"$BOTTLE_SIDECAR_DIR/bottle-web-fixture" "$copy_dir/"
 	chmod 0755 "$copy_dir" "$copy_dir"/*
 	rootless_bottle=$copy_dir/bottle
 fi

@@ -94,7 +94,8 @@ pub struct ImageRecipe {
     pub base: Base,
 }
 
-/// The git-gate's image (`gate-image/`): git, ssh, flock and the pinned gitleaks.
+/// The git-gate's image (`gate-image/`): git, ssh, flock, the pinned gitleaks, and the push
+/// scanner `bottle-gate-scan` with the gitleaks config it makes from that gitleaks.
 pub const GATE: ImageRecipe = ImageRecipe {
     name: "gate",
     tag: "bottle-gate:latest",
@@ -105,15 +106,25 @@ pub const GATE: ImageRecipe = ImageRecipe {
         mode: 0o644,
         bytes: include_bytes!("../../gate-image/Dockerfile"),
     }],
-    artifacts: &[Artifact {
-        path: "gitleaks",
-        what: "the gitleaks binary",
-        source: ArtifactSource::Pinned {
-            lock: include_str!("../../gate-image/gitleaks.lock"),
-            lock_path: "gate-image/gitleaks.lock",
-            env: "BOTTLE_GITLEAKS",
+    artifacts: &[
+        Artifact {
+            path: "gitleaks",
+            what: "the gitleaks binary",
+            source: ArtifactSource::Pinned {
+                lock: include_str!("../../gate-image/gitleaks.lock"),
+                lock_path: "gate-image/gitleaks.lock",
+                env: "BOTTLE_GITLEAKS",
+            },
         },
-    }],
+        Artifact {
+            path: "bottle-gate-scan",
+            what: "the bottle-gate-scan executable",
+            source: ArtifactSource::Built {
+                package: "bottle-gate-scan",
+                binary: "bottle-gate-scan",
+            },
+        },
+    ],
     base: Base::Standard,
 };
 

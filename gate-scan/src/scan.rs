@@ -136,7 +136,9 @@ impl Limit {
             ),
             Limit::ArchiveDepth { at, max } => format!(
                 "{at} nests archives more than {max} deep; the gate does not push what it cannot \
-                 open. Unpack the inner archives before committing them."
+                 open. Unpack the inner archives before committing them, or raise the limit \
+                 {how}: max_archive_depth = {}",
+                max + 1
             ),
         }
     }

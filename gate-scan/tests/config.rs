@@ -83,3 +83,38 @@ fn the_fixed_regex_keeps_findings_holding_false() {
     std::fs::write(&file, "password = \"false\"\n").unwrap();
     assert_eq!(run(&common::gate_config()), Some(0));
 }
+
+/// The gate image checks the config it makes against the same pin (gate-image/Dockerfile),
+/// and labels the image with it.
+#[test]
+fn the_gate_image_pins_the_same_config() {
+    let dockerfile = include_str!("../../gate-image/Dockerfile");
+    let arg = format!("ARG GATE_CONFIG_SHA256={}", config::GATE_CONFIG_SHA256);
+    assert!(
+        dockerfile.contains(&arg),
+        "gate-image/Dockerfile lacks {arg}"
+    );
+    let label = format!(
+        "bottle.gitleaks.config.sha256={}",
+        config::GATE_CONFIG_SHA256
+    );
+    assert!(
+        dockerfile.contains(&label),
+        "gate-image/Dockerfile lacks {label}"
+    );
+}
+
+/// The manifest's defaults (what the gate passes when a git entry sets nothing) are the
+/// scanner's own.
+#[test]
+fn the_manifest_defaults_are_the_scanners() {
+    use bottle_core::manifest::GitScan;
+    use bottle_gate_scan::scan::defaults;
+    assert_eq!(GitScan::MAX_PUSH_MB, defaults::MAX_PUSH_MB);
+    assert_eq!(GitScan::MAX_SCAN_MB, defaults::MAX_SCAN_MB);
+    assert_eq!(GitScan::SCAN_TIMEOUT_S, defaults::SCAN_TIMEOUT_S);
+    assert_eq!(
+        GitScan::MAX_ARCHIVE_DEPTH,
+        defaults::MAX_ARCHIVE_DEPTH as u64
+    );
+}
