@@ -5,7 +5,9 @@
 //! the real `git daemon` on a loopback port, and uses a real upstream: a bare repository
 //! served by the real `sshd` (Debian's openssh-server) on another loopback port, started by
 //! the test with its own config, host key and authorized key. Pushes are scanned by the
-//! real gitleaks. Nothing here leaves 127.0.0.1.
+//! real push scanner, `bottle-gate-scan` (from the target directory, or
+//! `BOTTLE_SIDECAR_DIR`), with the real gitleaks and the gate's config made from it, laid
+//! down under the gate's root where the gate image has them. Nothing here leaves 127.0.0.1.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -27,6 +29,8 @@ struct Options {
     default_branch: &'static str,
     /// Replaces the upstream URL written in the manifest (for the quoting test).
     url: Option<String>,
+    /// More keys for the git entry (the scan's limits and accepted findings).
+    git_keys: String,
 }
 
 impl Default for Options {
@@ -35,6 +39,7 @@ impl Default for Options {
             pin_host_key: true,
             default_branch: "main",
             url: None,
+            git_keys: String::new(),
         }
     }
 }
@@ -147,8 +152,9 @@ impl Rig {
         };
         let manifest_text = format!(
             "[bottles.host]\nimage = \"none\"\n\n[[bottles.host.git]]\nname = \"app\"\n\
-             upstream = {url:?}\nidentity_file = {key:?}\n{pin}",
+             upstream = {url:?}\nidentity_file = {key:?}\n{pin}{keys}\n",
             key = d.join("ssh/client_key").display().to_string(),
+            keys = opts.git_keys,
         );
         let manifest_path = d.join("bottle.toml");
         fs::write(&manifest_path, &manifest_text).unwrap();
@@ -165,6 +171,7 @@ impl Rig {
             fs::write(path, file.bytes()).unwrap();
             fs::set_permissions(path, fs::Permissions::from_mode(file.mode)).unwrap();
         }
+        install_scanner(gate.layout());
         let entrypoint = spec.entrypoint.as_ref().unwrap();
         rig.gate = Some(
             rig.env(Command::new(&entrypoint[0]).process_group(0))
@@ -294,6 +301,61 @@ impl Drop for Rig {
     }
 }
 
+/// The push scanner to test: `$BOTTLE_SIDECAR_DIR/bottle-gate-scan` when set, else the
+/// newest build of it in this cargo target directory. Missing, it fails the test loudly:
+/// the gate refuses every push without it, so no push test could pass.
+fn scanner_binary() -> PathBuf {
+    const HOW: &str =
+        "build it first: scripts/build-sidecars.sh (and set BOTTLE_SIDECAR_DIR to the \
+                       directory it prints), or cargo build -p bottle-gate-scan";
+    if let Some(dir) = std::env::var_os("BOTTLE_SIDECAR_DIR").filter(|d| !d.is_empty()) {
+        let path = PathBuf::from(dir).join("bottle-gate-scan");
+        assert!(path.is_file(), "{} is missing; {HOW}", path.display());
+        return path;
+    }
+    // This test runs as target/<profile>/deps/integration-<hash>.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe
+        .ancestors()
+        .find(|p| p.join("CACHEDIR.TAG").is_file())
+        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().parent().unwrap())
+        .to_path_buf();
+    ["x86_64-unknown-linux-gnu/release", "release", "debug"]
+        .iter()
+        .map(|sub| target.join(sub).join("bottle-gate-scan"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| panic!("bottle-gate-scan is not in {}; {HOW}", target.display()))
+}
+
+/// Lays down what the gate image holds for the scan: `bottle-gate-scan`, gitleaks, and the
+/// gate's gitleaks config, made from that gitleaks as the image build makes it.
+fn install_scanner(layout: &bottle_core::gate::GateLayout) {
+    let gitleaks =
+        fs::canonicalize(ok(Command::new("sh").args(["-c", "command -v gitleaks"])).trim())
+            .expect("gitleaks on PATH");
+    for (path, target) in [
+        (layout.scanner(), scanner_binary()),
+        (layout.gitleaks(), gitleaks),
+    ] {
+        fs::create_dir_all(Path::new(&path).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+    }
+    let config = layout.gitleaks_config();
+    fs::create_dir_all(Path::new(&config).parent().unwrap()).unwrap();
+    let made = ok(Command::new(layout.scanner()).args([
+        "make-config",
+        "--gitleaks",
+        &layout.gitleaks(),
+        "--out",
+        &config,
+    ]));
+    assert!(
+        made.starts_with("7bf47bab"),
+        "not the pinned config: {made}"
+    );
+}
+
 fn require_tools() -> bool {
     for tool in ["/usr/sbin/sshd", "ssh-keygen", "git", "gitleaks"] {
         if !crate::support::have(tool) {
@@ -384,7 +446,7 @@ fn assert_secret_push_rejected(rig: &Rig, work: &Path, file: &str, contents: &st
         "the finding does not name {file}:\n{said}"
     );
     assert!(
-        said.contains("rejected: gitleaks"),
+        said.contains("push refused: gitleaks found"),
         "no gate verdict:\n{said}"
     );
     assert_eq!(
@@ -619,4 +681,439 @@ fn upstream_urls_with_shell_syntax_are_quoted_and_nothing_runs() {
         assert!(!out.status.success());
         assert!(!marker.exists(), "{url} ran a command");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The push scan (issue 13): every object a push brings, whatever `gitleaks git` missed.
+
+/// Another AWS key id, holding "FALSE": the default gitleaks config's unanchored stopword
+/// regex, `(?i)^true|false|null$`, would drop it.
+const AWS_KEY_WITH_FALSE: &str = "AKIAZFALSEQ2R3T4Y5U6";
+
+impl Rig {
+    /// Every ref of the upstream and of the gate's mirror, to show neither moved.
+    fn refs(&self) -> (String, String) {
+        let list = |repo: &Path| ok(self.git().arg("-C").arg(repo).arg("for-each-ref"));
+        (
+            list(&self.upstream),
+            list(&self.gate_root.join("git/app.git")),
+        )
+    }
+
+    fn push(&self, work: &Path, refspecs: &[&str]) -> (bool, String) {
+        let out = run(self
+            .git()
+            .arg("-C")
+            .arg(work)
+            .args(["push", "origin"])
+            .args(refspecs));
+        (out.status.success(), text(&out))
+    }
+
+    /// Pushes `refspecs` and asserts the gate refuses them, saying each of `says`, with no
+    /// ref of the upstream or of the gate moved. Returns what the pusher saw.
+    fn refused(&self, work: &Path, refspecs: &[&str], says: &[&str]) -> String {
+        let before = self.refs();
+        let (pushed, said) = self.push(work, refspecs);
+        assert!(!pushed, "the push of {refspecs:?} went through:\n{said}");
+        for words in says {
+            assert!(said.contains(words), "{words:?} not said:\n{said}");
+        }
+        assert!(said.contains("nothing was forwarded upstream"), "{said}");
+        assert_eq!(self.refs(), before, "a ref moved:\n{said}");
+        said
+    }
+
+    /// Pushes `refspecs` and asserts they arrived upstream as the pusher has them.
+    fn accepted(&self, work: &Path, refspecs: &[&str]) {
+        let (pushed, said) = self.push(work, refspecs);
+        assert!(
+            pushed,
+            "the clean push of {refspecs:?} was refused:\n{said}"
+        );
+        assert!(
+            said.contains("no secrets found"),
+            "no scan verdict:\n{said}"
+        );
+        for spec in refspecs {
+            let (src, dst) = spec.split_once(':').unwrap_or((spec, spec));
+            let dst = if dst.starts_with("refs/") {
+                dst.to_owned()
+            } else {
+                format!("refs/heads/{dst}")
+            };
+            assert_eq!(self.upstream_rev(&dst), self.rev(work, src), "{dst}");
+        }
+    }
+
+    fn write(&self, work: &Path, file: &str, bytes: &[u8]) {
+        let path = work.join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn git_in(&self, work: &Path, args: &[&str]) -> String {
+        ok(self.git().arg("-C").arg(work).args(args))
+            .trim()
+            .to_owned()
+    }
+
+    /// Drops local commits: back to what the gate has.
+    fn reset(&self, work: &Path) {
+        self.git_in(work, &["fetch", "--quiet", "origin"]);
+        self.git_in(work, &["reset", "--quiet", "--hard", "origin/main"]);
+    }
+}
+
+/// A merge of two conflicting branches in `work` whose resolution, alone, is `resolution`
+/// (`git log -p` shows no diff for a merge, so `gitleaks git` never saw it).
+fn conflicting_merge(rig: &Rig, work: &Path, file: &str, resolution: &str) {
+    rig.write(work, file, b"mode = base\n");
+    rig.commit(work, "base");
+    rig.accepted(work, &["main"]);
+    rig.git_in(
+        work,
+        &["checkout", "--quiet", "-b", &format!("side-{file}")],
+    );
+    rig.write(work, file, b"mode = side\n");
+    rig.commit(work, "side");
+    rig.git_in(work, &["checkout", "--quiet", "main"]);
+    rig.write(work, file, b"mode = main\n");
+    rig.commit(work, "main");
+    let merge = run(rig.git().arg("-C").arg(work).args([
+        "merge",
+        "--quiet",
+        "--no-commit",
+        &format!("side-{file}"),
+    ]));
+    assert!(!merge.status.success(), "no conflict: {}", text(&merge));
+    rig.write(work, file, resolution.as_bytes());
+    rig.commit(work, "merge side");
+}
+
+#[test]
+fn a_secret_only_in_a_merge_resolution_is_refused_and_a_clean_merge_goes_through() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    conflicting_merge(&rig, &work, "app.cfg", &format!("key = {AWS_KEY}\n"));
+    let merge = rig.rev(&work, "HEAD");
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "\"app.cfg\"", &merge[..12]],
+    );
+    rig.reset(&work);
+    conflicting_merge(&rig, &work, "other.cfg", "mode = both\n");
+    rig.accepted(&work, &["main"]);
+}
+
+#[test]
+fn secrets_in_commit_and_tag_messages_are_refused_and_clean_ones_go_through() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+
+    let message = format!("deploy\n\nthe key is {AWS_KEY}\n");
+    rig.git_in(
+        &work,
+        &["commit", "--quiet", "--allow-empty", "-m", &message],
+    );
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "the message of commit"],
+    );
+    rig.git_in(
+        &work,
+        &[
+            "commit",
+            "--quiet",
+            "--amend",
+            "--allow-empty",
+            "-m",
+            "deploy\n\nthe key is in the vault\n",
+        ],
+    );
+    rig.accepted(&work, &["main"]);
+
+    let message = format!("release\n\nkey {AWS_KEY}\n");
+    rig.git_in(&work, &["tag", "-a", "v1", "-m", &message]);
+    rig.refused(
+        &work,
+        &["refs/tags/v1"],
+        &["aws-access-token", "the message of tag \"v1\""],
+    );
+    rig.git_in(&work, &["tag", "-a", "-f", "v1", "-m", "release 1"]);
+    rig.accepted(&work, &["refs/tags/v1"]);
+}
+
+#[test]
+fn a_ref_pointing_straight_at_a_blob_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    rig.write(&work, "loose", format!("key = {AWS_KEY}\n").as_bytes());
+    let blob = rig.git_in(&work, &["hash-object", "-w", "loose"]);
+    rig.refused(
+        &work,
+        &[&format!("{blob}:refs/tags/blob")],
+        &["aws-access-token", "pointed at directly by refs/tags/blob"],
+    );
+    rig.write(&work, "loose", b"nothing to see\n");
+    let blob = rig.git_in(&work, &["hash-object", "-w", "loose"]);
+    rig.accepted(&work, &[&format!("{blob}:refs/tags/blob")]);
+}
+
+#[test]
+fn allowlisted_paths_and_findings_holding_false_are_refused() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+
+    // gitleaks' default config skips node_modules/ (and lock files, vendor/, ...) entirely.
+    for file in ["node_modules/pkg/config.js", "package-lock.json"] {
+        rig.write(
+            &work,
+            file,
+            format!("const key = \"{AWS_KEY}\";\n").as_bytes(),
+        );
+        rig.commit(&work, &format!("add {file}"));
+        rig.refused(&work, &["main"], &["aws-access-token", file]);
+        rig.reset(&work);
+    }
+    rig.write(&work, "node_modules/pkg/index.js", b"module.exports = 1;\n");
+    rig.commit(&work, "a dependency");
+    rig.accepted(&work, &["main"]);
+
+    rig.write(
+        &work,
+        "ids.txt",
+        format!("id = {AWS_KEY_WITH_FALSE}\n").as_bytes(),
+    );
+    rig.commit(&work, "ids");
+    rig.refused(&work, &["main"], &["aws-access-token", "ids.txt"]);
+    rig.reset(&work);
+    // The stopwords the regex meant stay: a value that is just "false" is no secret.
+    rig.write(&work, "ids.txt", b"password = \"false\"\n");
+    rig.commit(&work, "ids");
+    rig.accepted(&work, &["main"]);
+}
+
+/// A zip archive of one deflated member, made with nothing but `gzip` (whose output is a
+/// deflate stream between a 10-byte header, with `-n`, and its CRC-32 and size).
+fn zip_of(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .args(["-n", "-c", "-9"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(content).unwrap();
+    }
+    let gz = child.wait_with_output().unwrap().stdout;
+    let deflated = &gz[10..gz.len() - 8];
+    let crc = &gz[gz.len() - 8..gz.len() - 4];
+    let (csize, usize_) = (deflated.len() as u32, content.len() as u32);
+    let n = name.len() as u16;
+    let mut local = Vec::new();
+    local.extend(0x0403_4b50u32.to_le_bytes());
+    local.extend([20, 0, 0, 0, 8, 0, 0, 0, 0, 0]); // version, flags, deflate, time, date
+    local.extend(crc);
+    local.extend(csize.to_le_bytes());
+    local.extend(usize_.to_le_bytes());
+    local.extend(n.to_le_bytes());
+    local.extend([0, 0]);
+    local.extend(name.as_bytes());
+    local.extend(deflated);
+    let mut central = Vec::new();
+    central.extend(0x0201_4b50u32.to_le_bytes());
+    central.extend([20, 0, 20, 0, 0, 0, 8, 0, 0, 0, 0, 0]);
+    central.extend(crc);
+    central.extend(csize.to_le_bytes());
+    central.extend(usize_.to_le_bytes());
+    central.extend(n.to_le_bytes());
+    central.extend([0; 12]); // extra, comment, disk, attributes
+    central.extend(0u32.to_le_bytes()); // the local header's offset
+    central.extend(name.as_bytes());
+    let mut zip = local.clone();
+    zip.extend(&central);
+    zip.extend(0x0605_4b50u32.to_le_bytes());
+    zip.extend([0, 0, 0, 0, 1, 0, 1, 0]);
+    zip.extend((central.len() as u32).to_le_bytes());
+    zip.extend((local.len() as u32).to_le_bytes());
+    zip.extend([0, 0]);
+    zip
+}
+
+#[test]
+fn binary_files_and_zip_members_are_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let binary = |inner: &str| {
+        let mut b = b"\x7fELF\x02\x01\x01\0\0\0\0\0".to_vec();
+        b.extend(b"\0\x01\x02\x03\n");
+        b.extend(inner.as_bytes());
+        b.extend(b"\n\0\0\xff\xfe\0");
+        b
+    };
+    rig.write(&work, "bin/tool", &binary(&format!("key={AWS_KEY}")));
+    rig.commit(&work, "a tool");
+    rig.refused(&work, &["main"], &["aws-access-token", "bin/tool"]);
+    rig.reset(&work);
+    rig.write(&work, "bin/tool", &binary("nothing"));
+    rig.commit(&work, "a tool");
+    rig.accepted(&work, &["main"]);
+
+    // Named so that only its content says it is a zip; deflated, so the key is not in
+    // its bytes as they are.
+    let zip = zip_of(
+        "conf/keys.txt",
+        format!("aws_key = {AWS_KEY}\n").repeat(3).as_bytes(),
+    );
+    assert!(!String::from_utf8_lossy(&zip).contains(AWS_KEY));
+    rig.write(&work, "assets/data.bin", &zip);
+    rig.commit(&work, "assets");
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "assets/data.bin!conf/keys.txt"],
+    );
+    rig.reset(&work);
+    rig.write(
+        &work,
+        "assets/data.bin",
+        &zip_of("conf/keys.txt", b"none\n"),
+    );
+    rig.commit(&work, "assets");
+    rig.accepted(&work, &["main"]);
+}
+
+#[test]
+fn a_push_over_a_limit_is_refused_naming_the_key_that_raises_it() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options {
+        git_keys: "max_push_mb = 1\n".to_owned(),
+        ..Options::default()
+    });
+    let work = rig.clone("agent");
+    // 3 MiB of text: a small pack, but more new content than the entry's 1 MiB.
+    let text_file: String = (0..300_000).map(|i| format!("line {i:07}\n")).collect();
+    rig.write(&work, "big.txt", text_file.as_bytes());
+    rig.commit(&work, "big");
+    rig.refused(
+        &work,
+        &["main"],
+        &["over the gate's limit of 1 MiB", "max_push_mb = "],
+    );
+    rig.reset(&work);
+
+    // A pack larger than receive.maxInputSize (the limit and a quarter, and 1 MiB) is
+    // refused by git itself while it reads it, before it is stored. git's own message
+    // ("pack exceeds maximum allowed size") rarely reaches the pusher: receive-pack stops
+    // while the client still sends, so the client mostly sees the connection reset.
+    let mut noise = vec![0u8; 3 << 20];
+    use std::io::Read;
+    fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    rig.write(&work, "noise.bin", &noise);
+    rig.commit(&work, "noise");
+    let before = rig.refs();
+    let (pushed, said) = rig.push(&work, &["main"]);
+    assert!(!pushed, "{said}");
+    assert!(
+        said.contains("maximum allowed size") || said.contains("hung up"),
+        "{said}"
+    );
+    assert_eq!(rig.refs(), before);
+    let limit = ok(rig
+        .git()
+        .arg("-C")
+        .arg(rig.gate_root.join("git/app.git"))
+        .args(["config", "receive.maxInputSize"]));
+    assert_eq!(
+        limit.trim(),
+        ((1u64 << 20) + (1 << 18) + (1 << 20)).to_string()
+    );
+}
+
+#[test]
+fn findings_accepted_in_the_manifest_go_through_and_no_others() {
+    if !require_tools() {
+        return;
+    }
+    // The fingerprint the gate prints for a key on line 1 of a file: its blob and rule.
+    let accepted = format!("token = {AWS_KEY}\n");
+    let blob = {
+        let mut child = Command::new("git")
+            .args(["hash-object", "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(accepted.as_bytes())
+                .unwrap();
+        }
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let fingerprint = format!("{}:aws-access-token:1", blob.trim());
+    // A path regex with shell and TOML syntax in it reaches the scan intact.
+    let rig = Rig::start(Options {
+        git_keys: format!(
+            "accept_fingerprints = [{fingerprint:?}]\n{}\n",
+            r#"accept_paths = ["^it's-\\$\\(x\\)/"]"#
+        ),
+        ..Options::default()
+    });
+    let work = rig.clone("agent");
+
+    rig.write(&work, "fixtures/token.txt", accepted.as_bytes());
+    rig.commit(&work, "a test fixture");
+    rig.accepted(&work, &["main"]);
+
+    // The same key in another file (another blob) is still refused.
+    rig.write(
+        &work,
+        "fixtures/other.txt",
+        format!("# other\ntoken = {AWS_KEY}\n").as_bytes(),
+    );
+    rig.commit(&work, "another");
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "fixtures/other.txt"],
+    );
+    rig.reset(&work);
+
+    // Under the accepted path: goes through.
+    rig.write(
+        &work,
+        "it's-$(x)/key.txt",
+        format!("k = {AWS_KEY_WITH_FALSE}\n").as_bytes(),
+    );
+    rig.commit(&work, "accepted path");
+    rig.accepted(&work, &["main"]);
 }
