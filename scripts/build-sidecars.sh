@@ -1,6 +1,6 @@
 #!/bin/sh
-# Builds bottle's sidecar programs (bottle-proxy, bottle-gate-scan) and its web fixture (bottle-web-fixture,
-# for the demo and tests) as static executables, the form bottle's
+# Builds bottle's sidecar programs (bottle-proxy, bottle-gate-scan) and its web fixture
+# (bottle-web-fixture, for the demo and tests) as static executables, the form bottle's
 # image builds take them in: they run on the images' Debian 12 base whatever host built
 # them. Prints the directory they are in; point BOTTLE_SIDECAR_DIR at it (a bottle built
 # in this tree also finds them there by itself).
