@@ -155,6 +155,7 @@ macro_rules! suite {
             clean_push_arrives_upstream,
             pushes_holding_secrets_are_rejected,
             a_push_of_two_refs_with_one_secret_forwards_nothing,
+            secrets_outside_diffs_are_refused,
             a_stopped_upstream_fails_fetch_and_clone,
             a_push_over_an_upstream_that_moved_is_refused_then_rebased,
             clone_follows_default_branch_main,

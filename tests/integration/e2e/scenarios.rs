@@ -132,6 +132,104 @@ pub fn a_push_of_two_refs_with_one_secret_forwards_nothing(engine: &'static Engi
     assert_eq!(h.upstream_ref("refs/heads/clean-e2e"), Some(clean));
 }
 
+/// 17. What a log scan never saw is refused on every engine, and the same shapes without a
+///     secret go through: a secret only in a merge's conflict resolution, in a commit
+///     message, in a tag message, and in a blob a ref points at directly. Nothing moves
+///     upstream or on the gate while refused.
+pub fn secrets_outside_diffs_are_refused(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("scan")) else {
+        return;
+    };
+    let dir = "push-scan";
+    clone_in_agent(&h, dir);
+    let branch = h.opts.default_branch;
+    let main_ref = format!("refs/heads/{branch}");
+
+    // A merge whose resolution alone holds the key.
+    h.agent_ok(&format!(
+        "set -e; cd {dir}
+         printf 'mode = base\\n' >app.cfg; git add app.cfg; git commit -qm base
+         git push -q origin {branch}
+         git checkout -q -b side-e2e; printf 'mode = side\\n' >app.cfg; git commit -qam side
+         git checkout -q {branch}; printf 'mode = main\\n' >app.cfg; git commit -qam main
+         if git merge -q --no-commit side-e2e; then echo 'no conflict' >&2; exit 1; fi
+         printf 'key = {AWS_KEY}\\n' >app.cfg; git add app.cfg; git commit -qm 'merge side'"
+    ));
+    let merge = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
+    scan_refuses(
+        &h,
+        dir,
+        branch,
+        &[&main_ref],
+        &["aws-access-token", "\"app.cfg\"", &merge[..12]],
+    );
+    h.agent_ok(&format!(
+        "set -e; cd {dir}; printf 'mode = both\\n' >app.cfg; git add app.cfg
+         git commit -q --amend --no-edit; git rev-parse HEAD^2 >/dev/null"
+    ));
+    scan_accepts(&h, dir, branch, &main_ref);
+
+    // A commit message.
+    h.agent_ok(&format!(
+        "cd {dir} && git commit -q --allow-empty -m deploy -m 'the key is {AWS_KEY}'"
+    ));
+    scan_refuses(
+        &h,
+        dir,
+        branch,
+        &[&main_ref],
+        &["aws-access-token", "the message of commit"],
+    );
+    h.agent_ok(&format!(
+        "cd {dir} && git commit -q --amend --allow-empty -m deploy -m 'the key is in the vault'"
+    ));
+    scan_accepts(&h, dir, branch, &main_ref);
+
+    // A tag message.
+    let tag = "refs/tags/v1-e2e";
+    h.agent_ok(&format!(
+        "cd {dir} && git tag -a v1-e2e -m release -m 'key {AWS_KEY}'"
+    ));
+    scan_refuses(
+        &h,
+        dir,
+        tag,
+        &[tag, &main_ref],
+        &["aws-access-token", "the message of tag \"v1-e2e\""],
+    );
+    h.agent_ok(&format!(
+        "cd {dir} && git tag -f -a v1-e2e -m 'release 1' >/dev/null"
+    ));
+    scan_accepts(&h, dir, tag, tag);
+
+    // A ref pointing straight at a blob.
+    let blob_ref = "refs/tags/blob-e2e";
+    let blob = h.agent_ok(&format!(
+        "cd {dir} && printf 'key = {AWS_KEY}\\n' >loose && git hash-object -w loose"
+    ));
+    scan_refuses(
+        &h,
+        dir,
+        &format!("{blob}:{blob_ref}"),
+        &[blob_ref, &main_ref],
+        &[
+            "aws-access-token",
+            "pointed at directly by refs/tags/blob-e2e",
+        ],
+    );
+    let blob = h.agent_ok(&format!(
+        "cd {dir} && printf 'nothing to see\\n' >loose && git hash-object -w loose"
+    ));
+    let out = h.agent_sh(&format!("git -C {dir} push origin {blob}:{blob_ref}"));
+    assert!(
+        out.status.success(),
+        "the clean blob ref was refused\n{}",
+        show(&out)
+    );
+    assert_eq!(h.upstream_ref(blob_ref), Some(blob.clone()));
+    assert_eq!(h.gate_ref(blob_ref), Some(blob));
+}
+
 /// 6. With the upstream stopped, fetch fails saying the upstream is unreachable, and no
 ///    stale data is served: a fresh clone fails too.
 pub fn a_stopped_upstream_fails_fetch_and_clone(engine: &'static Engine) {
@@ -894,7 +992,7 @@ pub fn clean_push_arrives(h: &Harness) {
     ));
     assert!(out.status.success(), "a clean push failed\n{}", show(&out));
     assert!(
-        said(&out).contains("scanning new commits with gitleaks"),
+        said(&out).contains("no secrets found"),
         "the push was not scanned\n{}",
         show(&out)
     );
@@ -961,11 +1059,10 @@ fn assert_secret_push_rejected(h: &Harness, dir: &str, file: &str, contents: &[u
         show(&out)
     );
     for want in [
-        "RuleID:".to_owned(),
         rule.to_owned(),
-        "File:".to_owned(),
-        file.to_owned(),
-        "rejected: gitleaks".to_owned(),
+        format!("\"{file}\""),
+        "push refused: gitleaks found".to_owned(),
+        "nothing was forwarded upstream".to_owned(),
     ] {
         assert!(
             text.contains(&want),
@@ -1430,4 +1527,51 @@ pub fn egress_allows_what_the_manifest_allows_and_nothing_else(engine: &'static 
         denied.trim(),
         "the saved log differs from the live one"
     );
+}
+
+/// Pushes `refspec` from the agent's clone `dir`: the scan must refuse it saying each of
+/// `says`, and none of `refs` may move upstream or on the gate.
+fn scan_refuses(h: &Harness, dir: &str, refspec: &str, refs: &[&str], says: &[&str]) {
+    let before: Vec<_> = refs
+        .iter()
+        .map(|r| (h.upstream_ref(r), h.gate_ref(r)))
+        .collect();
+    let out = h.agent_sh(&format!("git -C {dir} push origin {refspec}"));
+    let text = said(&out);
+    assert!(
+        !out.status.success(),
+        "the push of {refspec} went through\n{}",
+        show(&out)
+    );
+    for want in says.iter().chain(&["nothing was forwarded upstream"]) {
+        assert!(
+            text.contains(want),
+            "the refusal does not say {want:?}\n{}",
+            show(&out)
+        );
+    }
+    assert!(
+        !text.contains(AWS_KEY),
+        "the refusal shows the secret\n{}",
+        show(&out)
+    );
+    let after: Vec<_> = refs
+        .iter()
+        .map(|r| (h.upstream_ref(r), h.gate_ref(r)))
+        .collect();
+    assert_eq!(after, before, "a ref moved although the push was refused");
+}
+
+/// Pushes `refspec` from the agent's clone `dir`: it must arrive, upstream and on the gate,
+/// as `r` in the agent.
+fn scan_accepts(h: &Harness, dir: &str, refspec: &str, r: &str) {
+    let out = h.agent_sh(&format!("git -C {dir} push origin {refspec}"));
+    assert!(
+        out.status.success(),
+        "the clean push of {refspec} was refused\n{}",
+        show(&out)
+    );
+    let local = h.agent_ok(&format!("git -C {dir} rev-parse {r}"));
+    assert_eq!(h.upstream_ref(r), Some(local.clone()), "upstream {r}");
+    assert_eq!(h.gate_ref(r), Some(local), "the gate's {r}");
 }
