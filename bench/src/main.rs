@@ -176,7 +176,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     if engine {
         for tool in ["docker", "git", "ssh-keygen", "tar", "sh"] {
             if !cmd::have(tool) {
-                bail!("{tool} is not installed (scripts/install-deps.sh installs what bottle needs)");
+                bail!(
+                    "{tool} is not installed (scripts/install-deps.sh installs what bottle needs)"
+                );
             }
         }
         cmd::ok(&mut docker(["info"]), Duration::from_secs(30))
@@ -190,7 +192,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let bottle = if engine {
         bottle_binary(args)?
     } else {
-        args.bottle.clone().unwrap_or_else(|| PathBuf::from("bottle"))
+        args.bottle
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bottle"))
     };
     let id = std::process::id().to_string();
     let label = format!("bottle.bench={id}");
@@ -336,7 +340,10 @@ fn measure_all(
         measures.push(measure_plan(ctx)?);
     }
     if let Some(proxy_bin) = proxy_bin {
-        eprintln!("proxy: bottle-proxy ({}), squid and tinyproxy on loopback", proxy_bin.display());
+        eprintln!(
+            "proxy: bottle-proxy ({}), squid and tinyproxy on loopback",
+            proxy_bin.display()
+        );
         let (ms, proxy_facts) = proxy::measure_proxies(&proxy::ProxyRun {
             proxy_bin,
             dir: ctx.dir.path(),
@@ -471,6 +478,12 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// A target's number with at most 3 decimals, trailing zeros dropped (1.053, 0.5, 2).
+fn short(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 fn table(measures: &[Measure]) -> String {
     let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3} s"));
     let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.2} ms", v * 1e3));
@@ -509,7 +522,7 @@ fn table(measures: &[Measure]) -> String {
                 secs(m.bottle.median()),
                 secs(m.baseline.median()),
                 m.ratio().map_or("-".to_owned(), |r| format!("{r:.2}")),
-                format!("<= {max}"),
+                format!("<= {}", short(max)),
             ),
             Target::None => (
                 secs(m.bottle.median()),

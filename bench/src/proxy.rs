@@ -274,8 +274,10 @@ async fn latency(routes: &[&Route; 4], tls: &TlsConnector, origin: SocketAddr) -
                 errors(s)
             ));
         } else {
-            m.notes
-                .push(format!("straight: p50 {p50:.3} ms, p99 {p99:.3} ms{}", errors(s)));
+            m.notes.push(format!(
+                "straight: p50 {p50:.3} ms, p99 {p99:.3} ms{}",
+                errors(s)
+            ));
         }
     }
     m.checks.push((
@@ -646,7 +648,8 @@ fn certificates() -> anyhow::Result<(TlsConnector, TlsAcceptor)> {
         .push(rcgen::DnType::CommonName, "bottle-bench CA");
     let ca = ca_params.self_signed(&ca_key)?;
     let key = rcgen::KeyPair::generate()?;
-    let cert = rcgen::CertificateParams::new(vec![HOST.to_owned()])?.signed_by(&key, &ca, &ca_key)?;
+    let cert =
+        rcgen::CertificateParams::new(vec![HOST.to_owned()])?.signed_by(&key, &ca, &ca_key)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -781,9 +784,9 @@ async fn start(
     let out = std::fs::File::create(dir.join(format!("{name}.stdout")))?;
     let err = std::fs::File::create(dir.join(format!("{name}.stderr")))?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {name} (is it installed? scripts/bench.sh installs it)"))?;
+    let child = cmd.spawn().with_context(|| {
+        format!("cannot start {name} (is it installed? scripts/bench.sh installs it)")
+    })?;
     let pid = child.id();
     process_register(name, child);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -792,14 +795,16 @@ async fn start(
         if TcpStream::connect(addr).await.is_ok() {
             break;
         }
-        let log = || {
-            std::fs::read_to_string(dir.join(format!("{name}.stderr"))).unwrap_or_default()
-        };
+        let log =
+            || std::fs::read_to_string(dir.join(format!("{name}.stderr"))).unwrap_or_default();
         if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
             bail!("{name} exited at start: {}", log());
         }
         if Instant::now() > deadline {
-            bail!("{name} is not listening on {addr} after {START_LIMIT:?}: {}", log());
+            bail!(
+                "{name} is not listening on {addr} after {START_LIMIT:?}: {}",
+                log()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -813,7 +818,13 @@ async fn start(
 
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(true)
 }
 
@@ -843,7 +854,14 @@ async fn start_bottle_proxy(bin: &Path, dir: &Path, origin_port: u16) -> anyhow:
         .arg(hosts)
         .arg("--resolv-conf")
         .arg(resolv);
-    start("bottle-proxy", cmd, dir, port, format!("{HOST}:{origin_port}")).await
+    start(
+        "bottle-proxy",
+        cmd,
+        dir,
+        port,
+        format!("{HOST}:{origin_port}"),
+    )
+    .await
 }
 
 async fn start_squid(dir: &Path, origin_port: u16) -> anyhow::Result<Route> {
@@ -897,7 +915,7 @@ async fn start_tinyproxy(dir: &Path, origin_port: u16) -> anyhow::Result<Route> 
              Timeout 600\n\
              MaxClients 256\n\
              LogFile \"{d}/tinyproxy.log\"\n\
-             LogLevel Info\n\
+             LogLevel Connect\n\
              Allow 127.0.0.1\n\
              ConnectPort {origin_port}\n\
              Filter \"{filter}\"\n\
@@ -909,7 +927,14 @@ async fn start_tinyproxy(dir: &Path, origin_port: u16) -> anyhow::Result<Route> 
     let mut cmd = Command::new("tinyproxy");
     // -d: in the foreground.
     cmd.arg("-d").arg("-c").arg(conf);
-    start("tinyproxy", cmd, dir, port, format!("127.0.0.1:{origin_port}")).await
+    start(
+        "tinyproxy",
+        cmd,
+        dir,
+        port,
+        format!("127.0.0.1:{origin_port}"),
+    )
+    .await
 }
 
 fn version(cmd: &mut Command) -> Option<String> {
