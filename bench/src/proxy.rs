@@ -308,9 +308,15 @@ async fn throughput(
     runs: usize,
 ) -> Measure {
     let mut series: [Series; 4] = Default::default();
+    // CPU seconds over the counted downloads: the proxy's, and this process's (the
+    // client and the origin).
+    let mut cpu_proxy = [0.0f64; 4];
+    let mut cpu_bench = [0.0f64; 4];
+    let me = Some(std::process::id());
     for i in 0..=runs {
         for k in 0..routes.len() {
             let j = (i + k) % routes.len();
+            let (p0, b0) = (cpu(routes[j].pid), cpu(me));
             let r = tokio::time::timeout(DOWNLOAD_LIMIT, fetch(routes[j], tls, origin, "/big"))
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("not done within {DOWNLOAD_LIMIT:?}")))
@@ -321,6 +327,8 @@ async fn throughput(
                     Ok(t)
                 });
             if i > 0 {
+                cpu_proxy[j] += cpu(routes[j].pid) - p0;
+                cpu_bench[j] += cpu(me) - b0;
                 series[j].record(r);
             }
         }
@@ -338,20 +346,27 @@ async fn throughput(
     let mbps = |s: &Series| s.median().map_or(f64::NAN, |t| BIG_BYTES as f64 / 1e6 / t);
     let base = mbps(&straight);
     let mut details = serde_json::Map::new();
-    for (name, s) in [
+    let per = runs.max(1) as f64;
+    for (j, (name, s)) in [
         ("straight", &straight),
         ("bottle-proxy", &bottle),
         ("squid", &squid),
         ("tinyproxy", &tinyproxy),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let v = mbps(s);
+        let (cp, cb) = (cpu_proxy[j] / per, cpu_bench[j] / per);
         details.insert(
             name.into(),
-            json!({ "median_mb_per_s": v, "of_straight": v / base }),
+            json!({ "median_mb_per_s": v, "of_straight": v / base,
+                    "cpu_s_per_download_proxy": cp, "cpu_s_per_download_client_and_origin": cb }),
         );
         m.notes.push(format!(
-            "{name}: {v:.0} MB/s ({:.2} of straight){}",
+            "{name}: {v:.0} MB/s ({:.2} of straight); CPU per download: {}client + origin {cb:.2} s{}",
             v / base,
+            if j == 0 { String::new() } else { format!("proxy {cp:.2} s, ") },
             errors(s)
         ));
     }
@@ -942,6 +957,36 @@ fn version(cmd: &mut Command) -> Option<String> {
     out.both().lines().next().map(|l| l.trim().to_owned())
 }
 
+/// A process's CPU time (user + system, all threads), in seconds, from /proc/PID/stat.
+fn cpu(pid: Option<u32>) -> f64 {
+    pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .and_then(|s| parse_cpu_ticks(&s))
+        .map_or(0.0, |ticks| ticks as f64 / clock_ticks())
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime 15.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`, 100 on Linux in practice).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        crate::cmd::ok(
+            Command::new("getconf").arg("CLK_TCK"),
+            Duration::from_secs(10),
+        )
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(100.0)
+    })
+}
+
 /// A process's resident memory, from /proc/PID/status.
 #[derive(Debug, Default, Clone, Copy, PartialEq, PartialOrd)]
 struct Mem {
@@ -1003,6 +1048,13 @@ mod tests {
         assert_eq!(m.hwm_kib, 6100);
         assert!((m.rss_mib() - 5.0).abs() < 1e-9);
         assert_eq!(parse_status("Name:\tx\n"), Mem::default());
+    }
+
+    #[test]
+    fn reads_cpu_ticks_from_proc_stat() {
+        let stat = "1234 (bottle proxy) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 40 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(290));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 
     #[test]
