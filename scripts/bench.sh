@@ -7,6 +7,8 @@
 #   ./scripts/bench.sh                      # every measure, 5 runs each after a warm-up
 #   ./scripts/bench.sh --runs 9 --only clone,fetch_noop
 #   ./scripts/bench.sh --lever-off persistent-ssh   # measure with one gate lever off
+#   ./scripts/bench.sh --only proxy_latency,proxy_throughput,proxy_tunnels,proxy_memory
+#                                           # the egress proxy against squid and tinyproxy
 #
 # Options go to bottle-bench (./target/release/bottle-bench --help). The JSON goes to
 # $BENCH_OUT, by default target/bench/results.json. Exits 1 when a target does not hold.
@@ -26,6 +28,23 @@ if ! command -v docker-compose >/dev/null 2>&1; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
+# squid and tinyproxy (Debian's), the egress proxy's peers in the proxy_* measures; run
+# by bottle-bench as host processes on loopback, never as services.
+for tool in squid tinyproxy; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		if [ "$(id -u)" -ne 0 ]; then
+			echo "bench: $tool is missing; run this script as root (or apt-get install $tool)" >&2
+			exit 1
+		fi
+		say "installing $tool"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$tool" >/dev/null
+		# A package may start its service; the bench runs its own on loopback only.
+		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+			systemctl disable --now "$tool" >/dev/null 2>&1 || true
+		fi
+	fi
+done
 docker info >/dev/null 2>&1 || {
 	echo "bench: the Docker engine is not reachable (is dockerd running? is DOCKER_HOST right?)" >&2
 	exit 1
@@ -36,7 +55,7 @@ cargo build --release --quiet -p bottle -p bottle-bench
 bin=${CARGO_TARGET_DIR:-target}/release
 bin=$(cd "$bin" && pwd)
 BOTTLE_SIDECAR_DIR=$(./scripts/build-sidecars.sh)
-export BOTTLE_SIDECAR_DIR
+export BOTTLE_SIDECAR_DIR # bottle-bench's proxy measures run its bottle-proxy
 
 say "bottle's images (bottle --backend docker image build: builds only what is missing or stale)"
 (cd /tmp && "$bin/bottle" --backend docker image build)

@@ -1,7 +1,7 @@
 //! Cleanup: on exit, on failure, on Ctrl-C.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +23,45 @@ pub(crate) static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
 /// The run's directory, for an interrupted run to remove.
 pub(crate) static RUN_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 
+/// Host processes the run started (the proxies of the proxy measures), by name.
+static PROCESSES: Mutex<Vec<(&'static str, Child)>> = Mutex::new(Vec::new());
+
+pub(crate) fn process_register(name: &'static str, child: Child) {
+    PROCESSES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((name, child));
+}
+
+/// Stops the processes the run started: SIGTERM, then SIGKILL after 5 s; safe to call
+/// more than once.
+pub(crate) fn process_stop() {
+    let mut procs = std::mem::take(&mut *PROCESSES.lock().unwrap_or_else(|p| p.into_inner()));
+    for (_, child) in &procs {
+        // By its own id only; `kill` is util-linux's or procps's.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for (name, child) in &mut procs {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    eprintln!("warning: cleanup: {name} did not stop on SIGTERM; killing it");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Forgets bottle `slug` (it was removed).
 pub(crate) fn cleanup_forget(slug: &str) {
     cleanup_register(|c| c.bottles.retain(|(s, _)| s != slug));
@@ -37,6 +76,7 @@ pub(crate) fn cleanup_register(f: impl FnOnce(&mut Cleanup)) {
 
 /// Removes everything the run created; safe to call more than once.
 pub(crate) fn cleanup_now() {
+    process_stop();
     let Some(c) = CLEANUP.lock().unwrap_or_else(|p| p.into_inner()).take() else {
         return;
     };

@@ -38,6 +38,7 @@ mod facts;
 mod git;
 mod levers;
 mod planning;
+mod proxy;
 mod results;
 mod up;
 
@@ -68,7 +69,7 @@ const PLAN_UPSTREAMS: usize = 100;
 /// How many times `plan` is timed (it takes milliseconds).
 const PLAN_RUNS: usize = 50;
 
-const MEASURES: [&str; 8] = [
+const MEASURES: [&str; 12] = [
     "up",
     "up_compose",
     "clone",
@@ -77,6 +78,21 @@ const MEASURES: [&str; 8] = [
     "parallel",
     "scan_scope",
     "plan",
+    "proxy_latency",
+    "proxy_throughput",
+    "proxy_tunnels",
+    "proxy_memory",
+];
+
+/// The measures that need the Docker engine (and bottle's images).
+const ENGINE_MEASURES: [&str; 7] = [
+    "up",
+    "up_compose",
+    "clone",
+    "fetch_noop",
+    "push_scan",
+    "parallel",
+    "scan_scope",
 ];
 
 #[derive(Debug, Parser)]
@@ -92,13 +108,19 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
     /// Only these measures (comma separated): up, up_compose, clone, fetch_noop, push_scan,
-    /// parallel, scan_scope, plan.
+    /// parallel, scan_scope, plan, proxy_latency, proxy_throughput, proxy_tunnels,
+    /// proxy_memory. Without an engine measure, Docker is not needed.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The bottle binary to measure; by default `cargo build --release --bin bottle` is run
     /// and the binary next to this one is used.
     #[arg(long, env = "BOTTLE_BENCH_BOTTLE")]
     bottle: Option<PathBuf>,
+    /// The bottle-proxy binary the proxy measures run (the static build
+    /// scripts/build-sidecars.sh makes); by default $BOTTLE_SIDECAR_DIR/bottle-proxy, else
+    /// the one next to this binary, else the tree's static build.
+    #[arg(long, env = "BOTTLE_BENCH_PROXY")]
+    proxy: Option<PathBuf>,
     /// Turn these gate levers off (comma separated) in the bench's bottle, to measure what
     /// each is worth: persistent-ssh, refresh-lock, bitmap. See bench/src/levers.rs.
     #[arg(long, value_delimiter = ',')]
@@ -145,15 +167,35 @@ fn main() {
     }
 }
 
+fn wants(args: &Args, m: &str) -> bool {
+    args.only.is_empty() || args.only.iter().any(|o| o == m)
+}
+
 fn run(args: &Args) -> anyhow::Result<bool> {
-    for tool in ["docker", "git", "ssh-keygen", "tar", "sh"] {
-        if !cmd::have(tool) {
-            bail!("{tool} is not installed (scripts/install-deps.sh installs what bottle needs)");
+    let engine = ENGINE_MEASURES.iter().any(|m| wants(args, m));
+    if engine {
+        for tool in ["docker", "git", "ssh-keygen", "tar", "sh"] {
+            if !cmd::have(tool) {
+                bail!(
+                    "{tool} is not installed (scripts/install-deps.sh installs what bottle needs)"
+                );
+            }
         }
+        cmd::ok(&mut docker(["info"]), Duration::from_secs(30))
+            .context("the Docker engine is unreachable")?;
     }
-    cmd::ok(&mut docker(["info"]), Duration::from_secs(30))
-        .context("the Docker engine is unreachable")?;
-    let bottle = bottle_binary(args)?;
+    let proxy_bin = if proxy::MEASURES.iter().any(|m| wants(args, m)) {
+        Some(proxy_binary(args)?)
+    } else {
+        None
+    };
+    let bottle = if engine {
+        bottle_binary(args)?
+    } else {
+        args.bottle
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bottle"))
+    };
     let id = std::process::id().to_string();
     let label = format!("bottle.bench={id}");
     *CLEANUP.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cleanup {
@@ -168,23 +210,28 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         cores()
     );
 
-    eprintln!("images: bottle image build (builds only what is missing or stale)");
-    cmd::ok(
-        Command::new(&bottle).args(["--backend", "docker", "image", "build"]),
-        Duration::from_secs(1800),
-    )?;
+    if engine {
+        eprintln!("images: bottle image build (builds only what is missing or stale)");
+        cmd::ok(
+            Command::new(&bottle).args(["--backend", "docker", "image", "build"]),
+            Duration::from_secs(1800),
+        )?;
+    }
 
     let dir = tempfile::Builder::new().prefix("bottle-bench-").tempdir()?;
     *RUN_DIR.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.path().to_path_buf());
     let gate_key = dir.path().join("gate_key");
-    keygen(&gate_key, "bottle-bench-gate")?;
-    keygen(&dir.path().join("host_key"), "bottle-bench-upstream")?;
-    let host_key = std::fs::read_to_string(dir.path().join("host_key"))?;
-    let host_key_pub = std::fs::read_to_string(dir.path().join("host_key.pub"))?
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let (mut host_key, mut host_key_pub) = (String::new(), String::new());
+    if engine {
+        keygen(&gate_key, "bottle-bench-gate")?;
+        keygen(&dir.path().join("host_key"), "bottle-bench-upstream")?;
+        host_key = std::fs::read_to_string(dir.path().join("host_key"))?;
+        host_key_pub = std::fs::read_to_string(dir.path().join("host_key.pub"))?
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
     let ctx = Ctx {
         bottle,
         dir,
@@ -197,7 +244,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         levers_off: args.lever_off.clone(),
     };
 
-    let outcome = measure_all(args, &ctx);
+    let outcome = measure_all(args, &ctx, proxy_bin.as_deref());
     if !args.keep {
         // Before the run's directory (manifests, compose files) goes away with `ctx`.
         cleanup_now();
@@ -211,10 +258,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             return Err(e);
         }
     };
-    facts.insert(
-        "gate_image_bytes".into(),
-        json!(image_size("bottle-gate:latest")),
-    );
+    if engine {
+        facts.insert(
+            "gate_image_bytes".into(),
+            json!(image_size("bottle-gate:latest")),
+        );
+    }
 
     let load_end = loadavg();
     let table = table(&measures);
@@ -278,13 +327,31 @@ fn run(args: &Args) -> anyhow::Result<bool> {
 
 type Facts = serde_json::Map<String, Value>;
 
-fn measure_all(args: &Args, ctx: &Ctx) -> anyhow::Result<(Vec<Measure>, Facts)> {
-    let wants = |m: &str| args.only.is_empty() || args.only.iter().any(|o| o == m);
+fn measure_all(
+    args: &Args,
+    ctx: &Ctx,
+    proxy_bin: Option<&std::path::Path>,
+) -> anyhow::Result<(Vec<Measure>, Facts)> {
+    let wants = |m: &str| wants(args, m);
     let mut measures = Vec::new();
     let mut facts = serde_json::Map::new();
     if wants("plan") {
         eprintln!("plan");
         measures.push(measure_plan(ctx)?);
+    }
+    if let Some(proxy_bin) = proxy_bin {
+        eprintln!(
+            "proxy: bottle-proxy ({}), squid and tinyproxy on loopback",
+            proxy_bin.display()
+        );
+        let (ms, proxy_facts) = proxy::measure_proxies(&proxy::ProxyRun {
+            proxy_bin,
+            dir: ctx.dir.path(),
+            runs: ctx.runs,
+            wants: &wants,
+        })?;
+        measures.extend(ms);
+        facts.extend(proxy_facts);
     }
     if wants("up") || wants("up_compose") {
         eprintln!("up");
@@ -383,16 +450,47 @@ fn keep(ctx: Ctx) {
     }
 }
 
+/// The bottle-proxy binary: `--proxy`, else `$BOTTLE_SIDECAR_DIR/bottle-proxy`, else next
+/// to this binary, else the tree's static build (scripts/build-sidecars.sh).
+fn proxy_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.proxy {
+        return std::fs::canonicalize(p)
+            .with_context(|| format!("the bottle-proxy binary {} does not exist", p.display()));
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("BOTTLE_SIDECAR_DIR") {
+        candidates.push(PathBuf::from(dir).join("bottle-proxy"));
+    }
+    if let Some(dir) = std::env::current_exe()?.parent() {
+        candidates.push(dir.join("bottle-proxy"));
+        // target/release/ -> target/x86_64-unknown-linux-gnu/release/
+        if let Some(target) = dir.parent() {
+            candidates.push(target.join("x86_64-unknown-linux-gnu/release/bottle-proxy"));
+        }
+    }
+    candidates.into_iter().find(|c| c.is_file()).context(
+        "no bottle-proxy binary: run ./scripts/build-sidecars.sh (it prints the directory to \
+         pass as BOTTLE_SIDECAR_DIR) or pass --proxy PATH",
+    )
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// A target's number with at most 3 decimals, trailing zeros dropped (1.053, 0.5, 2).
+fn short(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 fn table(measures: &[Measure]) -> String {
     let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3} s"));
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.2} ms", v * 1e3));
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<11} {:>11} {:>11} {:>7} {:>10} {:>6}  load (1/5/15 min)",
+        "\n{:<16} {:>11} {:>11} {:>9} {:>10} {:>6}  load (1/5/15 min)",
         "measure", "bottle", "baseline", "ratio", "target", "holds"
     );
     for m in measures {
@@ -405,11 +503,26 @@ fn table(measures: &[Measure]) -> String {
                 "-".to_owned(),
                 format!("<= {max} ms"),
             ),
+            Target::AddedMillis(max) => (
+                ms(m.bottle.median()),
+                ms(m.baseline.median()),
+                m.added()
+                    .map_or("-".to_owned(), |a| format!("{:+.2} ms", a * 1e3)),
+                format!("+{max} ms"),
+            ),
+            Target::MiB(max) => (
+                m.bottle
+                    .median()
+                    .map_or("-".to_owned(), |v| format!("{v:.1} MiB")),
+                "-".to_owned(),
+                "-".to_owned(),
+                format!("<= {max} MiB"),
+            ),
             Target::Ratio(max) => (
                 secs(m.bottle.median()),
                 secs(m.baseline.median()),
                 m.ratio().map_or("-".to_owned(), |r| format!("{r:.2}")),
-                format!("<= {max}"),
+                format!("<= {}", short(max)),
             ),
             Target::None => (
                 secs(m.bottle.median()),
@@ -425,14 +538,14 @@ fn table(measures: &[Measure]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<11} {:>11} {:>11} {:>7} {:>10} {:>6}  {}",
+            "{:<16} {:>11} {:>11} {:>9} {:>10} {:>6}  {}",
             m.name, bottle, baseline, ratio, target, holds, m.load
         );
         let errors = m.bottle.errors.len() + m.baseline.errors.len();
         if errors > 0 {
             let _ = writeln!(
                 out,
-                "{:<11} {errors} failed run(s): {}",
+                "{:<16} {errors} failed run(s): {}",
                 "",
                 first_lines(
                     m.bottle
@@ -447,13 +560,17 @@ fn table(measures: &[Measure]) -> String {
         if let Some((what, series)) = &m.reference {
             let _ = writeln!(
                 out,
-                "{:<11} reference: {what}: {}",
+                "{:<16} reference: {what}: {}",
                 "",
                 secs(series.median())
             );
         }
+        for (what, holds) in &m.checks {
+            let verdict = if *holds { "holds" } else { "MISSES" };
+            let _ = writeln!(out, "{:<16} check: {what}: {verdict}", "");
+        }
         for note in &m.notes {
-            let _ = writeln!(out, "{:<11} note: {note}", "");
+            let _ = writeln!(out, "{:<16} note: {note}", "");
         }
     }
     out
