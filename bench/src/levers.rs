@@ -149,7 +149,7 @@ mod tests {
     use bottle_core::gate::{scripts, GateLayout};
 
     fn rendered_hook() -> String {
-        scripts::render(&GateLayout::container(), &[])
+        scripts::render(&GateLayout::container(), "bench", &[])
             .unwrap()
             .access_hook
     }

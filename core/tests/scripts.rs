@@ -45,7 +45,7 @@ fn rendered_scripts_pass_sh_n_and_shellcheck() {
     let fx = common::Fixture::new();
     let manifest = fx.parse(&common::example()).unwrap();
     let bottle = manifest.select(Some("demo")).unwrap();
-    let set = scripts::render(&GateLayout::container(), &bottle.git).unwrap();
+    let set = scripts::render(&GateLayout::container(), &bottle.name, &bottle.git).unwrap();
     check("entrypoint", &set.entrypoint);
     check("pre-receive", &set.pre_receive);
     check("access-hook", &set.access_hook);
@@ -61,7 +61,7 @@ fn hostile_urls_are_single_words_in_the_entrypoint() {
     );
     let manifest = fx.parse(&text).unwrap();
     let bottle = manifest.select(Some("demo")).unwrap();
-    let set = scripts::render(&GateLayout::container(), &bottle.git).unwrap();
+    let set = scripts::render(&GateLayout::container(), &bottle.name, &bottle.git).unwrap();
     check("entrypoint", &set.entrypoint);
     let line = set
         .entrypoint
@@ -91,8 +91,8 @@ fn script_sources_pass_shellcheck() {
     }
     assert_eq!(
         seen,
-        4,
-        "expected the gate's four script files in {}",
+        5,
+        "expected the gate's five script files in {}",
         dir.display()
     );
 }

@@ -52,6 +52,16 @@ struct ScanArgs {
     /// Write a JSON summary (no secrets) here.
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
+    /// Append the verdict to this audit log as one JSON line (bottle's audit record: the
+    /// rules, objects and paths of findings, or the limit; never a secret).
+    #[arg(long, value_name = "FILE", requires = "audit_bottle")]
+    audit: Option<PathBuf>,
+    /// The bottle the audit line names.
+    #[arg(long, value_name = "NAME")]
+    audit_bottle: Option<String>,
+    /// The gate's name for this repository, for the audit line.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    audit_repo: String,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +145,23 @@ fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = args.report {
         let json = serde_json::to_vec_pretty(&report::summary(&result))?;
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    // A refusal is a gate verdict of its own; a clean scan is logged by the hook with the
+    // forward's outcome.
+    if let (Some(path), Some(bottle), true) = (&args.audit, &args.audit_bottle, code != 0) {
+        let line = report::audit_line(&result, bottle, &args.audit_repo);
+        use std::io::Write as _;
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "bottle-gate: note: the audit line could not be written to {}: {e}",
+                path.display()
+            );
+        }
     }
     Ok(ExitCode::from(code))
 }

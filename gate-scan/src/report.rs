@@ -154,3 +154,39 @@ pub fn summary(result: &Result<Outcome, ScanError>) -> Summary<'_> {
         },
     }
 }
+
+/// The audit line of a refusing verdict: bottle's audit record (source `gate`, decision
+/// `deny`, reason `secret-found` with the rules and places, or `scan-refused` with why).
+pub fn audit_line(result: &Result<Outcome, ScanError>, bottle: &str, repo: &str) -> String {
+    use bottle_proxy_config::{AuditRecord, Decision, Source};
+    let (reason, rule, detail) = match result {
+        Ok(o) => {
+            let refused: Vec<&Finding> = o.findings.iter().filter(|f| !f.accepted).collect();
+            let mut rules: Vec<&str> = refused.iter().map(|f| f.rule.as_str()).collect();
+            rules.sort_unstable();
+            rules.dedup();
+            let places: Vec<String> = refused.iter().take(5).map(|f| describe(f)).collect();
+            (
+                "secret-found",
+                Some(rules.join(",")),
+                format!(
+                    "push to {repo} refused, nothing forwarded: {} finding{} ({})",
+                    refused.len(),
+                    if refused.len() == 1 { "" } else { "s" },
+                    places.join("; ")
+                ),
+            )
+        }
+        Err(e) => (
+            "scan-refused",
+            None,
+            format!("push to {repo} refused, nothing forwarded: {e}"),
+        ),
+    };
+    let mut record = AuditRecord::now(bottle, Source::Gate, Decision::Deny, reason);
+    record.rule = rule;
+    record.method = Some("push".to_owned());
+    record.path = (!repo.is_empty()).then(|| repo.to_owned());
+    record.detail = Some(detail.replace('\n', " "));
+    record.to_line()
+}

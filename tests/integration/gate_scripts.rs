@@ -356,6 +356,17 @@ fn install_scanner(layout: &bottle_core::gate::GateLayout) {
     );
 }
 
+/// The gate's audit records so far (its audit log, which the entrypoint copies to the
+/// container's output), as JSON values.
+fn gate_audit(rig: &Rig) -> Vec<serde_json::Value> {
+    let path = rig.gate_root.join("var/lib/bottle-gate/audit.jsonl");
+    fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 fn require_tools() -> bool {
     for tool in ["/usr/sbin/sshd", "ssh-keygen", "git", "gitleaks"] {
         if !crate::support::have(tool) {
@@ -418,6 +429,14 @@ fn clone_fetch_and_clean_push_go_through_the_gate() {
         .arg(&work)
         .args(["push", "--quiet", "origin", "HEAD:refs/heads/topic"]));
     assert_eq!(rig.upstream_rev("refs/heads/topic"), pushed);
+    let forwarded = gate_audit(&rig)
+        .into_iter()
+        .filter(|r| r["decision"] == "allow" && r["reason"] == "push-forwarded")
+        .count();
+    assert_eq!(
+        forwarded, 2,
+        "each forwarded push is a line of the audit log"
+    );
 }
 
 /// Pushes `contents` in `file` on a new commit of main and asserts the gate refuses it,
@@ -489,6 +508,22 @@ fn pushes_holding_secrets_are_rejected_with_the_finding() {
         .arg(&key));
     let private = fs::read_to_string(&key).unwrap();
     assert_secret_push_rejected(&rig, &work, "deploy_key", &private, "private-key");
+
+    // Each refusal is a line of the gate's audit log, naming the rule, never the secret.
+    let audit = gate_audit(&rig);
+    let denied: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(|r| r["decision"] == "deny" && r["reason"] == "secret-found")
+        .collect();
+    assert_eq!(denied.len(), 2, "{audit:#?}");
+    assert_eq!(denied[0]["source"], "gate");
+    assert_eq!(denied[0]["bottle"], "host");
+    assert_eq!(denied[0]["rule"], "aws-access-token");
+    assert_eq!(denied[1]["rule"], "private-key");
+    let all = serde_json::to_string(&audit).unwrap();
+    assert!(!all.contains(AWS_KEY), "the secret is in the audit log");
+    let key_line = private.lines().nth(2).unwrap();
+    assert!(!all.contains(key_line), "the key is in the audit log");
 
     // Two refs, one clean and one holding a secret: nothing is forwarded.
     let upstream_before = rig.upstream_rev("refs/heads/main");
@@ -585,6 +620,13 @@ fn fetch_fails_closed_when_the_upstream_is_down() {
     assert!(
         !out.status.success(),
         "clone succeeded with the upstream down"
+    );
+    let audit = gate_audit(&rig);
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["reason"] == "upstream-unreachable" && r["method"] == "fetch"),
+        "the refused fetch is not in the gate's audit log: {audit:#?}"
     );
 }
 

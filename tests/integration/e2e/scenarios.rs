@@ -78,6 +78,27 @@ pub fn pushes_holding_secrets_are_rejected(engine: &'static Engine) {
         return;
     };
     secret_pushes_rejected(&h);
+    // The gate's verdicts are in the bottle's audit log (its output, through the engine's
+    // logs), with the rule and never the secret; the copy to the output may take a moment.
+    let logs = super::harness::poll(
+        std::time::Duration::from_secs(10),
+        "the gate's verdict in bottle logs",
+        || {
+            let out = said(&run(h
+                .bottle()
+                .args(["logs", "--denied", "--json", &h.slug])));
+            if out.contains("\"source\":\"gate\"") && out.contains("secret-found") {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        },
+    );
+    assert!(logs.contains("aws-access-token"), "{logs}");
+    assert!(
+        !logs.contains(AWS_KEY),
+        "the secret is in the audit log:\n{logs}"
+    );
 }
 
 /// 5. One push of two refs, one of them holding a secret, forwards nothing.

@@ -35,6 +35,7 @@ fi
 
 name=$repo
 @READ_FACTS@
+@AUDIT@
 
 if [ ! -s "$known_hosts" ]; then
 	echo "bottle-gate: '$name' is not served: no host key is pinned for its upstream; add known_host_key = \"<type> <base64>\" to its git entry in bottle.toml (ssh-keyscan prints it) and recreate the bottle"
@@ -50,6 +51,7 @@ if [ "$service" = receive-pack ]; then
 fi
 
 unreachable() {
+	audit fetch deny upstream-unreachable "fetch of $name refused: its upstream $url is unreachable ($1)"
 	echo "bottle-gate: upstream $url of '$name' is unreachable; refusing to serve possibly stale data ($1)"
 	exit 1
 }

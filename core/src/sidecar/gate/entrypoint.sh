@@ -14,6 +14,7 @@ repos=@REPOS@
 hooks=@HOOKS@
 access_hook=@ACCESS_HOOK@
 control=@CONTROL@
+audit_log=@AUDIT_LOG@
 
 # init_repo NAME UPSTREAM_URL SSH_COMMAND KNOWN_HOSTS_FILE UPSTREAM_HOST UPSTREAM_PORT
 init_repo() {
@@ -59,6 +60,16 @@ mkdir -p "$repos"
 mkdir -p "$control"
 chmod 0700 "$control"
 @INIT_REPOS@
+
+# The audit log: the hooks append one JSON line per verdict (they learn where, and the
+# bottle's name, from these variables, which git daemon hands down to them); a copy of
+# every line goes to this container's standard output, which `bottle logs` reads. (The
+# hooks' own output goes to the pusher, not here.)
+BOTTLE_GATE_AUDIT=$audit_log
+BOTTLE_GATE_BOTTLE=@BOTTLE@
+export BOTTLE_GATE_AUDIT BOTTLE_GATE_BOTTLE
+: >>"$audit_log"
+tail -n 0 -F "$audit_log" 2>/dev/null &
 exec git daemon --reuseaddr --export-all --informative-errors --verbose \
 	--enable=receive-pack --base-path="$repos" --access-hook="$access_hook" \
 	"$@" "$repos"

@@ -18,8 +18,8 @@ use crate::diag::{ManifestError, PlanError};
 use crate::images::{self, ImageRecipe};
 use crate::manifest::{Bottle, GitUpstream};
 use crate::plan::{
-    labels, resource_name, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening,
-    ImageRef, PortSpec, SecretBytes,
+    labels, resource_name, AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec,
+    Hardening, ImageRef, PortSpec, SecretBytes,
 };
 use crate::quote;
 use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan};
@@ -128,6 +128,11 @@ impl GateLayout {
     pub fn gitleaks_config(&self) -> String {
         format!("{}/usr/local/lib/bottle-gate/gitleaks.toml", self.root)
     }
+    /// The gate's audit log: its hooks append one JSON line per verdict, and the entrypoint
+    /// copies each line to the container's standard output (what `bottle logs` reads).
+    pub fn audit_log(&self) -> String {
+        format!("{}/audit.jsonl", self.home())
+    }
     /// The gate user's home (`HOME` in the gate image), which only that user can enter.
     pub fn home(&self) -> String {
         format!("{}/var/lib/bottle-gate", self.root)
@@ -203,7 +208,7 @@ impl GitGate {
             return Ok(None);
         }
         let layout = &self.layout;
-        let scripts = scripts::render(layout, &bottle.git)?;
+        let scripts = scripts::render(layout, &bottle.name, &bottle.git)?;
         let host = resource_name(slug, NAME);
 
         let text = |path: String, mode: u32, text: &str| FileSpec {
@@ -282,7 +287,9 @@ impl GitGate {
             // Its upstreams, over ssh.
             egress: Egress::Network,
             reaches: Vec::new(),
-            audit: None,
+            audit: Some(AuditSpec {
+                source: NAME.to_owned(),
+            }),
         };
         let agent_git_config = agent_git_config(&host, &bottle.git)?;
         Ok(Some(GitGatePlan {

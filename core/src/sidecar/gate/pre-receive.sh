@@ -17,6 +17,7 @@ updates=$(cat)
 
 name=$PWD
 @READ_FACTS@
+@AUDIT@
 if [ ! -s "$known_hosts" ]; then
 	echo "bottle-gate: push to '$name' refused: no host key is pinned for its upstream." >&2
 	echo "bottle-gate: add known_host_key = \"<type> <base64>\" to the '$name' git entry in bottle.toml (ssh-keyscan -p PORT HOST prints it), then recreate the bottle." >&2
@@ -76,6 +77,7 @@ EOF
 	done <<EOF
 $accept_paths
 EOF
+	set -- "$@" --audit "${BOTTLE_GATE_AUDIT:-/dev/null}" --audit-bottle "${BOTTLE_GATE_BOTTLE:-}" --audit-repo "$name"
 	printf '%s\n' "$updates" | @SCANNER@ "$@"
 }
 
@@ -90,14 +92,18 @@ case $status in
 	;;
 *)
 	echo "bottle-gate: push to '$name' refused, nothing was forwarded upstream: the secret scan could not run (exit status $status); this is a fault of the gate, not of the push." >&2
+	audit push deny scan-failed "push to $name refused, nothing forwarded: the secret scan could not run (exit status $status)"
 	exit 1
 	;;
 esac
 
 echo "bottle-gate: forwarding to the upstream of '$name'" >&2
+refs=$(printf '%s\n' "$updates" | while read -r _ _ ref; do printf '%s ' "$ref"; done)
 if ! git push --atomic "$@" >&2; then
 	echo "bottle-gate: the upstream of '$name' refused the push or could not be reached; nothing changed upstream or on the gate." >&2
 	echo "bottle-gate: if the upstream moved, fetch, rebase and push again." >&2
+	audit push deny upstream-refused "push to $name scanned clean but refused by the upstream $url or not delivered: ${refs% }"
 	exit 1
 fi
+audit push allow push-forwarded "push to $name scanned clean and forwarded to $url: ${refs% }"
 exit 0

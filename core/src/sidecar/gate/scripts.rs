@@ -19,6 +19,8 @@ const ACCESS_HOOK: &str = include_str!("access-hook.sh");
 /// The hooks' reading of a mirror's facts (written by the entrypoint into its config), in
 /// one `git config` call, pasted into both hooks at `@READ_FACTS@`.
 const READ_FACTS: &str = include_str!("read-facts.sh");
+/// The hooks' `audit` function (one JSON line per verdict), pasted in at `@AUDIT@`.
+const AUDIT: &str = include_str!("audit.sh");
 
 /// Rendering the script set failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +83,18 @@ pub fn ssh_command(layout: &GateLayout, name: &str) -> Result<String, QuoteError
 }
 
 /// Renders the script set for `upstreams` with the paths of `layout`.
-pub fn render(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<ScriptSet, RenderError> {
+pub fn render(
+    layout: &GateLayout,
+    bottle: &str,
+    upstreams: &[GitUpstream],
+) -> Result<ScriptSet, RenderError> {
     let facts = ("READ_FACTS", READ_FACTS.trim_end_matches('\n'));
+    let audit = ("AUDIT", AUDIT.trim_end_matches('\n'));
     let scanner = quote::sh(&layout.scanner())?;
     let gitleaks = quote::sh(&layout.gitleaks())?;
     let config = quote::sh(&layout.gitleaks_config())?;
     Ok(ScriptSet {
-        entrypoint: entrypoint(layout, upstreams)?,
+        entrypoint: entrypoint(layout, bottle, upstreams)?,
         pre_receive: template::render(
             "pre-receive.sh",
             PRE_RECEIVE,
@@ -96,9 +103,10 @@ pub fn render(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<ScriptSe
                 ("SCANNER", &scanner),
                 ("GITLEAKS", &gitleaks),
                 ("SCAN_CONFIG", &config),
+                audit,
             ],
         )?,
-        access_hook: template::render("access-hook.sh", ACCESS_HOOK, &[facts])?,
+        access_hook: template::render("access-hook.sh", ACCESS_HOOK, &[facts, audit])?,
     })
 }
 
@@ -110,7 +118,11 @@ pub fn pack_limit(push_bytes: u64) -> u64 {
     push_bytes + push_bytes / 4 + (1 << 20)
 }
 
-fn entrypoint(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<String, RenderError> {
+fn entrypoint(
+    layout: &GateLayout,
+    bottle: &str,
+    upstreams: &[GitUpstream],
+) -> Result<String, RenderError> {
     let mut calls = String::new();
     for up in upstreams {
         calls.push_str(&format!(
@@ -154,6 +166,8 @@ fn entrypoint(layout: &GateLayout, upstreams: &[GitUpstream]) -> Result<String, 
             ("HOOKS", &quote::sh(&layout.hooks_dir())?),
             ("ACCESS_HOOK", &quote::sh(&layout.access_hook())?),
             ("CONTROL", &quote::sh(&layout.control_dir())?),
+            ("AUDIT_LOG", &quote::sh(&layout.audit_log())?),
+            ("BOTTLE", &quote::sh(bottle)?),
             ("INIT_REPOS", calls.trim_end_matches('\n')),
         ],
     )?)
