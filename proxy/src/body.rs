@@ -145,3 +145,36 @@ pub(crate) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
         headers.remove(name);
     }
 }
+
+/// An upstream's response passed on to the agent, the same for the egress proxy's plain
+/// HTTP and the credential routes: hop-by-hop headers dropped, the body counted and cut
+/// after `idle` of silence, and `rec` (status, bytes each way, duration) written to `audit`
+/// once the body is done or the agent went away.
+pub(crate) fn audited_response<B>(
+    resp: http::Response<B>,
+    mut rec: bottle_proxy_config::AuditRecord,
+    up: Arc<AtomicU64>,
+    started: std::time::Instant,
+    idle: Duration,
+    audit: crate::audit::Audit,
+) -> http::Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    rec.status = Some(parts.status.as_u16());
+    let down = Arc::new(AtomicU64::new(0));
+    let counted = down.clone();
+    let body = Counted::new(body, counted)
+        .idle_limit(idle)
+        .on_drop(move || {
+            rec.bytes_up = Some(up.load(Ordering::Relaxed));
+            rec.bytes_down = Some(down.load(Ordering::Relaxed));
+            rec.duration_ms = Some(started.elapsed().as_millis() as u64);
+            audit.write(&rec);
+        })
+        .boxed();
+    http::Response::from_parts(parts, body)
+}

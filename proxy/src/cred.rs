@@ -28,7 +28,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::audit::Audit;
-use crate::body::{full, strip_hop_by_hop, Body, BoxError, Counted};
+use crate::body::{audited_response, full, strip_hop_by_hop, Body, BoxError, Counted};
 use crate::net::{connect_checked, resolve_checked, Unreachable};
 use crate::resolve::SharedResolver;
 use crate::rules::{Entry, Host, List};
@@ -246,22 +246,7 @@ impl Cred {
                 return self.answer(StatusCode::BAD_GATEWAY, rec, msg);
             }
         };
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        rec.status = Some(parts.status.as_u16());
-        let down = Arc::new(AtomicU64::new(0));
-        let down2 = down.clone();
-        let audit = self.audit.clone();
-        let body = Counted::new(body, down)
-            .idle_limit(idle)
-            .on_drop(move || {
-                rec.bytes_up = Some(up.load(Ordering::Relaxed));
-                rec.bytes_down = Some(down2.load(Ordering::Relaxed));
-                rec.duration_ms = Some(started.elapsed().as_millis() as u64);
-                audit.write(&rec);
-            })
-            .boxed();
-        Response::from_parts(parts, body)
+        audited_response(resp, rec, up, started, idle, self.audit.clone())
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::audit::Audit;
-use crate::body::{empty, full, strip_hop_by_hop, Body, Counted};
+use crate::body::{audited_response, empty, full, strip_hop_by_hop, Body, Counted};
 use crate::net::{connect_checked, resolve_checked, Unreachable};
 use crate::resolve::SharedResolver;
 /// The buffer of each direction of a CONNECT tunnel.
@@ -353,22 +353,7 @@ impl Egress {
                 return self.upstream_failed(rec, &host, port, why);
             }
         };
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        rec.status = Some(parts.status.as_u16());
-        let down = Arc::new(AtomicU64::new(0));
-        let audit = self.audit.clone();
-        let down2 = down.clone();
-        let body = Counted::new(body, down)
-            .idle_limit(idle)
-            .on_drop(move || {
-                rec.bytes_up = Some(up.load(Ordering::Relaxed));
-                rec.bytes_down = Some(down2.load(Ordering::Relaxed));
-                rec.duration_ms = Some(started.elapsed().as_millis() as u64);
-                audit.write(&rec);
-            })
-            .boxed();
-        Response::from_parts(parts, body)
+        audited_response(resp, rec, up, started, idle, self.audit.clone())
     }
 
     fn upstream_failed(
