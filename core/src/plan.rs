@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the plan's serialised form. Bumped whenever a field changes meaning, so a
 /// plugin built against another version can refuse a plan instead of misreading it.
-pub const PLAN_FORMAT: u32 = 2;
+pub const PLAN_FORMAT: u32 = 3;
 
 /// Label naming the bottle a resource belongs to.
 pub const LABEL_SLUG: &str = "bottle.slug";
@@ -449,7 +449,9 @@ impl FileSpec {
     pub fn bytes(&self) -> &[u8] {
         match &self.source {
             FileSource::Text { text } => text.as_bytes(),
-            FileSource::HostFile { bytes, .. } => bytes.expose(),
+            FileSource::HostFile { bytes, .. } | FileSource::HostEnv { bytes, .. } => {
+                bytes.expose()
+            }
         }
     }
 }
@@ -471,6 +473,22 @@ pub enum FileSource {
         /// The bytes read at plan time.
         bytes: SecretBytes,
     },
+    /// The value of an environment variable of the planning process, such as an API key
+    /// (`secret_env`). Secret like [`FileSource::HostFile`]: a printer reads it from the
+    /// variable again when its output runs.
+    HostEnv {
+        /// The variable's name.
+        var: String,
+        /// Its value at plan time.
+        bytes: SecretBytes,
+    },
+}
+
+impl FileSource {
+    /// Whether the bytes are a secret read from the host (never printed, never a label).
+    pub fn is_secret(&self) -> bool {
+        !matches!(self, FileSource::Text { .. })
+    }
 }
 
 /// Bytes that must not be shown: `Debug` prints only their length. They serialise as

@@ -15,7 +15,7 @@ use crate::plan::{
     labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, HostOf, ImageRef,
     NetworkRole, NetworkSpec, Plan, Reach, LABEL_AUDIT, PLAN_FORMAT,
 };
-use crate::sidecar::{BottleContext, Sidecar, SIDECARS};
+use crate::sidecar::{BottleContext, HostEnv, Sidecar, SIDECARS};
 
 /// The demo agent image bottle builds from `agent-image/`.
 pub const AGENT_IMAGE: &str = images::AGENT.tag;
@@ -30,13 +30,23 @@ pub fn slug(bottle: &Bottle) -> String {
     bottle.name.clone()
 }
 
-/// Plans `bottle` with the registered sidecars.
+/// Plans `bottle` with the registered sidecars, reading secrets from this process's
+/// environment.
 pub fn plan(bottle: &Bottle) -> Result<Plan, PlanError> {
-    plan_with(bottle, SIDECARS)
+    plan_in(bottle, SIDECARS, &HostEnv::Process)
 }
 
 /// Plans `bottle` with the given sidecars, in that start order.
 pub fn plan_with(bottle: &Bottle, sidecars: &[&dyn Sidecar]) -> Result<Plan, PlanError> {
+    plan_in(bottle, sidecars, &HostEnv::Process)
+}
+
+/// Plans `bottle` with the given sidecars, reading `secret_env` variables from `host_env`.
+pub fn plan_in(
+    bottle: &Bottle,
+    sidecars: &[&dyn Sidecar],
+    host_env: &HostEnv,
+) -> Result<Plan, PlanError> {
     let slug = slug(bottle);
     let internal = resource_name(&slug, NetworkRole::Internal.as_str());
     let egress = resource_name(&slug, NetworkRole::Egress.as_str());
@@ -52,6 +62,7 @@ pub fn plan_with(bottle: &Bottle, sidecars: &[&dyn Sidecar]) -> Result<Plan, Pla
         internal: &internal,
         egress: &egress,
         own_hosts: &own_hosts,
+        host_env,
     };
 
     let mut containers = Vec::new();

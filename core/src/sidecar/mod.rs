@@ -13,6 +13,7 @@
 //! knows that a gate exists. Adding a sidecar is adding a module and an entry in
 //! [`SIDECARS`] (docs/architecture.md, "How to add a sidecar").
 
+pub mod cred;
 pub mod gate;
 pub mod proxy;
 #[cfg(feature = "toy-sidecar")]
@@ -41,6 +42,29 @@ pub struct BottleContext<'a> {
     /// what must never be reached through the egress proxy, and what the agent reaches
     /// without it.
     pub own_hosts: &'a [String],
+    /// Where secrets named by environment variable (`secret_env`) are read from.
+    pub host_env: &'a HostEnv,
+}
+
+/// The environment `bottle` plans in: its own process's, or (tests) a fixed map, so that a
+/// test never has to set a variable of the whole test process.
+#[derive(Debug, Clone, Default)]
+pub enum HostEnv {
+    /// `std::env::var_os` of this process.
+    #[default]
+    Process,
+    /// Only these variables exist.
+    Map(BTreeMap<String, String>),
+}
+
+impl HostEnv {
+    /// The variable's value, `None` when unset or not UTF-8.
+    pub fn var(&self, name: &str) -> Option<String> {
+        match self {
+            HostEnv::Process => std::env::var(name).ok(),
+            HostEnv::Map(map) => map.get(name).cloned(),
+        }
+    }
 }
 
 /// What the agent gets from one sidecar.
@@ -84,7 +108,11 @@ pub trait Sidecar: Sync {
 }
 
 /// The sidecars of a real build, in the order they start (before the agent).
-pub static SIDECARS: &[&dyn Sidecar] = &[&gate::GitGate::STANDARD, &proxy::EgressProxy];
+pub static SIDECARS: &[&dyn Sidecar] = &[
+    &gate::GitGate::STANDARD,
+    &proxy::EgressProxy,
+    &cred::CredSidecar,
+];
 
 /// The registered sidecar named `name`.
 pub fn sidecar(name: &str) -> Option<&'static dyn Sidecar> {

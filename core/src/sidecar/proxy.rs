@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use bottle_proxy_config::{EgressConfig, Limits};
+use bottle_proxy_config::{EgressConfig, Limits, RouteHint};
 
 use crate::diag::PlanError;
 use crate::images::{self, ImageRecipe};
@@ -25,7 +25,7 @@ use crate::plan::{
     labels, resource_name, AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec,
     Hardening, ImageRef, PortSpec,
 };
-use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan};
+use crate::sidecar::{cred, AgentGrant, BottleContext, Sidecar, SidecarPlan};
 
 /// The proxy's name: its role, label and resource-name suffix.
 pub const NAME: &str = "proxy";
@@ -76,28 +76,27 @@ impl Sidecar for EgressProxy {
 
     fn plan(&self, cx: &BottleContext<'_>) -> Result<Option<SidecarPlan>, PlanError> {
         let host = resource_name(cx.slug, NAME);
-        let config = config(&cx.bottle.name, &cx.bottle.egress, cx.own_hosts);
+        let mut config = config(&cx.bottle.name, &cx.bottle.egress, cx.own_hosts);
+        // A host that has a credential route is refused with the route to use instead.
+        config.routes = cx
+            .bottle
+            .cred_proxy
+            .routes
+            .iter()
+            .map(|r| RouteHint {
+                host: r.host.clone(),
+                url: format!("{}/", cred::route_url(cx.slug, &r.name)),
+            })
+            .collect();
         let text = serde_json::to_string_pretty(&config).expect("a config serialises") + "\n";
-        let container = ContainerSpec {
-            name: host.clone(),
-            role: ContainerRole::sidecar(NAME),
-            image: ImageRef {
-                name: images::PROXY.tag.to_owned(),
-                recipe: Some(images::PROXY.name.to_owned()),
-            },
-            entrypoint: Some(vec!["/usr/local/bin/bottle-proxy".to_owned()]),
-            command: Some(vec![
-                "egress".to_owned(),
-                "--config".to_owned(),
-                CONFIG_PATH.to_owned(),
-            ]),
-            user: Some(format!("{PROXY_UID}:{PROXY_UID}")),
-            env: BTreeMap::new(),
-            labels: labels(cx.slug, NAME),
-            network: cx.internal.to_owned(),
-            connect: vec![cx.egress.to_owned()],
-            extra_hosts: BTreeMap::new(),
-            hosts_of: Vec::new(),
+        let container = proxy_container(ProxyContainer {
+            cx,
+            name: NAME,
+            mode: "egress",
+            config_path: CONFIG_PATH,
+            uid: PROXY_UID,
+            port: PROXY_PORT,
+            port_name: PORT_NAME,
             files: vec![FileSpec {
                 path: CONFIG_PATH.to_owned(),
                 mode: 0o644,
@@ -106,26 +105,7 @@ impl Sidecar for EgressProxy {
                 source: FileSource::Text { text },
                 relocate_env: None,
             }],
-            init: true,
-            hardening: Hardening {
-                // It listens above 1024 and writes nothing: no capability at all.
-                cap_drop: vec!["ALL".to_owned()],
-                cap_add: Vec::new(),
-                no_new_privileges: true,
-                pids_limit: PROXY_PIDS,
-                memory_bytes: PROXY_MEMORY,
-            },
-            ports: vec![PortSpec {
-                name: PORT_NAME.to_owned(),
-                port: PROXY_PORT,
-                network: cx.internal.to_owned(),
-            }],
-            egress: Egress::Network,
-            reaches: Vec::new(),
-            audit: Some(AuditSpec {
-                source: NAME.to_owned(),
-            }),
-        };
+        });
         let url = format!("http://{host}:{PROXY_PORT}");
         // The bottle's own containers are reached directly, never through the proxy
         // (which would refuse them anyway).
@@ -152,5 +132,69 @@ impl Sidecar for EgressProxy {
                 reaches: vec![PORT_NAME.to_owned()],
             },
         }))
+    }
+}
+
+/// What differs between bottle's two `bottle-proxy` sidecars (egress and cred).
+pub(crate) struct ProxyContainer<'a> {
+    pub cx: &'a BottleContext<'a>,
+    /// The sidecar's name (role, label, resource-name suffix, audit source).
+    pub name: &'static str,
+    /// `bottle-proxy`'s mode (its subcommand).
+    pub mode: &'static str,
+    pub config_path: &'static str,
+    /// Its own user and group.
+    pub uid: u32,
+    pub port: u16,
+    pub port_name: &'static str,
+    /// Its files, the configuration among them.
+    pub files: Vec<FileSpec>,
+}
+
+/// The container of a `bottle-proxy` sidecar: the proxy image as its own unprivileged user
+/// with no capability, on the internal network (where the agent reaches its one port) and
+/// the egress network (where it goes out), its audit lines on stdout.
+pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
+    let cx = p.cx;
+    ContainerSpec {
+        name: resource_name(cx.slug, p.name),
+        role: ContainerRole::sidecar(p.name),
+        image: ImageRef {
+            name: images::PROXY.tag.to_owned(),
+            recipe: Some(images::PROXY.name.to_owned()),
+        },
+        entrypoint: Some(vec!["/usr/local/bin/bottle-proxy".to_owned()]),
+        command: Some(vec![
+            p.mode.to_owned(),
+            "--config".to_owned(),
+            p.config_path.to_owned(),
+        ]),
+        user: Some(format!("{}:{}", p.uid, p.uid)),
+        env: BTreeMap::new(),
+        labels: labels(cx.slug, p.name),
+        network: cx.internal.to_owned(),
+        connect: vec![cx.egress.to_owned()],
+        extra_hosts: BTreeMap::new(),
+        hosts_of: Vec::new(),
+        files: p.files,
+        init: true,
+        hardening: Hardening {
+            // It listens above 1024 and writes nothing: no capability at all.
+            cap_drop: vec!["ALL".to_owned()],
+            cap_add: Vec::new(),
+            no_new_privileges: true,
+            pids_limit: PROXY_PIDS,
+            memory_bytes: PROXY_MEMORY,
+        },
+        ports: vec![PortSpec {
+            name: p.port_name.to_owned(),
+            port: p.port,
+            network: cx.internal.to_owned(),
+        }],
+        egress: Egress::Network,
+        reaches: Vec::new(),
+        audit: Some(AuditSpec {
+            source: p.name.to_owned(),
+        }),
     }
 }

@@ -307,6 +307,8 @@ struct Placement {
 #[derive(Debug, Clone)]
 enum Source {
     Host(std::path::PathBuf),
+    /// An environment variable of the shell that creates the Secret (an API key).
+    Env(String),
     Text,
 }
 
@@ -366,7 +368,7 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
     let private: BTreeSet<&str> = c
         .files
         .iter()
-        .filter(|f| matches!(f.source, FileSource::HostFile { .. }))
+        .filter(|f| f.source.is_secret())
         .map(|f| parent(&f.path))
         .collect();
     // The plan's own checks (plain absolute paths, modes, no two files at one place).
@@ -399,6 +401,7 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
         if in_secret {
             let source = match &f.source {
                 FileSource::HostFile { path, .. } => Source::Host(path.clone()),
+                FileSource::HostEnv { var, .. } => Source::Env(var.clone()),
                 FileSource::Text { .. } => Source::Text,
             };
             p.secret.insert(key.clone(), (f.bytes().to_vec(), source));
@@ -904,6 +907,10 @@ fn secret_note(name: &str, labels: &BTreeMap<String, String>, p: &Placement) -> 
                     q(&format!("{key}={}", path.display()))
                 );
             }
+            Source::Env(var) => {
+                // Quoted apart from the expansion, which the shell fills in.
+                let _ = write!(create, " --from-literal={}\"${var}\"", q(&format!("{key}=")));
+            }
             Source::Text => {
                 // One comment line per command: a trailing newline is dropped (ssh reads a
                 // last line without one), inner ones are written as printf escapes.
@@ -925,7 +932,7 @@ fn secret_note(name: &str, labels: &BTreeMap<String, String>, p: &Placement) -> 
     let label: Vec<String> = labels.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
     let mut lines = vec![
         String::new(),
-        format!("The Secret {name} holds an identity key, so it is not printed. Create it"),
+        format!("The Secret {name} holds a key, so it is not printed. Create it"),
         "before applying the objects below (or set BOTTLE_KUBE_SECRETS=print to include it):"
             .to_owned(),
     ];

@@ -81,6 +81,13 @@ fn container_files(container: &ContainerSpec) -> Result<ContainerFiles<'_>, Rend
                     ),
                 ))
             }
+            FileSource::HostEnv { var, .. } if !is_env_name(var) => {
+                return Err(file_error(
+                    container,
+                    spec,
+                    format!("{var:?} is not an environment variable name this printer can expand"),
+                ))
+            }
             _ => {}
         }
         let owner = (spec.uid, spec.gid);
@@ -165,4 +172,10 @@ mod tests {
             assert!(check_name("container", bad).is_err(), "{bad:?}");
         }
     }
+}
+
+/// Letters, digits and `_`, not starting with a digit: safe unquoted inside `${...}`.
+fn is_env_name(var: &str) -> bool {
+    var.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

@@ -55,6 +55,9 @@ impl Up<'_> {
                     FileSource::HostFile { .. } => {
                         ": copied from the host when the script runs (secret: not printed)"
                     }
+                    FileSource::HostEnv { .. } => {
+                        ": read from the environment when the script runs (secret: not printed)"
+                    }
                 };
                 s.blank();
                 s.comment(format!(
@@ -86,6 +89,14 @@ impl Up<'_> {
                     FileSource::HostFile { path, .. } => {
                         let path = path.to_str().expect("checked: UTF-8");
                         s.line(format!("cp -- {} {target}", q(path)?));
+                    }
+                    FileSource::HostEnv { var, .. } => {
+                        // The plan checked the name (letters, digits, '_'): safe unquoted
+                        // in ${...}. A missing key stops the script here, before anything
+                        // is created, as it stopped the plan.
+                        s.line(format!(
+                            "printf '%s' \"${{{var}:?is not set: export it, the key of a credential route}}\" >{target}"
+                        ));
                     }
                 }
                 s.line(format!(

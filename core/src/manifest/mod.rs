@@ -17,6 +17,9 @@ use toml::Spanned;
 
 use crate::diag::{Diagnostic, Location, ManifestError};
 
+mod cred;
+pub use cred::{CredProxy, CredRoute, SecretSource};
+
 /// The manifest's file name, looked for in the current directory.
 pub const MANIFEST_FILE: &str = "bottle.toml";
 
@@ -57,6 +60,7 @@ struct RawBottle {
     #[serde(default)]
     git: Vec<Spanned<RawGit>>,
     egress: Option<Spanned<RawEgress>>,
+    cred_proxy: Option<Spanned<cred::RawCredProxy>>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +162,8 @@ pub struct Bottle {
     pub git: Vec<GitUpstream>,
     /// `[bottles.<name>.egress]`: what the egress proxy lets the agent reach.
     pub egress: Egress,
+    /// `[bottles.<name>.cred_proxy]`: the routes that add API keys outside the bottle.
+    pub cred_proxy: CredProxy,
 }
 
 /// `[bottles.<name>.egress]`: the egress proxy's lists, each entry checked with the
@@ -659,6 +665,10 @@ impl Validator<'_> {
             .egress
             .map(|e| self.egress(&format!("{prefix}.egress"), e.into_inner()))
             .unwrap_or_default();
+        let cred_proxy = raw
+            .cred_proxy
+            .map(|c| self.cred_proxy(&format!("{prefix}.cred_proxy"), c.into_inner(), &env))
+            .unwrap_or_default();
 
         (self.diagnostics.len() == before).then(|| Bottle {
             name: name.to_owned(),
@@ -671,6 +681,7 @@ impl Validator<'_> {
             gate_memory_bytes,
             git,
             egress,
+            cred_proxy,
         })
     }
 
