@@ -34,7 +34,9 @@ fn a_route_puts_its_key_in_the_cred_sidecar_only() {
     let bottle = m.select(Some("c")).unwrap();
     let plan = planner::plan_in(bottle, SIDECARS, &env_with_key()).unwrap();
 
-    let cred = plan.container("cred").expect("a bottle with routes has a cred sidecar");
+    let cred = plan
+        .container("cred")
+        .expect("a bottle with routes has a cred sidecar");
     assert_eq!(cred.name, "bottle-c-cred");
     assert_eq!(cred.user.as_deref(), Some("10003:10003"));
     assert_eq!(cred.egress, Egress::Network);
@@ -55,7 +57,10 @@ fn a_route_puts_its_key_in_the_cred_sidecar_only() {
     assert_eq!(config.routes[0].upstream, "https://api.anthropic.com");
     assert_eq!(config.routes[0].header, "x-api-key");
     assert_eq!(config.routes[0].format, "{secret}");
-    assert_eq!(config.routes[0].secret_file, "/run/bottle-cred/anthropic.key");
+    assert_eq!(
+        config.routes[0].secret_file,
+        "/run/bottle-cred/anthropic.key"
+    );
     assert!(!config.routes[0].insecure_http);
 
     let agent = plan.agent().unwrap();
@@ -72,7 +77,12 @@ fn a_route_puts_its_key_in_the_cred_sidecar_only() {
     for c in &plan.containers {
         for f in &c.files {
             if f.path != key.path {
-                assert!(!String::from_utf8_lossy(f.bytes()).contains(KEY), "{}:{}", c.name, f.path);
+                assert!(
+                    !String::from_utf8_lossy(f.bytes()).contains(KEY),
+                    "{}:{}",
+                    c.name,
+                    f.path
+                );
             }
         }
         assert!(!c.env.values().any(|v| v.contains(KEY)), "{}", c.name);
@@ -93,10 +103,13 @@ fn a_route_puts_its_key_in_the_cred_sidecar_only() {
 #[test]
 fn without_routes_there_is_no_cred_sidecar() {
     let fx = common::Fixture::new();
-    let m = fx
-        .parse("[bottles.p]\nimage = \"alpine:3\"\n")
-        .unwrap();
-    let plan = planner::plan_in(m.select(Some("p")).unwrap(), SIDECARS, &HostEnv::Map(BTreeMap::new())).unwrap();
+    let m = fx.parse("[bottles.p]\nimage = \"alpine:3\"\n").unwrap();
+    let plan = planner::plan_in(
+        m.select(Some("p")).unwrap(),
+        SIDECARS,
+        &HostEnv::Map(BTreeMap::new()),
+    )
+    .unwrap();
     assert!(plan.container("cred").is_none());
 }
 
@@ -114,24 +127,46 @@ fn a_file_secret_and_its_ca_file_are_copied_and_checked() {
         format = \"Bearer {secret}\"\nsecret_file = \"~/key\"\nca_file = \"ca.pem\"\n\
         [bottles.c.cred_proxy]\nallow_private = [\"api.example.test\"]\n";
     let m = fx.parse(text).unwrap();
-    let plan = planner::plan_in(m.select(Some("c")).unwrap(), SIDECARS, &HostEnv::Map(BTreeMap::new())).unwrap();
+    let plan = planner::plan_in(
+        m.select(Some("c")).unwrap(),
+        SIDECARS,
+        &HostEnv::Map(BTreeMap::new()),
+    )
+    .unwrap();
     let cred = plan.container("cred").unwrap();
     let config: bottle_proxy_config::CredConfig =
         serde_json::from_slice(cred.files[0].bytes()).unwrap();
     assert_eq!(config.routes[0].header, "authorization");
     assert_eq!(config.routes[0].format, "Bearer {secret}");
-    assert_eq!(config.routes[0].ca_file.as_deref(), Some("/etc/bottle-proxy/ca/api.pem"));
+    assert_eq!(
+        config.routes[0].ca_file.as_deref(),
+        Some("/etc/bottle-proxy/ca/api.pem")
+    );
     assert_eq!(config.allow_private, ["api.example.test"]);
-    assert!(cred.files.iter().any(|f| f.path == "/etc/bottle-proxy/ca/api.pem" && f.mode == 0o644));
-    let key = cred.files.iter().find(|f| f.path.ends_with("api.key")).unwrap();
+    assert!(cred
+        .files
+        .iter()
+        .any(|f| f.path == "/etc/bottle-proxy/ca/api.pem" && f.mode == 0o644));
+    let key = cred
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("api.key"))
+        .unwrap();
     assert!(matches!(key.source, FileSource::HostFile { .. }));
 
     // A key of two lines cannot be one header value: refused at plan time.
     std::fs::write(fx.path().join("key"), format!("{KEY}\nmore\n")).unwrap();
-    let err = planner::plan_in(m.select(Some("c")).unwrap(), SIDECARS, &HostEnv::Map(BTreeMap::new()))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("bottles.c.cred_proxy.routes[0].secret_file"), "{err}");
+    let err = planner::plan_in(
+        m.select(Some("c")).unwrap(),
+        SIDECARS,
+        &HostEnv::Map(BTreeMap::new()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("bottles.c.cred_proxy.routes[0].secret_file"),
+        "{err}"
+    );
     assert!(err.contains("line break"), "{err}");
     assert!(!err.contains(KEY), "{err}");
 }
@@ -142,12 +177,18 @@ fn a_missing_key_stops_the_plan_with_what_to_do() {
     let m = fx.parse(&route_manifest("")).unwrap();
     for env in [
         HostEnv::Map(BTreeMap::new()),
-        HostEnv::Map(BTreeMap::from([("TEST_ANTHROPIC_KEY".to_owned(), String::new())])),
+        HostEnv::Map(BTreeMap::from([(
+            "TEST_ANTHROPIC_KEY".to_owned(),
+            String::new(),
+        )])),
     ] {
         let err = planner::plan_in(m.select(Some("c")).unwrap(), SIDECARS, &env)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("bottles.c.cred_proxy.routes[0].secret_env"), "{err}");
+        assert!(
+            err.contains("bottles.c.cred_proxy.routes[0].secret_env"),
+            "{err}"
+        );
         assert!(err.contains("TEST_ANTHROPIC_KEY is not set"), "{err}");
         assert!(err.contains("export TEST_ANTHROPIC_KEY="), "{err}");
         assert!(err.contains(":4:"), "the route's line: {err}");

@@ -182,7 +182,12 @@ fn the_egress_proxy_gets_the_lists_and_the_agent_its_variables() {
     assert_eq!(config.allow_private, ["registry.internal"]);
     assert_eq!(
         config.own_hosts,
-        ["bottle-p-gate", "bottle-p-proxy", "bottle-p-cred", "bottle-p-agent"]
+        [
+            "bottle-p-gate",
+            "bottle-p-proxy",
+            "bottle-p-cred",
+            "bottle-p-agent"
+        ]
     );
     let agent = plan.agent().unwrap();
     for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
@@ -190,7 +195,8 @@ fn the_egress_proxy_gets_the_lists_and_the_agent_its_variables() {
     }
     assert_eq!(agent.env["NODE_USE_ENV_PROXY"], "1");
     assert_eq!(agent.env["NO_PROXY"], "mine", "the manifest's env wins");
-    assert!(agent.env["no_proxy"].starts_with("bottle-p-gate,bottle-p-proxy,bottle-p-cred,bottle-p-agent"));
+    assert!(agent.env["no_proxy"]
+        .starts_with("bottle-p-gate,bottle-p-proxy,bottle-p-cred,bottle-p-agent"));
     assert_eq!(
         agent.reaches,
         [Reach {

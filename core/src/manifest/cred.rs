@@ -144,11 +144,9 @@ impl Validator<'_> {
         for (i, entry) in raw.allow_private.into_iter().enumerate() {
             let field = format!("{prefix}.allow_private[{i}]");
             match Entry::parse(entry.get_ref(), List::AllowPrivate) {
-                Ok(_) => allow_private.push(self.located(
-                    entry.get_ref().clone(),
-                    &entry.span(),
-                    &field,
-                )),
+                Ok(_) => {
+                    allow_private.push(self.located(entry.get_ref().clone(), &entry.span(), &field))
+                }
                 Err(e) => self.error(
                     &entry.span(),
                     &field,
@@ -204,7 +202,11 @@ impl Validator<'_> {
         }
 
         let upstream = raw.upstream.get_ref().clone();
-        let host = self.route_upstream(&upstream, &raw.upstream.span(), &format!("{field}.upstream"));
+        let host = self.route_upstream(
+            &upstream,
+            &raw.upstream.span(),
+            &format!("{field}.upstream"),
+        );
 
         let header = raw.header.get_ref().to_ascii_lowercase();
         if !is_token(&header) {
@@ -228,9 +230,19 @@ impl Validator<'_> {
             Some(f) => {
                 let text = f.get_ref().clone();
                 if !text.contains("{secret}") {
-                    self.error(&f.span(), &format!("{field}.format"), format!("'{}' has no {{secret}}", text.escape_debug()), "write where the key goes, e.g. \"Bearer {secret}\"");
+                    self.error(
+                        &f.span(),
+                        &format!("{field}.format"),
+                        format!("'{}' has no {{secret}}", text.escape_debug()),
+                        "write where the key goes, e.g. \"Bearer {secret}\"",
+                    );
                 } else if text.chars().any(|c| c.is_control()) {
-                    self.error(&f.span(), &format!("{field}.format"), "the format holds a control character", "a header value is one line of printable text");
+                    self.error(
+                        &f.span(),
+                        &format!("{field}.format"),
+                        "the format holds a control character",
+                        "a header value is one line of printable text",
+                    );
                 }
                 text
             }
@@ -251,7 +263,12 @@ impl Validator<'_> {
                 }
             },
             (Some(_), Some(file)) => {
-                self.error(&file.span(), &format!("{field}.secret_file"), "both secret_env and secret_file are set", "keep one: the key comes from exactly one place");
+                self.error(
+                    &file.span(),
+                    &format!("{field}.secret_file"),
+                    "both secret_env and secret_file are set",
+                    "keep one: the key comes from exactly one place",
+                );
                 None
             }
             (None, None) => {
@@ -310,12 +327,16 @@ impl Validator<'_> {
         span: &std::ops::Range<usize>,
         field: &str,
     ) -> Option<String> {
-        const HINT: &str =
-            "write https://HOST[:PORT][/BASE], e.g. \"https://api.anthropic.com\"";
+        const HINT: &str = "write https://HOST[:PORT][/BASE], e.g. \"https://api.anthropic.com\"";
         let url = match url::Url::parse(text) {
             Ok(url) => url,
             Err(e) => {
-                self.error(span, field, format!("'{}' is not a URL: {e}", text.escape_debug()), HINT);
+                self.error(
+                    span,
+                    field,
+                    format!("'{}' is not a URL: {e}", text.escape_debug()),
+                    HINT,
+                );
                 return None;
             }
         };
@@ -329,17 +350,32 @@ impl Validator<'_> {
             None
         };
         if let Some(why) = why {
-            self.error(span, field, format!("'{}' {why}", text.escape_debug()), HINT);
+            self.error(
+                span,
+                field,
+                format!("'{}' {why}", text.escape_debug()),
+                HINT,
+            );
             return None;
         }
         let Some(host) = url.host_str() else {
-            self.error(span, field, format!("'{}' names no host", text.escape_debug()), HINT);
+            self.error(
+                span,
+                field,
+                format!("'{}' names no host", text.escape_debug()),
+                HINT,
+            );
             return None;
         };
         match bottle_proxy_config::rules::Host::parse(host) {
             Ok(host) => Some(host.to_string()),
             Err(why) => {
-                self.error(span, field, format!("'{}': {why}", text.escape_debug()), HINT);
+                self.error(
+                    span,
+                    field,
+                    format!("'{}': {why}", text.escape_debug()),
+                    HINT,
+                );
                 None
             }
         }

@@ -101,7 +101,12 @@ impl Sidecar for CredSidecar {
                         None
                     }
                     Err(e) => {
-                        problems.push(diagnostic(route, "ca_file", format!("cannot read ca_file {}: {e}", file.display()), "fix the path; it must be a PEM file readable by you"));
+                        problems.push(diagnostic(
+                            route,
+                            "ca_file",
+                            format!("cannot read ca_file {}: {e}", file.display()),
+                            "fix the path; it must be a PEM file readable by you",
+                        ));
                         None
                     }
                 },

@@ -909,7 +909,11 @@ fn secret_note(name: &str, labels: &BTreeMap<String, String>, p: &Placement) -> 
             }
             Source::Env(var) => {
                 // Quoted apart from the expansion, which the shell fills in.
-                let _ = write!(create, " --from-literal={}\"${var}\"", q(&format!("{key}=")));
+                let _ = write!(
+                    create,
+                    " --from-literal={}\"${var}\"",
+                    q(&format!("{key}="))
+                );
             }
             Source::Text => {
                 // One comment line per command: a trailing newline is dropped (ssh reads a

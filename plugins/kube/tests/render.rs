@@ -302,3 +302,26 @@ fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
         Some(IntOrString::Int(port))
     );
 }
+
+/// A credential route's key, named by `secret_env`, goes into the cred sidecar's Secret; the
+/// omitted Secret's note creates it from the variable, never printing the key.
+#[test]
+fn a_route_key_from_the_environment_is_created_from_the_variable() {
+    use bottle_core::sidecar::{cred::CredSidecar, HostEnv};
+    const ROUTE_KEY: &str = "sk-kube-route-91c2";
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[bottles.c]\nimage = \"bottle-claude:latest\"\n\
+        [[bottles.c.cred_proxy.routes]]\nname = \"anthropic\"\nupstream = \"https://api.anthropic.com\"\n\
+        header = \"x-api-key\"\nsecret_env = \"ANTHROPIC_API_KEY\"\nagent_env = \"ANTHROPIC_BASE_URL\"\n";
+    let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
+    let env = HostEnv::Map([("ANTHROPIC_API_KEY".to_owned(), ROUTE_KEY.to_owned())].into());
+    let p = planner::plan_in(m.select(Some("c")).unwrap(), &[&CredSidecar], &env).unwrap();
+    let out = yaml(&p, Secrets::Omit, dir.path());
+    assert!(!out.contains(ROUTE_KEY), "the key leaked:\n{out}");
+    assert!(
+        out.contains(r#"--from-literal='anthropic.key='"$ANTHROPIC_API_KEY""#),
+        "{out}"
+    );
+    let with = yaml(&p, Secrets::Include, dir.path());
+    assert!(with.contains("kind: Secret"), "{with}");
+}

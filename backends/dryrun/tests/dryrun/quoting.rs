@@ -22,7 +22,7 @@ fn expected_create(plan: &Plan, cli: Cli, e: &str) -> Vec<String> {
         "--network",
         "bottle-demo-internal",
         "--label",
-        "bottle.managed=2",
+        "bottle.managed=3",
         "--label",
         "bottle.role=agent",
         "--label",

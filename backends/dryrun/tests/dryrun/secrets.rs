@@ -73,3 +73,59 @@ fn running_the_script_prints_no_key_either() {
         assert_no_secret(&call.argv.join(" "));
     }
 }
+
+/// A route's key named by `secret_env` is read from the environment when the script runs:
+/// printed as the variable, never as the key; a missing one stops the script before
+/// anything is created.
+#[test]
+fn an_environment_key_is_read_when_the_script_runs() {
+    use std::collections::BTreeMap;
+
+    use bottle_core::sidecar::{HostEnv, SIDECARS};
+
+    const KEY: &str = "sk-route-key-6b1f0c";
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[bottles.c]\nimage = \"bottle-agent:latest\"\n\
+        [[bottles.c.cred_proxy.routes]]\nname = \"api\"\nupstream = \"https://api.example.com\"\n\
+        header = \"x-api-key\"\nsecret_env = \"TEST_ROUTE_KEY\"\n";
+    let manifest = bottle_core::manifest::parse(
+        &dir.path().join("bottle.toml"),
+        text,
+        &bottle_core::manifest::Env { home: None },
+    )
+    .unwrap();
+    let env = HostEnv::Map(BTreeMap::from([(
+        "TEST_ROUTE_KEY".to_owned(),
+        KEY.to_owned(),
+    )]));
+    let plan =
+        bottle_core::planner::plan_in(manifest.select(Some("c")).unwrap(), SIDECARS, &env).unwrap();
+    let script = render_up(&plan, Cli::Docker).unwrap();
+    assert!(!script.contains(KEY));
+    assert!(script.contains("\"${TEST_ROUTE_KEY:?"), "{script}");
+
+    let fake = Fake::new();
+    let run = fake.run(&script);
+    assert!(!run.success);
+    assert!(run.stderr.contains("TEST_ROUTE_KEY"), "{}", run.stderr);
+    assert!(
+        run.calls
+            .iter()
+            .all(|c| !c.argv.iter().any(|a| a == "create")),
+        "nothing is created without the key"
+    );
+
+    let fake = Fake::new();
+    let run = fake.run_with_env(&script, &[("TEST_ROUTE_KEY", KEY)]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(!run.stdout.contains(KEY) && !run.stderr.contains(KEY));
+    let key = run
+        .calls_to(&["cp"])
+        .iter()
+        .filter_map(|c| c.tar.as_deref())
+        .flat_map(crate::support::members)
+        .find(|m| m.path == "run/bottle-cred/api.key")
+        .expect("the key reaches the cred sidecar");
+    assert_eq!(key.bytes, KEY.as_bytes());
+    assert_eq!((key.mode, key.uid, key.gid), (0o400, 10003, 10003));
+}

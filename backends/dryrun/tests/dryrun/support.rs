@@ -455,6 +455,11 @@ impl Fake {
 
     /// Runs `script` with `sh`, the fake CLIs first on `PATH`.
     pub fn run(&self, script: &str) -> Run {
+        self.run_with_env(script, &[])
+    }
+
+    /// [`Fake::run`] with extra environment variables (an API key a script reads).
+    pub fn run_with_env(&self, script: &str, env: &[(&str, &str)]) -> Run {
         let file = self.dir.path().join("script.sh");
         fs::write(&file, script).unwrap();
         let path = format!(
@@ -468,6 +473,7 @@ impl Fake {
             .env("PATH", path)
             .env("FAKE_DIR", self.dir.path().join("state"))
             .env("TMPDIR", self.tmp())
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         let count: usize = fs::read_to_string(self.state("count"))
