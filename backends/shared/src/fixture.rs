@@ -100,6 +100,9 @@ pub struct Web<'a> {
     pub cert_pem: &'a str,
     /// Its private key (PEM; a test key).
     pub key_pem: &'a str,
+    /// The Messages API stand-in's scripted replies, one JSON object per line
+    /// (`bottle-web-fixture --script`).
+    pub script: Option<&'a str>,
 }
 
 /// The spec of a web fixture (`images::WEB`) on `w.slug`'s egress network: HTTP on 80,
@@ -116,6 +119,27 @@ pub fn web(w: &Web) -> ContainerSpec {
         },
         relocate_env: None,
     };
+    let mut command: Vec<String> = [
+        "--name",
+        w.name,
+        "--cert",
+        "/etc/bottle-web/cert.pem",
+        "--key",
+        "/etc/bottle-web/key.pem",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut files = vec![
+        file("/etc/bottle-web/cert.pem", 0o644, w.cert_pem),
+        file("/etc/bottle-web/key.pem", 0o600, w.key_pem),
+    ];
+    if let Some(script) = w.script {
+        command.extend([
+            "--script".to_owned(),
+            "/etc/bottle-web/script.jsonl".to_owned(),
+        ]);
+        files.push(file("/etc/bottle-web/script.jsonl", 0o644, script));
+    }
     ContainerSpec {
         name: w.name.to_owned(),
         role: ContainerRole::sidecar(WEB_ROLE),
@@ -124,18 +148,7 @@ pub fn web(w: &Web) -> ContainerSpec {
             recipe: Some(images::WEB.name.to_owned()),
         },
         entrypoint: None,
-        command: Some(
-            [
-                "--name",
-                w.name,
-                "--cert",
-                "/etc/bottle-web/cert.pem",
-                "--key",
-                "/etc/bottle-web/key.pem",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ),
+        command: Some(command),
         user: None,
         env: BTreeMap::new(),
         labels: labels(w.slug, WEB_ROLE),
@@ -143,10 +156,7 @@ pub fn web(w: &Web) -> ContainerSpec {
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
         hosts_of: Vec::new(),
-        files: vec![
-            file("/etc/bottle-web/cert.pem", 0o644, w.cert_pem),
-            file("/etc/bottle-web/key.pem", 0o600, w.key_pem),
-        ],
+        files,
         init: true,
         hardening: Hardening {
             cap_drop: vec!["ALL".to_owned()],

@@ -169,6 +169,7 @@ macro_rules! suite {
             the_dry_run_script_makes_a_working_bottle,
             doctor_reports_a_healthy_host,
             egress_allows_what_the_manifest_allows_and_nothing_else,
+            a_route_adds_the_key_outside_the_agent,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {

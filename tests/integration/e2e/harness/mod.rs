@@ -54,7 +54,12 @@ pub struct Options {
     /// How the bottle is brought up.
     pub via: Via,
     /// More of the bottle's manifest, given its slug (e.g. its `[bottles.SLUG.egress]`).
+    /// The test CA's certificate is `ca.pem` beside the manifest.
     pub manifest_extra: Option<fn(&str) -> String>,
+    /// The agent's image.
+    pub image: &'static str,
+    /// Environment variables every `bottle` command of the scenario gets (a route's key).
+    pub bottle_env: Vec<(&'static str, String)>,
 }
 
 impl Options {
@@ -66,6 +71,8 @@ impl Options {
             pin_host_key: true,
             via: Via::Up,
             manifest_extra: None,
+            image: "bottle-agent:latest",
+            bottle_env: Vec::new(),
         }
     }
 }
@@ -80,6 +87,8 @@ pub struct Harness {
     pub url: String,
     /// The gate's identity key (private), on the host.
     pub identity_file: PathBuf,
+    /// The scenario's own CA, which signs its web fixtures' certificates.
+    ca: TestCa,
     dir: Option<tempfile::TempDir>,
     fixture_started: AtomicBool,
     // Last: released only after the drop handler removed the bottle.
@@ -142,10 +151,13 @@ impl Harness {
         } else {
             String::new()
         };
+        let ca = TestCa::new();
+        std::fs::write(d.join("ca.pem"), &ca.pem).expect("write ca.pem");
         let manifest = format!(
-            "[bottles.{slug}]\nimage = \"bottle-agent:latest\"\ncommand = [\"sleep\", \"infinity\"]\n\n\
+            "[bottles.{slug}]\nimage = {image:?}\ncommand = [\"sleep\", \"infinity\"]\n\n\
              [[bottles.{slug}.git]]\nname = \"{REPO}\"\nupstream = {url:?}\nidentity_file = {key:?}\n{pin}",
             key = identity_file.display().to_string(),
+            image = opts.image,
         );
         let manifest = match opts.manifest_extra {
             Some(extra) => format!("{manifest}\n{}", extra(&slug)),
@@ -160,6 +172,7 @@ impl Harness {
             slug,
             url,
             identity_file,
+            ca,
             dir: Some(dir),
             fixture_started: AtomicBool::new(false),
             _permit: permit,
@@ -206,7 +219,7 @@ impl Harness {
     /// `bottle --backend <engine>` run in the scenario's directory, with a clean env, as the
     /// engine's user.
     pub fn bottle(&self) -> Command {
-        let mut cmd = self.runner.bottle(self.dir());
+        let mut cmd = self.runner.bottle_env(self.dir(), &self.opts.bottle_env);
         cmd.args(["--backend", self.engine.backend]);
         cmd
     }
@@ -386,18 +399,16 @@ impl Harness {
     /// `/tmp/ca.pem` and returns it (PEM). `bottle down` removes them (they carry the
     /// bottle's labels).
     pub fn start_webs(&self, names: &[String]) -> String {
-        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
-        let mut ca_params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "bottle e2e test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        self.start_webs_scripted(names, None)
+    }
+
+    /// [`Harness::start_webs`], the Messages stand-in of each scripted with `script` (JSON
+    /// lines, see `bottle-web-fixture`).
+    pub fn start_webs_scripted(&self, names: &[String], script: Option<&str>) -> String {
         let key = rcgen::KeyPair::generate().expect("a server key");
         let leaf = rcgen::CertificateParams::new(names.to_vec())
             .expect("server parameters")
-            .signed_by(&key, &ca, &ca_key)
+            .signed_by(&key, &self.ca.cert, &self.ca.key)
             .expect("the server certificate");
         let (cert_pem, key_pem) = (leaf.pem(), key.serialize_pem());
         for name in names {
@@ -406,12 +417,13 @@ impl Harness {
                 name,
                 cert_pem: &cert_pem,
                 key_pem: &key_pem,
+                script,
             });
             if let Err(e) = fixture::run_container(self.engine, self.runner, &spec) {
                 panic!("the web fixture {name} did not start: {e}");
             }
         }
-        let ca_pem = ca.pem();
+        let ca_pem = self.ca.pem.clone();
         let out = self.agent_sh_input("cat > /tmp/ca.pem", ca_pem.as_bytes());
         expect_ok(out, "write the test CA into the agent");
         for name in names {
@@ -502,5 +514,28 @@ impl Drop for Harness {
                 problems.join("\n")
             );
         }
+    }
+}
+
+/// A scenario's own certificate authority (made when the scenario is prepared, so a
+/// manifest can name its certificate as a route's `ca_file`).
+struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "bottle e2e test CA");
+        let cert = params.self_signed(&key).expect("the CA certificate");
+        let pem = cert.pem();
+        TestCa { cert, key, pem }
     }
 }

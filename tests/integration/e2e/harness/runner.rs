@@ -91,8 +91,15 @@ impl Runner {
     /// `bottle` run in `dir`, as the engine's user, with HOME=`dir` and a config directory
     /// there: nothing of the user's own configuration applies.
     pub(super) fn bottle(&self, dir: &Path) -> Command {
+        self.bottle_env(dir, &[])
+    }
+
+    /// [`Runner::bottle`] with more environment variables (a route's key).
+    pub(super) fn bottle_env(&self, dir: &Path, extra: &[(&str, String)]) -> Command {
         if self.user.is_none() {
-            return crate::cli::bottle(dir);
+            let mut cmd = crate::cli::bottle(dir);
+            cmd.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
+            return cmd;
         }
         let config = dir.join("config-home");
         let passed: Vec<(&str, OsString)> = USER_PASSED_ENV
@@ -101,6 +108,7 @@ impl Runner {
             .collect();
         let mut env = vec![("XDG_CONFIG_HOME", config.as_os_str())];
         env.extend(passed.iter().map(|(n, v)| (*n, v.as_os_str())));
+        env.extend(extra.iter().map(|(n, v)| (*n, OsStr::new(v.as_str()))));
         let mut cmd = self.command(&self.bottle, Some(dir), &env);
         cmd.current_dir(dir);
         cmd

@@ -17,6 +17,9 @@ use super::harness::{
 };
 use super::Engine;
 
+mod cred;
+pub use cred::a_route_adds_the_key_outside_the_agent;
+
 /// An AWS access key id of the shape gitleaks' `aws-access-token` rule looks for.
 const AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
 
