@@ -5,8 +5,11 @@
 //! upstream's host key), brings up the bottle `demo` from an embedded manifest, starts a
 //! local upstream (sshd + git) on the bottle's egress network, and then, inside the agent,
 //! clones through the gate, pushes a clean commit (it arrives upstream) and pushes a commit
-//! holding an AWS key (gitleaks blocks it; the upstream does not move). Everything is torn
-//! down at the end unless `--keep` is given.
+//! holding an AWS key (gitleaks blocks it; the upstream does not move). Then the agent calls
+//! a model API through its credential route (a stand-in on the egress network: the key is
+//! added by the cred sidecar, the agent never holds it), is refused a host the bottle does
+//! not allow, and the refusal is shown from the audit log (`bottle logs --denied`).
+//! Everything is torn down at the end unless `--keep` is given.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,6 +22,7 @@ use bottle_core::images;
 use bottle_core::manifest::{self, Env};
 use bottle_core::plan::{resource_name, ContainerRole};
 use bottle_core::planner;
+use bottle_core::sidecar::{HostEnv, SIDECARS};
 
 /// The demo's bottle, and so its slug.
 const SLUG: &str = "demo";
@@ -26,8 +30,14 @@ const SLUG: &str = "demo";
 const UPSTREAM_URL: &str = "ssh://git@bottle-demo-upstream/srv/git/app.git";
 /// An AWS access key id of the shape gitleaks recognises (made up).
 const FAKE_AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
+/// The model API stand-in's host name, on the bottle's egress network.
+const MODEL_HOST: &str = "model.demo.test";
+/// A host the bottle does not allow (never resolved: the proxy refuses it by its name).
+const REFUSED_HOST: &str = "paste.example.test";
+/// The variable the route's key is read from (the demo sets it for its own plan only).
+const KEY_VAR: &str = "BOTTLE_DEMO_MODEL_KEY";
 
-const MANIFEST: &str = r#"# The manifest `bottle demo` runs: one bottle, one upstream.
+const MANIFEST: &str = r#"# The manifest `bottle demo` runs: one bottle, one upstream, one credential route.
 [bottles.demo]
 image = "bottle-agent:latest"
 command = ["sleep", "infinity"]
@@ -37,6 +47,19 @@ name = "app"
 upstream = "@URL@"
 identity_file = "gate_key"
 known_host_key = "@HOST_KEY@"
+
+# The agent calls $MODEL_BASE_URL/v1/messages; the cred sidecar adds the key.
+[[bottles.demo.cred_proxy.routes]]
+name = "model"
+upstream = "https://model.demo.test"
+header = "x-api-key"
+secret_env = "BOTTLE_DEMO_MODEL_KEY"
+agent_env = "MODEL_BASE_URL"
+ca_file = "model-ca.pem"
+
+[bottles.demo.cred_proxy]
+# The stand-in runs on the bottle's own egress network, at a private address.
+allow_private = ["model.demo.test"]
 "#;
 
 struct Steps {
@@ -113,7 +136,7 @@ pub fn progress(line: &str) {
 /// line). `keep`: leave the bottle and the upstream up.
 pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::Result<()> {
     let mut steps = Steps {
-        total: 7,
+        total: 10,
         n: 0,
         started: Instant::now(),
     };
@@ -121,9 +144,16 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
     println!("engine: {about}");
 
     steps.step(
-        "Images: the git-gate, the agent, a local upstream (first run builds them: a few minutes)",
+        "Images: the git-gate, the proxies, the agent, a local upstream and a model API stand-in (first run builds them: a few minutes)",
     );
-    e.build_images(images::ALL, false)
+    let needed = [
+        &images::GATE,
+        &images::PROXY,
+        &images::AGENT,
+        &images::UPSTREAM,
+        &images::WEB,
+    ];
+    e.build_images(&needed, false)
         .await
         .context("building the demo's images")?;
 
@@ -139,14 +169,20 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
         .replace("@HOST_KEY@", &host_key);
     let manifest_path = dir.join("bottle.toml");
     std::fs::write(&manifest_path, &manifest_text)?;
+    let ca = DemoCa::new()?;
+    std::fs::write(dir.join("model-ca.pem"), &ca.pem)?;
     println!(
-        "    in {}: gate_key (only the gate gets it), upstream_host_key, bottle.toml",
+        "    in {}: gate_key (only the gate gets it), upstream_host_key, model-ca.pem (the stand-in's CA), bottle.toml",
         dir.display()
     );
+    let model_key = demo_model_key();
 
     steps.step("The bottle 'demo': internal and egress networks, the git-gate, the agent");
     let manifest = manifest::parse(&manifest_path, &manifest_text, &Env::current())?;
-    let plan = planner::plan(manifest.select(Some(SLUG))?)?;
+    // The route's key comes from this variable; the demo makes one up for its own plan
+    // rather than reading (or needing) a real one from the environment.
+    let host_env = HostEnv::Map([(KEY_VAR.to_owned(), model_key.clone())].into());
+    let plan = planner::plan_in(manifest.select(Some(SLUG))?, SIDECARS, &host_env)?;
     e.up(&plan, &UpOptions::default()).await?;
     for c in &plan.containers {
         let nets: Vec<_> = std::iter::once(c.network.as_str())
@@ -156,7 +192,10 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
     }
 
     // From here on, tear down on failure too (unless --keep).
-    let result = exercise(&e, &dir, &mut steps).await;
+    let result = match exercise(&e, &dir, &mut steps).await {
+        Ok(()) => use_route(&e, &ca, &model_key, &mut steps).await,
+        Err(err) => Err(err),
+    };
     if keep {
         println!("\nThe bottle is still up (--keep). Get into the agent with:");
         println!("    bottle exec demo -- bash");
@@ -169,7 +208,8 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
     result?;
     println!(
         "\nDone in {:.1}s: the clone came through the gate, the clean push arrived upstream, \
-         the secret never left the bottle.",
+         the secret never left the bottle; the model was called with a key the agent never held, \
+         and the host the bottle does not allow was refused and logged.",
         steps.started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -276,5 +316,112 @@ async fn start_upstream<E: Engine>(e: &E, dir: &Path) -> anyhow::Result<()> {
         authorized_keys: &authorized,
     });
     engine::run_container(e, &spec).await?;
+    Ok(())
+}
+
+/// The demo's own CA, which signs the model stand-in's certificate (the cred sidecar
+/// trusts it through the route's `ca_file`).
+struct DemoCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl DemoCa {
+    fn new() -> anyhow::Result<DemoCa> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "bottle demo CA");
+        let cert = params.self_signed(&key)?;
+        let pem = cert.pem();
+        Ok(DemoCa { cert, key, pem })
+    }
+}
+
+/// A made-up key, different each run (so finding it anywhere would mean something).
+fn demo_model_key() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("demo-key-{nanos:x}")
+}
+
+/// Steps 8 to 10: the model API through the route, a refused host, the audit log.
+async fn use_route<E: Engine + Backend>(
+    e: &E,
+    ca: &DemoCa,
+    model_key: &str,
+    steps: &mut Steps,
+) -> anyhow::Result<()> {
+    let agent = resource_name(SLUG, ContainerRole::AGENT);
+
+    steps.step("In the agent: a call to the model API through its route; the key is added outside the bottle");
+    let key = rcgen::KeyPair::generate()?;
+    let leaf = rcgen::CertificateParams::new(vec![MODEL_HOST.to_owned()])?
+        .signed_by(&key, &ca.cert, &ca.key)?;
+    let spec = fixture::web(&fixture::Web {
+        slug: SLUG,
+        name: MODEL_HOST,
+        cert_pem: &leaf.pem(),
+        key_pem: &key.serialize_pem(),
+        script: Some("{\"text\": \"Hello from the model stand-in.\"}\n"),
+    });
+    engine::run_container(e, &spec).await?;
+    println!("    {MODEL_HOST}: a stand-in for the Messages API, on the egress network (TLS from the demo's CA)");
+    let call = "echo \"MODEL_BASE_URL=$MODEL_BASE_URL\"; \
+        curl -sS --retry 5 --retry-connrefused --retry-delay 1 \"$MODEL_BASE_URL/v1/messages\" \
+        -H 'content-type: application/json' \
+        -d '{\"model\":\"stand-in\",\"max_tokens\":64,\"tools\":[{\"name\":\"none\"}],\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'";
+    let (code, out) = exec(e, &agent, call).await?;
+    show("agent$ ", &out);
+    if code != 0 || !String::from_utf8_lossy(&out).contains("Hello from the model stand-in") {
+        bail!("the call through the route failed (see above)");
+    }
+    let (_, seen) = exec(e, &agent, "curl -sS \"$MODEL_BASE_URL/_requests\"").await?;
+    let seen: serde_json::Value = serde_json::from_slice(&seen).unwrap_or_default();
+    if seen[0]["headers"]["x-api-key"] != model_key {
+        bail!("the stand-in did not receive the route's key");
+    }
+    let (_, env) = exec(e, &agent, "env").await?;
+    if String::from_utf8_lossy(&env).contains(model_key) {
+        bail!("the key is in the agent's environment");
+    }
+    println!(
+        "    the stand-in received x-api-key: {}... (the route's key); the agent's environment does not hold it",
+        &model_key[..12.min(model_key.len())]
+    );
+
+    steps.step(&format!(
+        "In the agent: a request to {REFUSED_HOST}, which the bottle does not allow"
+    ));
+    let (code, out) = exec(
+        e,
+        &agent,
+        &format!("curl -sS --max-time 10 https://{REFUSED_HOST}/ 2>&1"),
+    )
+    .await?;
+    show("agent$ ", &out);
+    if code == 0 {
+        bail!("{REFUSED_HOST} was reached although the bottle does not allow it");
+    }
+
+    steps.step("bottle logs --denied demo: every refusal, with its reason");
+    let streams = e.audit_logs(SLUG).await?;
+    let denied: Vec<_> = crate::logs::merge(&streams)
+        .into_iter()
+        .filter(|r| r.decision == bottle_proxy_config::Decision::Deny)
+        .collect();
+    for r in &denied {
+        println!("    {}", crate::logs::human(r));
+    }
+    if !denied
+        .iter()
+        .any(|r| r.host.as_deref() == Some(REFUSED_HOST))
+    {
+        bail!("the refusal of {REFUSED_HOST} is not in the audit log");
+    }
     Ok(())
 }

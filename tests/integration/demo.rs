@@ -23,7 +23,7 @@ fn the_demo_shows_clone_clean_push_and_blocked_secret_then_cleans_up() {
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     for expected in [
-        "[5/7] In the agent: git clone",
+        "[5/10] In the agent: git clone",
         "initial commit",
         "upstream$ ",
         "Add a feature",
@@ -31,6 +31,11 @@ fn the_demo_shows_clone_clean_push_and_blocked_secret_then_cleans_up() {
         "aws-access-token (",
         "pre-receive hook declined",
         "blocked: gitleaks found the key",
+        "MODEL_BASE_URL=http://bottle-demo-cred:8080/model",
+        "Hello from the model stand-in.",
+        "the agent's environment does not hold it",
+        "CONNECT tunnel failed, response 403",
+        "proxy  DENY   paste.example.test:443  not-allowed",
         "Tearing down",
     ] {
         assert!(said.contains(expected), "missing {expected:?} in:\n{said}");
