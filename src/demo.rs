@@ -123,7 +123,7 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
     steps.step(
         "Images: the git-gate, the agent, a local upstream (first run builds them: a few minutes)",
     );
-    e.build_images(images::ALL, false)
+    e.build_images(images::DEMO, false)
         .await
         .context("building the demo's images")?;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use bottle_core::backend::BackendError;
-use bottle_core::images::{self, ImageRecipe};
+use bottle_core::images::{self, Base, ImageRecipe};
 use bottle_core::plan::Plan;
 
 use super::{BuildEvent, Engine, ImportBody};
@@ -132,13 +132,22 @@ async fn build_context<E: Engine>(
     }
 }
 
-/// Builds the image of `recipe` as `tag` when missing or stale.
+/// Builds the image of `recipe` as `tag` when missing or stale; first the image of the
+/// recipe it builds from, if any ([`Base::Recipe`], under its standard tag, when missing
+/// or stale: `opts.force` forces only `recipe`'s own build).
 pub async fn ensure_recipe<E: Engine>(
     e: &E,
     recipe: &ImageRecipe,
     tag: &str,
     opts: &BuildOptions,
 ) -> Result<ImageStatus, BackendError> {
+    if let Base::Recipe(parent) = recipe.base {
+        let parent_opts = BuildOptions {
+            force: false,
+            ..opts.clone()
+        };
+        Box::pin(ensure_recipe(e, parent, parent.tag, &parent_opts)).await?;
+    }
     let spec = recipe_spec(recipe, tag, opts)?;
     ensure_image(e, &spec, opts.force).await
 }
