@@ -31,6 +31,32 @@ pub async fn image_inputs<E: Engine>(e: &E, name: &str) -> Result<Option<String>
     }
 }
 
+/// [`Backend::image_command`](bottle_core::backend::Backend::image_command): what image
+/// `name` runs when given no command (its entrypoint, then its command).
+pub async fn image_command<E: Engine>(e: &E, name: &str) -> Result<Vec<String>, BackendError> {
+    let info = e
+        .inspect_image(name)
+        .await
+        .map_err(|err| err.at(format!("inspect image {name}")))?
+        .ok_or_else(|| {
+            BackendError::Other(format!(
+                "image {name} does not exist, so its command cannot be read\n  hint: build or pull it, or name the command after `--`"
+            ))
+        })?;
+    let command: Vec<String> = info
+        .entrypoint
+        .unwrap_or_default()
+        .into_iter()
+        .chain(info.cmd.unwrap_or_default())
+        .collect();
+    if command.is_empty() {
+        return Err(BackendError::Other(format!(
+            "image {name} has no command of its own\n  hint: name the command after `--`, e.g. `bottle run -- sh`"
+        )));
+    }
+    Ok(command)
+}
+
 async fn image_id<E: Engine>(e: &E, name: &str) -> Option<String> {
     e.inspect_image(name).await.ok().flatten()?.id
 }
