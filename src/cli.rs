@@ -11,6 +11,8 @@ Examples:
   bottle --dry-run up demo             print the commands `up demo` would run
   bottle up                            start the only (or the 'default') bottle
   bottle exec demo -- git clone ssh://git@git.example.com:2222/team/app.git
+  bottle run -- claude --dangerously-skip-permissions
+                                       up, Claude Code in the agent, down when it exits
   bottle ps --json                     list bottles and their containers
   bottle down demo                     stop and remove bottle 'demo'
   bottle cleanup                       remove every leftover bottle resource
@@ -100,6 +102,10 @@ pub enum Command {
     },
     /// Run a command in a bottle's agent container.
     Exec(ExecArgs),
+    /// Bring a bottle up (unless it is up already), run a command in its agent, and take
+    /// the bottle down when the command ends, or on Ctrl-C or SIGTERM, if `run` brought it
+    /// up (the audit log is saved first). Exits with the command's code.
+    Run(RunArgs),
     /// Write the git-gate's rendered scripts for a bottle into a directory, for inspection.
     Render {
         /// The bottle [default: the only one, or 'default'].
@@ -157,15 +163,55 @@ pub struct ExecArgs {
     /// The bottle, then `--`, then the command.
     #[arg(value_name = "BOTTLE")]
     pub bottle: Option<String>,
+    /// Whether to allocate a terminal.
+    #[command(flatten)]
+    pub tty: TtyArgs,
+    /// The command and its arguments [default: sh].
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `bottle run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The bottle, then `--`, then the command [default: the only one, or 'default'].
+    #[arg(value_name = "BOTTLE")]
+    pub bottle: Option<String>,
+    /// Leave the bottle up when the command ends (`bottle down` removes it).
+    #[arg(long)]
+    pub keep: bool,
+    /// Keep what a failed `up` created, to debug it.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Whether to allocate a terminal.
+    #[command(flatten)]
+    pub tty: TtyArgs,
+    /// The command and its arguments [default: the agent image's command, e.g. `claude`].
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `--tty` and `--no-tty` of `exec` and `run`.
+#[derive(Debug, Args)]
+pub struct TtyArgs {
     /// Allocate a terminal [default: when stdin and stdout are terminals].
     #[arg(short = 't', long, overrides_with = "no_tty")]
     pub tty: bool,
     /// Never allocate a terminal.
     #[arg(short = 'T', long)]
     pub no_tty: bool,
-    /// The command and its arguments [default: sh].
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+}
+
+impl TtyArgs {
+    /// Whether to allocate a terminal: as asked, else when stdin and stdout are terminals.
+    pub fn wanted(&self) -> bool {
+        use std::io::IsTerminal;
+        if self.no_tty {
+            false
+        } else {
+            self.tty || (std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
+        }
+    }
 }
 
 /// The names `bottle image build` takes: one per image recipe.

@@ -8,8 +8,8 @@ mod config;
 mod demo;
 mod doctor;
 mod logs;
+mod run;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -336,11 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let manifest = try_manifest(&cli)?;
             let slug = bottle_name(manifest.as_ref(), args.bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            let tty = if args.no_tty {
-                false
-            } else {
-                args.tty || (std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
-            };
+            let tty = args.tty.wanted();
             let command = if args.command.is_empty() {
                 vec!["sh".to_owned()]
             } else {
@@ -348,6 +344,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let code = backend.exec(&ExecRequest { slug, command, tty }).await?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Command::Run(args) => {
+            let manifest = load_manifest(&manifest_path(&cli))?;
+            let bottle = manifest.select(args.bottle.as_deref())?;
+            let plan = planner::plan(bottle)?;
+            let backend = open_backend(&cli, Some(&manifest)).await?;
+            run::run(backend.as_ref(), &plan, args).await
         }
     }
 }

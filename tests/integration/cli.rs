@@ -38,7 +38,9 @@ fn help_has_examples() {
         out.contains("Examples:") && out.contains("bottle --dry-run up demo"),
         "{out}"
     );
-    for sub in ["up", "down", "ps", "cleanup", "exec", "render", "init"] {
+    for sub in [
+        "up", "down", "ps", "cleanup", "exec", "run", "render", "init",
+    ] {
         assert!(
             out.contains(&format!("\n  {sub}")),
             "{sub} missing from help:\n{out}"
@@ -222,4 +224,74 @@ fn doctor_names_what_is_missing_and_how_to_fix_it() {
     // A backend that runs no engine has nothing to check.
     let out = ok(bottle(dir.path()).args(["--dry-run", "doctor"]));
     assert!(out.contains("nothing to check"), "{out}");
+}
+
+/// A project whose one bottle, `runner`, has no sidecar but the egress proxy.
+fn run_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bottle.toml"),
+        "[bottles.runner]\nimage = \"bottle-agent:latest\"\ncommand = [\"sleep\", \"infinity\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Where each of the dry-run's scripts starts in `out`, in order: `ps`, `up`, `exec`, `down`.
+fn scripts(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("# bottle "))
+        .filter_map(|l| l.split(':').next())
+        .collect()
+}
+
+#[test]
+fn run_ups_runs_and_takes_down_what_it_brought_up() {
+    let dir = run_project();
+    let out = ok(bottle(dir.path()).args(["--dry-run", "run", "--", "sh", "-c", "exit 3"]));
+    // Is it up? (the dry-run cannot know: no), up, the command, down.
+    assert_eq!(scripts(&out), ["ps", "up", "exec", "down"], "{out}");
+    assert!(
+        out.contains("docker exec bottle-runner-agent sh -c 'exit 3'"),
+        "{out}"
+    );
+
+    // --keep leaves it up, and says how to take it down.
+    let got = run(bottle(dir.path()).args(["--dry-run", "run", "--keep", "runner", "--", "true"]));
+    assert!(got.status.success(), "{}", text(&got));
+    let out = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(scripts(&out), ["ps", "up", "exec"], "{out}");
+    assert!(
+        String::from_utf8_lossy(&got.stderr).contains("`bottle down runner` removes it"),
+        "{}",
+        text(&got)
+    );
+}
+
+#[test]
+fn run_without_a_command_on_a_backend_that_reads_no_images_still_takes_down() {
+    let dir = run_project();
+    let got = run(bottle(dir.path()).args(["--dry-run", "run"]));
+    assert_eq!(got.status.code(), Some(1), "{}", text(&got));
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(
+        err.contains("cannot read the command of image bottle-agent:latest")
+            && err.contains("after `--`"),
+        "{err}"
+    );
+    // What run brought up, it takes down, also when the command could not start.
+    let out = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(scripts(&out), ["ps", "up", "down"], "{out}");
+}
+
+#[test]
+fn run_needs_a_manifest_and_a_known_bottle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "run", "--", "true"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("bottle init"), "{out}");
+    let dir = run_project();
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "run", "nope", "--", "true"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("no bottle named 'nope'"), "{out}");
 }

@@ -169,6 +169,7 @@ macro_rules! suite {
             the_dry_run_script_makes_a_working_bottle,
             doctor_reports_a_healthy_host,
             egress_allows_what_the_manifest_allows_and_nothing_else,
+            run_takes_down_only_what_it_brought_up,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {
