@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -11,6 +11,7 @@ Examples:
   bottle --dry-run up demo             print the commands `up demo` would run
   bottle up                            start the only (or the 'default') bottle
   bottle exec demo -- git clone ssh://git@git.example.com:2222/team/app.git
+  bottle init --agent claude-code      write a bottle.toml that runs Claude Code
   bottle run -- claude --dangerously-skip-permissions
                                        up, Claude Code in the agent, down when it exits
   bottle ps --json                     list bottles and their containers
@@ -135,12 +136,23 @@ pub enum Command {
     /// Build bottle's images (its sidecars', the demo agent, the demo's upstream).
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Write a commented example bottle.toml.
+    /// Write a commented example bottle.toml, or one that runs an agent (--agent).
     Init {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// Write a manifest that runs this agent, its bottle named after the manifest's
+        /// directory.
+        #[arg(long, value_enum, value_name = "AGENT")]
+        agent: Option<InitAgent>,
     },
+}
+
+/// The agents `bottle init --agent` writes a manifest for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitAgent {
+    /// Claude Code (image bottle-claude:latest), its API key kept in a credential route.
+    ClaudeCode,
 }
 
 /// `bottle image ...`.

@@ -226,6 +226,75 @@ fn doctor_names_what_is_missing_and_how_to_fix_it() {
     assert!(out.contains("nothing to check"), "{out}");
 }
 
+#[test]
+fn init_agent_claude_code_writes_its_manifest_once() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("My_Project");
+    std::fs::create_dir(&dir).unwrap();
+    let out = ok(bottle(&dir).args(["init", "--agent", "claude-code"]));
+    assert!(
+        out.contains("bottle 'my-project' runs Claude Code"),
+        "{out}"
+    );
+    let manifest = std::fs::read_to_string(dir.join("bottle.toml")).unwrap();
+    // Named after the directory, so two projects' bottles keep apart.
+    assert!(manifest.contains("\n[bottles.my-project]\n"), "{manifest}");
+    assert!(!manifest.contains("@NAME@"), "{manifest}");
+    assert!(manifest.contains("image = \"bottle-claude:latest\""));
+    assert!(manifest.contains("[[bottles.my-project.cred_proxy.routes]]"));
+    assert!(manifest.contains("secret_env = \"ANTHROPIC_API_KEY\""));
+    assert!(manifest.contains("agent_env = \"ANTHROPIC_BASE_URL\""));
+    assert!(manifest.contains("[bottles.my-project.egress]\nallow = []"));
+    assert!(manifest.contains("# [[bottles.my-project.git]]"));
+    for quiet in [
+        "DISABLE_TELEMETRY = \"1\"",
+        "DISABLE_ERROR_REPORTING = \"1\"",
+        "DISABLE_AUTOUPDATER = \"1\"",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\"",
+    ] {
+        assert!(manifest.contains(quiet), "{quiet}");
+    }
+    // The real key never goes to the agent: only a placeholder the sidecar replaces.
+    assert!(
+        !manifest
+            .lines()
+            .any(|l| l.trim_start().starts_with("ANTHROPIC_API_KEY")),
+        "{manifest}"
+    );
+    assert!(manifest.contains("ANTHROPIC_AUTH_TOKEN = \"bottle-cred-route\""));
+
+    // Not over an existing file, unless forced.
+    std::fs::write(dir.join("bottle.toml"), "mine\n").unwrap();
+    let (c, out) = code(bottle(&dir).args(["init", "--agent", "claude-code"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("already exists") && out.contains("--force"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("bottle.toml")).unwrap(),
+        "mine\n"
+    );
+    ok(bottle(&dir).args(["init", "--agent", "claude-code", "--force"]));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("bottle.toml")).unwrap(),
+        manifest
+    );
+}
+
+#[test]
+fn init_refuses_an_unknown_agent_listing_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["init", "--agent", "codex"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("invalid value 'codex' for '--agent <AGENT>'")
+            && out.contains("[possible values: claude-code]"),
+        "{out}"
+    );
+    assert!(!dir.path().join("bottle.toml").exists());
+}
+
 /// A project whose one bottle, `runner`, has no sidecar but the egress proxy.
 fn run_project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
