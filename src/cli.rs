@@ -133,7 +133,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build bottle's images (its sidecars', the demo agent, the demo's upstream).
+    /// Build bottle's images (its sidecars', the agents', the demo's fixtures).
     #[command(subcommand)]
     Image(ImageCommand),
     /// Write a commented example bottle.toml, or one that runs an agent (--agent).
