@@ -425,22 +425,6 @@ fn bottle_name_from(raw: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::bottle_name_from;
-
-    #[test]
-    fn init_names_bottles_after_their_directory() {
-        assert_eq!(bottle_name_from("my_app"), "my-app");
-        assert_eq!(bottle_name_from("--Web  Site.v2--"), "web-site-v2");
-        assert_eq!(bottle_name_from("ünï"), "n");
-        assert_eq!(bottle_name_from("..."), "agent");
-        assert_eq!(bottle_name_from(""), "agent");
-        let long = bottle_name_from(&"ab-".repeat(30));
-        assert!(long.len() <= 40 && !long.ends_with('-'), "{long}");
-    }
-}
-
 /// `bottle render`: writes the text files every container of the bottle gets (the gate's
 /// scripts, the agent's git config, a sidecar's config) under `out/<role>/<path>`, with
 /// their modes. Files read from the host (identity keys) are never written.
@@ -476,4 +460,20 @@ fn render(bottle: &manifest::Bottle, out: &Path) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bottle_name_from;
+
+    #[test]
+    fn init_names_bottles_after_their_directory() {
+        assert_eq!(bottle_name_from("my_app"), "my-app");
+        assert_eq!(bottle_name_from("--Web  Site.v2--"), "web-site-v2");
+        assert_eq!(bottle_name_from("ünï"), "n");
+        assert_eq!(bottle_name_from("..."), "agent");
+        assert_eq!(bottle_name_from(""), "agent");
+        let long = bottle_name_from(&"ab-".repeat(30));
+        assert!(long.len() <= 40 && !long.ends_with('-'), "{long}");
+    }
 }

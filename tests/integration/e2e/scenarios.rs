@@ -949,7 +949,7 @@ pub fn run_takes_down_only_what_it_brought_up(engine: &'static Engine) {
     if engine.rootless {
         return;
     }
-    let mut child = h
+    let child = h
         .bottle()
         .args([
             "run",
