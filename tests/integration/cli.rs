@@ -251,6 +251,7 @@ fn init_agent_claude_code_writes_its_manifest_once() {
         "DISABLE_ERROR_REPORTING = \"1\"",
         "DISABLE_AUTOUPDATER = \"1\"",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\"",
+        "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL = \"1\"",
     ] {
         assert!(manifest.contains(quiet), "{quiet}");
     }
