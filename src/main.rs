@@ -8,8 +8,8 @@ mod config;
 mod demo;
 mod doctor;
 mod logs;
+mod run;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,7 +19,7 @@ use bottle_core::manifest::{self, LoadError, Manifest, MANIFEST_FILE};
 use bottle_core::planner::{self, PlanError};
 use clap::Parser;
 
-use cli::{Cli, Command, ImageCommand};
+use cli::{Cli, Command, ImageCommand, InitAgent};
 
 /// An error that exits with code 2: the user's input is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +153,9 @@ fn bottle_name(manifest: Option<&Manifest>, name: Option<&str>) -> anyhow::Resul
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Init { force } => init(&manifest_path(&cli), *force).map(|_| ExitCode::SUCCESS),
+        Command::Init { force, agent } => {
+            init(&manifest_path(&cli), *force, *agent).map(|_| ExitCode::SUCCESS)
+        }
         Command::Render { bottle, out } => {
             let manifest = load_manifest(&manifest_path(&cli))?;
             let bottle = manifest.select(bottle.as_deref())?;
@@ -336,11 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let manifest = try_manifest(&cli)?;
             let slug = bottle_name(manifest.as_ref(), args.bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            let tty = if args.no_tty {
-                false
-            } else {
-                args.tty || (std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
-            };
+            let tty = args.tty.wanted();
             let command = if args.command.is_empty() {
                 vec!["sh".to_owned()]
             } else {
@@ -349,11 +347,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = backend.exec(&ExecRequest { slug, command, tty }).await?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
+        Command::Run(args) => {
+            let manifest = load_manifest(&manifest_path(&cli))?;
+            let bottle = manifest.select(args.bottle.as_deref())?;
+            let plan = planner::plan(bottle)?;
+            let backend = open_backend(&cli, Some(&manifest)).await?;
+            run::run(backend.as_ref(), &plan, args).await
+        }
     }
 }
 
-/// `bottle init`: writes the commented example manifest.
-fn init(path: &Path, force: bool) -> anyhow::Result<()> {
+/// `bottle init`: writes the commented example manifest, or the one running `agent`.
+fn init(path: &Path, force: bool, agent: Option<InitAgent>) -> anyhow::Result<()> {
     if path.exists() && !force {
         return Err(UsageError(format!(
             "{} already exists; not overwriting it\n  hint: pass --force to replace it",
@@ -361,13 +366,63 @@ fn init(path: &Path, force: bool) -> anyhow::Result<()> {
         ))
         .into());
     }
-    std::fs::write(path, include_str!("bottle.example.toml"))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
-        "wrote {}: edit the upstream, identity_file and known_host_key, then run `bottle --dry-run up demo`",
-        path.display()
-    );
+    let (text, next) = match agent {
+        None => (
+            include_str!("bottle.example.toml").to_owned(),
+            "edit the upstream, identity_file and known_host_key, then run `bottle --dry-run up demo`".to_owned(),
+        ),
+        Some(InitAgent::ClaudeCode) => {
+            let name = init_bottle_name(path);
+            let text = bottle_core::template::render(
+                "bottle.claude.toml",
+                include_str!("bottle.claude.toml"),
+                &[("NAME", &name)],
+            )?;
+            (
+                text,
+                format!("bottle '{name}' runs Claude Code: export ANTHROPIC_API_KEY, then run `bottle run -- claude --dangerously-skip-permissions`"),
+            )
+        }
+    };
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}: {next}", path.display());
     Ok(())
+}
+
+/// The name `init` gives a bottle: the manifest's directory's, made a valid bottle name
+/// (lowercase letters, digits and single `-`, at most 40), else `agent`. Resources are
+/// named after the bottle, so two projects' bottles keep apart.
+fn init_bottle_name(manifest: &Path) -> String {
+    let dir = manifest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let raw = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    bottle_name_from(&raw)
+}
+
+/// `raw` as a bottle name: runs of anything but ASCII letters and digits become one `-`,
+/// trimmed at both ends and cut to 40 characters; `agent` when nothing is left.
+fn bottle_name_from(raw: &str) -> String {
+    let mut name = String::new();
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    name.truncate(40);
+    let name = name.trim_end_matches('-');
+    if name.is_empty() {
+        "agent".to_owned()
+    } else {
+        name.to_owned()
+    }
 }
 
 /// `bottle render`: writes the text files every container of the bottle gets (the gate's
@@ -405,4 +460,20 @@ fn render(bottle: &manifest::Bottle, out: &Path) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bottle_name_from;
+
+    #[test]
+    fn init_names_bottles_after_their_directory() {
+        assert_eq!(bottle_name_from("my_app"), "my-app");
+        assert_eq!(bottle_name_from("--Web  Site.v2--"), "web-site-v2");
+        assert_eq!(bottle_name_from("ünï"), "n");
+        assert_eq!(bottle_name_from("..."), "agent");
+        assert_eq!(bottle_name_from(""), "agent");
+        let long = bottle_name_from(&"ab-".repeat(30));
+        assert!(long.len() <= 40 && !long.ends_with('-'), "{long}");
+    }
 }

@@ -148,6 +148,16 @@ pub trait Backend: Send + Sync {
         )))
     }
 
+    /// The command image `image` runs when given none (its entrypoint, then its command):
+    /// what `bottle run` runs in the agent when the user names no command. Backends that
+    /// read no images refuse.
+    async fn image_command(&self, image: &str) -> Result<Vec<String>, BackendError> {
+        Err(BackendError::Other(format!(
+            "the {} backend cannot read the command of image {image}\n  hint: name the command after `--`, e.g. `bottle run -- claude`",
+            self.name()
+        )))
+    }
+
     /// Builds bottle's built-in images (`which`), each only when it is missing or its
     /// inputs changed, or always with `force`. Backends that run no engine refuse.
     async fn build_images(

@@ -34,6 +34,11 @@ pub enum Base {
     /// fixture only, so bottle's own images carry no sshd. A user's `BOTTLE_BASE_IMAGE`
     /// replaces it too (the Dockerfile installs sshd then).
     Sshd,
+    /// The image of another recipe, under its standard tag: built first when it is missing
+    /// or stale, and its inputs digest is part of this one's (label `bottle.base.inputs`),
+    /// so a change to it makes this image stale too. A user's `BOTTLE_BASE_IMAGE` replaces
+    /// the base of that other recipe, not this one's.
+    Recipe(&'static ImageRecipe),
 }
 
 /// Where an artifact comes from.
@@ -166,6 +171,31 @@ pub const AGENT: ImageRecipe = ImageRecipe {
     base: Base::Standard,
 };
 
+/// Claude Code (`claude-image/`): the demo agent's image plus the pinned standalone
+/// `claude` executable (from the PyPI wheel `claude-agent-sdk`), its state seeded so it
+/// starts without its first-run onboarding; its command is `claude`.
+pub const CLAUDE: ImageRecipe = ImageRecipe {
+    name: "claude",
+    tag: "bottle-claude:latest",
+    about: "Claude Code, for `bottle init --agent claude-code`",
+    source_dir: "claude-image",
+    context: &[ContextFile {
+        path: "Dockerfile",
+        mode: 0o644,
+        bytes: include_bytes!("../../claude-image/Dockerfile"),
+    }],
+    artifacts: &[Artifact {
+        path: "claude",
+        what: "the Claude Code executable",
+        source: ArtifactSource::Pinned {
+            lock: include_str!("../../claude-image/claude.lock"),
+            lock_path: "claude-image/claude.lock",
+            env: "BOTTLE_CLAUDE",
+        },
+    }],
+    base: Base::Recipe(&AGENT),
+};
+
 /// A local upstream git server (sshd + git, `tests/fixtures/upstream-image/`) for `bottle
 /// demo`, the bench and the end-to-end tests. Never part of a bottle.
 pub const UPSTREAM: ImageRecipe = ImageRecipe {
@@ -213,8 +243,13 @@ pub const WEB: ImageRecipe = ImageRecipe {
     base: Base::Standard,
 };
 
-/// Every recipe, in the order `bottle image build` builds them.
-pub const ALL: &[&ImageRecipe] = &[&GATE, &PROXY, &AGENT, &UPSTREAM, &WEB];
+/// Every recipe, in the order `bottle image build` builds them (a recipe after the one
+/// it builds from).
+pub const ALL: &[&ImageRecipe] = &[&GATE, &PROXY, &AGENT, &UPSTREAM, &WEB, &CLAUDE];
+
+/// What `bottle demo` runs: every recipe but Claude Code's, whose pinned executable the
+/// demo does not need.
+pub const DEMO: &[&ImageRecipe] = &[&GATE, &PROXY, &AGENT, &UPSTREAM, &WEB];
 
 /// The recipe named `name`.
 pub fn recipe(name: &str) -> Option<&'static ImageRecipe> {
@@ -246,6 +281,38 @@ mod tests {
             assert_eq!(ALL.iter().filter(|o| o.name == r.name).count(), 1);
             assert_eq!(ALL.iter().filter(|o| o.tag == r.tag).count(), 1);
             assert_eq!(recipe(r.name), Some(*r));
+            // A recipe comes after the one it builds from.
+            if let Base::Recipe(parent) = r.base {
+                let at = |x: &ImageRecipe| ALL.iter().position(|o| o.name == x.name);
+                assert!(at(parent) < at(r), "{} before {}", parent.name, r.name);
+                assert!(!matches!(parent.base, Base::Recipe(_)), "one level only");
+            }
         }
+        for r in DEMO {
+            assert!(ALL.contains(r));
+        }
+    }
+
+    /// A `key=value` of a lock file.
+    fn lock_value<'a>(lock: &'a str, key: &str) -> &'a str {
+        lock.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key}"))
+            .trim()
+    }
+
+    #[test]
+    fn the_claude_dockerfile_pins_what_its_lock_pins() {
+        let ArtifactSource::Pinned { lock, .. } = CLAUDE.artifacts[0].source else {
+            panic!("claude is pinned");
+        };
+        let dockerfile = std::str::from_utf8(CLAUDE.context[0].bytes).unwrap();
+        let version = lock_value(lock, "version");
+        let sha = lock_value(lock, "binary_sha256");
+        assert!(dockerfile.contains(&format!("ARG CLAUDE_VERSION={version}\n")));
+        assert!(dockerfile.contains(&format!("ARG CLAUDE_SHA256={sha}\n")));
+        assert!(dockerfile.contains(&format!("bottle.claude.version={version} ")));
+        assert_eq!(sha.len(), 64);
+        assert_eq!(lock_value(lock, "wheel_sha256").len(), 64);
     }
 }

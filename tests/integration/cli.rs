@@ -38,7 +38,9 @@ fn help_has_examples() {
         out.contains("Examples:") && out.contains("bottle --dry-run up demo"),
         "{out}"
     );
-    for sub in ["up", "down", "ps", "cleanup", "exec", "render", "init"] {
+    for sub in [
+        "up", "down", "ps", "cleanup", "exec", "run", "render", "init",
+    ] {
         assert!(
             out.contains(&format!("\n  {sub}")),
             "{sub} missing from help:\n{out}"
@@ -222,4 +224,168 @@ fn doctor_names_what_is_missing_and_how_to_fix_it() {
     // A backend that runs no engine has nothing to check.
     let out = ok(bottle(dir.path()).args(["--dry-run", "doctor"]));
     assert!(out.contains("nothing to check"), "{out}");
+}
+
+#[test]
+fn init_agent_claude_code_writes_its_manifest_once() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("My_Project");
+    std::fs::create_dir(&dir).unwrap();
+    let out = ok(bottle(&dir).args(["init", "--agent", "claude-code"]));
+    assert!(
+        out.contains("bottle 'my-project' runs Claude Code"),
+        "{out}"
+    );
+    let manifest = std::fs::read_to_string(dir.join("bottle.toml")).unwrap();
+    // Named after the directory, so two projects' bottles keep apart.
+    assert!(manifest.contains("\n[bottles.my-project]\n"), "{manifest}");
+    assert!(!manifest.contains("@NAME@"), "{manifest}");
+    assert!(manifest.contains("image = \"bottle-claude:latest\""));
+    assert!(manifest.contains("[[bottles.my-project.cred_proxy.routes]]"));
+    assert!(manifest.contains("secret_env = \"ANTHROPIC_API_KEY\""));
+    assert!(manifest.contains("agent_env = \"ANTHROPIC_BASE_URL\""));
+    assert!(manifest.contains("[bottles.my-project.egress]\nallow = []"));
+    assert!(manifest.contains("# [[bottles.my-project.git]]"));
+    for quiet in [
+        "DISABLE_TELEMETRY = \"1\"",
+        "DISABLE_ERROR_REPORTING = \"1\"",
+        "DISABLE_AUTOUPDATER = \"1\"",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\"",
+        "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL = \"1\"",
+    ] {
+        assert!(manifest.contains(quiet), "{quiet}");
+    }
+    // The real key never goes to the agent: only a placeholder the sidecar replaces.
+    assert!(
+        !manifest
+            .lines()
+            .any(|l| l.trim_start().starts_with("ANTHROPIC_API_KEY")),
+        "{manifest}"
+    );
+    assert!(manifest.contains("ANTHROPIC_AUTH_TOKEN = \"bottle-cred-route\""));
+
+    // Not over an existing file, unless forced.
+    std::fs::write(dir.join("bottle.toml"), "mine\n").unwrap();
+    let (c, out) = code(bottle(&dir).args(["init", "--agent", "claude-code"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("already exists") && out.contains("--force"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("bottle.toml")).unwrap(),
+        "mine\n"
+    );
+    ok(bottle(&dir).args(["init", "--agent", "claude-code", "--force"]));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("bottle.toml")).unwrap(),
+        manifest
+    );
+
+    // It plans as written: with the key in the environment the dry-run reads it from
+    // there when its script runs (never printing it); without it, a clear error.
+    let script = ok(bottle(&dir)
+        .env("ANTHROPIC_API_KEY", "sk-ant-cli-test-1234")
+        .args(["--dry-run", "up", "my-project"]));
+    assert!(!script.contains("sk-ant-cli-test-1234"));
+    assert!(script.contains("\"${ANTHROPIC_API_KEY:?"), "{script}");
+    assert!(
+        script.contains("ANTHROPIC_BASE_URL=http://bottle-my-project-cred:8080/anthropic"),
+        "{script}"
+    );
+    let (c, out) =
+        code(
+            bottle(&dir)
+                .env_remove("ANTHROPIC_API_KEY")
+                .args(["--dry-run", "up", "my-project"]),
+        );
+    assert_ne!(c, 0, "{out}");
+    assert!(
+        out.contains("cred_proxy.routes[0].secret_env")
+            && out.contains("export ANTHROPIC_API_KEY="),
+        "{out}"
+    );
+}
+
+#[test]
+fn init_refuses_an_unknown_agent_listing_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["init", "--agent", "codex"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("invalid value 'codex' for '--agent <AGENT>'")
+            && out.contains("[possible values: claude-code]"),
+        "{out}"
+    );
+    assert!(!dir.path().join("bottle.toml").exists());
+}
+
+/// A project whose one bottle, `runner`, has no sidecar but the egress proxy.
+fn run_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bottle.toml"),
+        "[bottles.runner]\nimage = \"bottle-agent:latest\"\ncommand = [\"sleep\", \"infinity\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Where each of the dry-run's scripts starts in `out`, in order: `ps`, `up`, `exec`, `down`.
+fn scripts(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("# bottle "))
+        .filter_map(|l| l.split(':').next())
+        .collect()
+}
+
+#[test]
+fn run_ups_runs_and_takes_down_what_it_brought_up() {
+    let dir = run_project();
+    let out = ok(bottle(dir.path()).args(["--dry-run", "run", "--", "sh", "-c", "exit 3"]));
+    // Is it up? (the dry-run cannot know: no), up, the command, down.
+    assert_eq!(scripts(&out), ["ps", "up", "exec", "down"], "{out}");
+    assert!(
+        out.contains("docker exec bottle-runner-agent sh -c 'exit 3'"),
+        "{out}"
+    );
+
+    // --keep leaves it up, and says how to take it down.
+    let got = run(bottle(dir.path()).args(["--dry-run", "run", "--keep", "runner", "--", "true"]));
+    assert!(got.status.success(), "{}", text(&got));
+    let out = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(scripts(&out), ["ps", "up", "exec"], "{out}");
+    assert!(
+        String::from_utf8_lossy(&got.stderr).contains("`bottle down runner` removes it"),
+        "{}",
+        text(&got)
+    );
+}
+
+#[test]
+fn run_without_a_command_on_a_backend_that_reads_no_images_still_takes_down() {
+    let dir = run_project();
+    let got = run(bottle(dir.path()).args(["--dry-run", "run"]));
+    assert_eq!(got.status.code(), Some(1), "{}", text(&got));
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(
+        err.contains("cannot read the command of image bottle-agent:latest")
+            && err.contains("after `--`"),
+        "{err}"
+    );
+    // What run brought up, it takes down, also when the command could not start.
+    let out = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(scripts(&out), ["ps", "up", "down"], "{out}");
+}
+
+#[test]
+fn run_needs_a_manifest_and_a_known_bottle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "run", "--", "true"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("bottle init"), "{out}");
+    let dir = run_project();
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "run", "nope", "--", "true"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("no bottle named 'nope'"), "{out}");
 }

@@ -296,10 +296,15 @@ impl Engine for Docker {
 
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError> {
         match self.client.inspect_image(name).await {
-            Ok(i) => Ok(Some(ImageInfo {
-                id: i.id,
-                labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
-            })),
+            Ok(i) => {
+                let config = i.config.unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: i.id,
+                    labels: config.labels.unwrap_or_default(),
+                    entrypoint: config.entrypoint,
+                    cmd: config.cmd,
+                }))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(ee(e)),
         }

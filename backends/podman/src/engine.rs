@@ -290,10 +290,15 @@ impl Engine for Podman {
 
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError> {
         match self.api.images().get(name).inspect().await {
-            Ok(i) => Ok(Some(ImageInfo {
-                id: i.id,
-                labels: i.labels.unwrap_or_default(),
-            })),
+            Ok(i) => {
+                let (entrypoint, cmd) = i.config.map(|c| (c.entrypoint, c.cmd)).unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: i.id,
+                    labels: i.labels.unwrap_or_default(),
+                    entrypoint,
+                    cmd,
+                }))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(ee(e)),
         }

@@ -57,6 +57,9 @@ pub const DEFAULT_BASE_IMAGE: &str = "bottle-base:bookworm";
 pub const SSHD_BASE_IMAGE: &str = "bottle-base-sshd:bookworm";
 /// The build argument naming the base image.
 pub const BASE_IMAGE_ARG: &str = "BASE_IMAGE";
+/// Label of an image built from another recipe's image ([`Base::Recipe`]): that image's
+/// inputs digest, so a change to it makes this image stale too.
+pub const LABEL_BASE_INPUTS: &str = "bottle.base.inputs";
 
 /// Finds a pinned file on the host; returns its path, or what to tell the user.
 pub type Locator = Arc<dyn Fn() -> Result<PathBuf, String> + Send + Sync>;
@@ -563,9 +566,15 @@ pub fn recipe_spec(
     // it builds from a base of its own that has openssh-server.
     let base = match recipe.base {
         Base::Sshd if opts.base_image == DEFAULT_BASE_IMAGE => SSHD_BASE_IMAGE,
+        Base::Recipe(parent) => parent.tag,
         _ => opts.base_image.as_str(),
     };
     let mut spec = BuildSpec::new(tag).build_arg(BASE_IMAGE_ARG, base);
+    // Built from another recipe's image: that image's inputs are this one's too.
+    if let Base::Recipe(parent) = recipe.base {
+        let parent_digest = recipe_spec(parent, parent.tag, opts)?.inputs_digest()?;
+        spec = spec.label(LABEL_BASE_INPUTS, parent_digest);
+    }
     for f in recipe.context {
         spec.context.insert(
             f.path.to_owned(),
@@ -750,6 +759,39 @@ mod tests {
         ));
         // Freshness never needs the binary itself.
         gate.inputs_digest().unwrap();
+    }
+
+    #[test]
+    fn an_image_built_from_another_recipe_follows_its_inputs() {
+        let opts = BuildOptions {
+            base_image: DEFAULT_BASE_IMAGE.into(),
+            ..Default::default()
+        };
+        let claude = recipe_spec(&images::CLAUDE, "t", &opts).unwrap();
+        assert_eq!(claude.build_args[BASE_IMAGE_ARG], images::AGENT.tag);
+        let agent = recipe_spec(&images::AGENT, images::AGENT.tag, &opts).unwrap();
+        assert_eq!(
+            claude.labels[LABEL_BASE_INPUTS],
+            agent.inputs_digest().unwrap()
+        );
+        assert!(matches!(
+            claude.context["claude"],
+            ContextFile::Pinned { .. }
+        ));
+        // The user's base is the agent's base: it changes the agent's inputs, hence these.
+        let other = BuildOptions {
+            base_image: "debian:bookworm-slim".into(),
+            ..Default::default()
+        };
+        let claude_on_other = recipe_spec(&images::CLAUDE, "t", &other).unwrap();
+        assert_eq!(
+            claude_on_other.build_args[BASE_IMAGE_ARG],
+            images::AGENT.tag
+        );
+        assert_ne!(
+            claude_on_other.inputs_digest().unwrap(),
+            claude.inputs_digest().unwrap()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use bottle_core::backend::BackendError;
-use bottle_core::images::{self, ImageRecipe};
+use bottle_core::images::{self, Base, ImageRecipe};
 use bottle_core::plan::Plan;
 
 use super::{BuildEvent, Engine, ImportBody};
@@ -29,6 +29,32 @@ pub async fn image_inputs<E: Engine>(e: &E, name: &str) -> Result<Option<String>
         Ok(i) => Ok(i.map(|i| i.labels.get(LABEL_INPUTS).cloned().unwrap_or_default())),
         Err(err) => Err(err.at(format!("inspect image {name}"))),
     }
+}
+
+/// [`Backend::image_command`](bottle_core::backend::Backend::image_command): what image
+/// `name` runs when given no command (its entrypoint, then its command).
+pub async fn image_command<E: Engine>(e: &E, name: &str) -> Result<Vec<String>, BackendError> {
+    let info = e
+        .inspect_image(name)
+        .await
+        .map_err(|err| err.at(format!("inspect image {name}")))?
+        .ok_or_else(|| {
+            BackendError::Other(format!(
+                "image {name} does not exist, so its command cannot be read\n  hint: build or pull it, or name the command after `--`"
+            ))
+        })?;
+    let command: Vec<String> = info
+        .entrypoint
+        .unwrap_or_default()
+        .into_iter()
+        .chain(info.cmd.unwrap_or_default())
+        .collect();
+    if command.is_empty() {
+        return Err(BackendError::Other(format!(
+            "image {name} has no command of its own\n  hint: name the command after `--`, e.g. `bottle run -- sh`"
+        )));
+    }
+    Ok(command)
 }
 
 async fn image_id<E: Engine>(e: &E, name: &str) -> Option<String> {
@@ -132,13 +158,22 @@ async fn build_context<E: Engine>(
     }
 }
 
-/// Builds the image of `recipe` as `tag` when missing or stale.
+/// Builds the image of `recipe` as `tag` when missing or stale; first the image of the
+/// recipe it builds from, if any ([`Base::Recipe`], under its standard tag, when missing
+/// or stale: `opts.force` forces only `recipe`'s own build).
 pub async fn ensure_recipe<E: Engine>(
     e: &E,
     recipe: &ImageRecipe,
     tag: &str,
     opts: &BuildOptions,
 ) -> Result<ImageStatus, BackendError> {
+    if let Base::Recipe(parent) = recipe.base {
+        let parent_opts = BuildOptions {
+            force: false,
+            ..opts.clone()
+        };
+        Box::pin(ensure_recipe(e, parent, parent.tag, &parent_opts)).await?;
+    }
     let spec = recipe_spec(recipe, tag, opts)?;
     ensure_image(e, &spec, opts.force).await
 }

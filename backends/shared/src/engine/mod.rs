@@ -60,7 +60,7 @@ use crate::images::{BuildOptions, BuildSpec};
 pub use exec::{exec, exec_output};
 pub use images::{
     build_image, build_images, ensure_base_image, ensure_image, ensure_plan_images, ensure_recipe,
-    image_exists, image_inputs, import_rootfs, make_base_image,
+    image_command, image_exists, image_inputs, import_rootfs, make_base_image,
 };
 pub use manage::{audit_logs, cleanup, down, ps};
 pub use up::{run_container, up};
@@ -134,6 +134,13 @@ macro_rules! impl_backend {
                 $crate::engine::__core::backend::BackendError,
             > {
                 $crate::engine::audit_logs(self, slug).await
+            }
+
+            async fn image_command(
+                &self,
+                image: &str,
+            ) -> Result<Vec<String>, $crate::engine::__core::backend::BackendError> {
+                $crate::engine::image_command(self, image).await
             }
 
             async fn build_images(
@@ -273,6 +280,10 @@ pub struct ImageInfo {
     pub id: Option<String>,
     /// Its labels.
     pub labels: HashMap<String, String>,
+    /// Its entrypoint (`None`: none set).
+    pub entrypoint: Option<Vec<String>>,
+    /// Its command (`None`: none set).
+    pub cmd: Option<Vec<String>>,
 }
 
 /// A root filesystem tarball on its way to an engine's import.

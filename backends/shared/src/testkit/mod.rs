@@ -191,6 +191,7 @@ macro_rules! engine_suite {
             the_builtin_images_build_from_the_embedded_contexts,
             the_base_image_is_made_and_imported,
             a_sidecar_added_in_one_module_runs_with_its_port_and_host,
+            the_image_command_is_its_entrypoint_and_command,
         );
     };
     (@tests $connect:expr; $($name:ident,)+) => {
@@ -352,7 +353,7 @@ pub async fn tiny_image<E: Engine>(e: &E) -> String {
     TINY.to_owned()
 }
 
-fn tiny_rootfs() -> (Vec<u8>, String) {
+pub(crate) fn tiny_rootfs() -> (Vec<u8>, String) {
     use sha2::Digest as _;
     let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
     let mut libs = BTreeSet::new();

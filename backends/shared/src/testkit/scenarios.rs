@@ -585,6 +585,38 @@ pub async fn the_internal_network_has_no_way_out<T: TestEngine>(t: &T) {
     );
 }
 
+/// `image_command` (what `bottle run` runs when given no command) is the image's
+/// entrypoint followed by its command; a missing image is an error saying so.
+pub async fn the_image_command_is_its_entrypoint_and_command<T: TestEngine>(t: &T) {
+    let d = t.client();
+    let tiny = tiny_image(d).await;
+    assert_eq!(
+        d.image_command(&tiny).await.unwrap(),
+        strings(&["/bin/sleep", "3600"])
+    );
+    let tag = format!("bottle-test-entry:{}", unique_slug("entry"));
+    let _g = ImageGuard::new(t, vec![tag.clone()]);
+    let (tar, _) = super::tiny_rootfs();
+    engine::import_rootfs(
+        d,
+        crate::images::RootfsSource::Bytes(tar),
+        &tag,
+        &[
+            "ENTRYPOINT [\"/bin/sh\", \"-c\"]".to_owned(),
+            "CMD [\"echo hi\"]".to_owned(),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        d.image_command(&tag).await.unwrap(),
+        strings(&["/bin/sh", "-c", "echo hi"])
+    );
+    let missing = format!("bottle-test-missing:{}", unique_slug("missing"));
+    let err = d.image_command(&missing).await.unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+}
+
 /// Builds carry the digest of their inputs, are skipped while fresh and redone when an
 /// input (a build argument, a host file) changes or when forced.
 pub async fn builds_are_labelled_and_skipped_when_fresh<T: TestEngine>(t: &T) {

@@ -892,6 +892,112 @@ pub fn down_removes_everything_and_is_idempotent(engine: &'static Engine) {
     );
 }
 
+/// `bottle run`: it brings the bottle up, runs the command in the agent without a terminal
+/// (stdin is not one), exits with the command's code and takes down what it brought up, its
+/// audit log saved; `--keep` leaves it up; a bottle that was up stays up. SIGTERM ends the
+/// command's wait and takes the bottle down too (exit 143).
+pub fn run_takes_down_only_what_it_brought_up(engine: &'static Engine) {
+    let Some(h) = Harness::prepare(engine, Options::new("run")) else {
+        return;
+    };
+    // A request the egress proxy refuses (by rule: the name is never looked up), so that
+    // the audit log has a line to keep.
+    let script = format!(
+        "curl -s -o /dev/null --max-time 10 http://nowhere.{}.test/ || :; echo \"in the agent as $(id -u)\"; exit 3",
+        h.slug
+    );
+    let out = run(h.bottle().args(["run", &h.slug, "--", "sh", "-c", &script]));
+    assert_eq!(out.status.code(), Some(3), "bottle run\n{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("in the agent as 1000"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        said(&out).contains("saved the audit log"),
+        "run's down saves the audit log\n{}",
+        show(&out)
+    );
+    assert_eq!(labelled(&h, "container"), [""; 0], "containers left by run");
+    assert_eq!(labelled(&h, "network"), [""; 0], "networks left by run");
+    let denied = expect_ok(
+        run(h.bottle().args(["logs", "--denied", "--json", &h.slug])),
+        "bottle logs --denied --json (the log run's down saved)",
+    );
+    assert!(
+        denied.contains(&format!("nowhere.{}.test", h.slug)),
+        "{denied}"
+    );
+
+    expect_ok(
+        run(h.bottle().args(["run", "--keep", &h.slug, "--", "true"])),
+        "bottle run --keep",
+    );
+    assert!(
+        labelled(&h, "container").contains(&h.agent()),
+        "run --keep took the bottle down"
+    );
+    // Up already: run leaves it up, whatever the command's code.
+    let out = run(h
+        .bottle()
+        .args(["run", &h.slug, "--", "sh", "-c", "exit 1"]));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        labelled(&h, "container").contains(&h.agent()),
+        "run took down a bottle it did not bring up"
+    );
+    expect_ok(run(h.bottle().args(["down", &h.slug])), "bottle down");
+
+    // A signal to bottle (here, not through the rootless user's runuser) takes it down.
+    if engine.rootless {
+        return;
+    }
+    let child = h
+        .bottle()
+        .args([
+            "run",
+            &h.slug,
+            "--",
+            "sh",
+            "-c",
+            "touch /tmp/run-started; exec sleep 120",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bottle run");
+    super::harness::poll(
+        std::time::Duration::from_secs(120),
+        "the command of bottle run",
+        || {
+            let got = h.engine(&["exec", &h.agent(), "test", "-e", "/tmp/run-started"]);
+            if got.status.success() {
+                Ok(())
+            } else {
+                Err(show(&got))
+            }
+        },
+    );
+    let pid = child.id().to_string();
+    expect_ok(
+        run(Command::new("kill").args(["-TERM", &pid])),
+        "kill -TERM bottle",
+    );
+    let out = child.wait_with_output().expect("bottle run's output");
+    assert_eq!(out.status.code(), Some(143), "{}", show(&out));
+    assert!(
+        said(&out).contains("SIGTERM received: taking"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        labelled(&h, "container"),
+        [""; 0],
+        "containers left by run after SIGTERM"
+    );
+}
+
 /// 13. The script `bottle --dry-run up` prints, run with `sh` against the same engine, makes
 ///     a bottle that passes scenarios 1, 3 and 4.
 pub fn the_dry_run_script_makes_a_working_bottle(engine: &'static Engine) {
