@@ -170,6 +170,7 @@ macro_rules! suite {
             doctor_reports_a_healthy_host,
             egress_allows_what_the_manifest_allows_and_nothing_else,
             a_route_adds_the_key_outside_the_agent,
+            claude_code_works_in_a_bottle,
             run_takes_down_only_what_it_brought_up,
         );
     };
