@@ -27,6 +27,12 @@ use super::Engine;
 
 /// How long the fixture and the gate get to become ready.
 const READY_LIMIT: Duration = Duration::from_secs(20);
+/// How long the gate gets to serve the upstream. Longer than [`READY_LIMIT`]: on rootful
+/// Podman 4.3 (netavark, aardvark-dns 1.4) a container joining the egress network after the
+/// others (a web fixture) sometimes leaves the gate's name lookups of the upstream
+/// unanswered for 30 to 50 s (seen: `getent hosts` timing out while a connection to the
+/// upstream's address succeeds), so the gate rightly refuses fetches meanwhile.
+const GATE_READY_LIMIT: Duration = Duration::from_secs(90);
 /// The repository the fixture serves and the manifest declares.
 pub const REPO: &str = "app";
 
@@ -382,7 +388,7 @@ impl Harness {
         }
         if self.opts.pin_host_key {
             let script = format!("git ls-remote {}", self.url);
-            poll(READY_LIMIT, "the gate serving the upstream", || {
+            poll(GATE_READY_LIMIT, "the gate serving the upstream", || {
                 let out = self.agent_sh(&script);
                 if out.status.success() {
                     Ok(())
