@@ -161,6 +161,12 @@ pub(super) fn check_plan(plan: &Plan) -> Result<Vec<ContainerFiles<'_>>, RenderE
     Ok(all)
 }
 
+/// Letters, digits and `_`, not starting with a digit: safe unquoted inside `${...}`.
+fn is_env_name(var: &str) -> bool {
+    var.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,10 +178,4 @@ mod tests {
             assert!(check_name("container", bad).is_err(), "{bad:?}");
         }
     }
-}
-
-/// Letters, digits and `_`, not starting with a digit: safe unquoted inside `${...}`.
-fn is_env_name(var: &str) -> bool {
-    var.bytes().next().is_some_and(|b| !b.is_ascii_digit())
-        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
