@@ -950,20 +950,35 @@ fn allowlisted_paths_and_findings_holding_false_are_refused() {
     rig.accepted(&work, &["main"]);
 }
 
-/// A zip archive of one deflated member, made with nothing but `gzip` (whose output is a
-/// deflate stream between a 10-byte header, with `-n`, and its CRC-32 and size).
-fn zip_of(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .args(["-n", "-c", "-9"])
+/// Runs `cmd` with `input` on its stdin (written by another thread, so that a large output
+/// cannot block it) and returns its stdout; fails the test unless it succeeds.
+fn piped(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("gzip");
-    {
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(content).unwrap();
-    }
-    let gz = child.wait_with_output().unwrap().stdout;
+        stdin.write_all(&input)
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed with {}", out.status);
+    out.stdout
+}
+
+/// `content` gzipped by `gzip -n` (no name, no time: the same bytes every run).
+fn gzip_of(content: &[u8]) -> Vec<u8> {
+    piped(Command::new("gzip").args(["-n", "-c", "-9"]), content)
+}
+
+/// A zip archive of one deflated member, made with nothing but `gzip` (whose output is a
+/// deflate stream between a 10-byte header, with `-n`, and its CRC-32 and size).
+fn zip_of(name: &str, content: &[u8]) -> Vec<u8> {
+    let gz = gzip_of(content);
     let deflated = &gz[10..gz.len() - 8];
     let crc = &gz[gz.len() - 8..gz.len() - 4];
     let (csize, usize_) = (deflated.len() as u32, content.len() as u32);
@@ -1103,24 +1118,11 @@ fn findings_accepted_in_the_manifest_go_through_and_no_others() {
     }
     // The fingerprint the gate prints for a key on line 1 of a file: its blob and rule.
     let accepted = format!("token = {AWS_KEY}\n");
-    let blob = {
-        let mut child = Command::new("git")
-            .args(["hash-object", "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(accepted.as_bytes())
-                .unwrap();
-        }
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
-    };
+    let blob = String::from_utf8(piped(
+        Command::new("git").args(["hash-object", "--stdin"]),
+        accepted.as_bytes(),
+    ))
+    .unwrap();
     let fingerprint = format!("{}:aws-access-token:1", blob.trim());
     // A path regex with shell and TOML syntax in it reaches the scan intact.
     let rig = Rig::start(Options {
