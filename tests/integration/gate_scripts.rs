@@ -913,6 +913,64 @@ fn a_ref_pointing_straight_at_a_blob_is_scanned() {
     rig.accepted(&work, &[&format!("{blob}:refs/tags/blob")]);
 }
 
+/// A tree holding one file, `name`, of `content`, written into `work`'s object store only
+/// (no commit reaches it): its id.
+fn tree_of(rig: &Rig, work: &Path, name: &str, content: &str) -> String {
+    rig.write(work, "loose", content.as_bytes());
+    let blob = rig.git_in(work, &["hash-object", "-w", "loose"]);
+    let tree = piped(
+        rig.git().arg("-C").arg(work).arg("mktree"),
+        format!("100644 blob {blob}\t{name}\n").as_bytes(),
+    );
+    String::from_utf8(tree).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_ref_pointing_straight_at_a_tree_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let tree = tree_of(&rig, &work, "keys.txt", &format!("key = {AWS_KEY}\n"));
+    rig.refused(
+        &work,
+        &[&format!("{tree}:refs/tags/tree")],
+        &["aws-access-token", "\"keys.txt\"", "refs/tags/tree"],
+    );
+    let tree = tree_of(&rig, &work, "keys.txt", "nothing to see\n");
+    rig.accepted(&work, &[&format!("{tree}:refs/tags/tree")]);
+}
+
+#[test]
+fn a_note_holding_a_secret_is_refused_and_a_clean_note_goes_through() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    // A note on a commit the gate already has: the push brings only the notes commit, its
+    // tree and the note's blob (named, in that tree, by the annotated commit's id).
+    let annotated = rig.rev(&work, "HEAD");
+    rig.git_in(
+        &work,
+        &["notes", "add", "-m", &format!("deployed with {AWS_KEY}")],
+    );
+    rig.refused(
+        &work,
+        &["refs/notes/commits"],
+        &[
+            "aws-access-token",
+            &format!("\"{annotated}\""),
+            "on refs/notes/commits",
+        ],
+    );
+    // The refused note's commit stays the parent of any later note: start the ref afresh.
+    rig.git_in(&work, &["update-ref", "-d", "refs/notes/commits"]);
+    rig.git_in(&work, &["notes", "add", "-m", "deployed on Tuesday"]);
+    rig.accepted(&work, &["refs/notes/commits"]);
+}
+
 #[test]
 fn allowlisted_paths_and_findings_holding_false_are_refused() {
     if !require_tools() {
