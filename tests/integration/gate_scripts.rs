@@ -1117,6 +1117,64 @@ fn binary_files_and_zip_members_are_scanned() {
     rig.accepted(&work, &["main"]);
 }
 
+/// `text` in UTF-16LE, after a byte order mark or not.
+fn utf16le(text: &str, bom: bool) -> Vec<u8> {
+    let mut out = if bom { vec![0xff, 0xfe] } else { Vec::new() };
+    out.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    out
+}
+
+#[test]
+fn utf16_text_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    // gitleaks alone takes UTF-16 for binary (a NUL every other byte) and skips it.
+    for bom in [true, false] {
+        let bytes = utf16le(&format!("[keys]\r\naws_key = {AWS_KEY}\r\n"), bom);
+        assert!(!String::from_utf8_lossy(&bytes).contains(AWS_KEY));
+        rig.write(&work, "keys.reg", &bytes);
+        rig.commit(&work, "registry keys");
+        rig.refused(
+            &work,
+            &["main"],
+            &["aws-access-token", "\"keys.reg\"", "UTF-16"],
+        );
+        rig.reset(&work);
+    }
+    rig.write(
+        &work,
+        "keys.reg",
+        &utf16le("[keys]\r\nnone = here\r\n", true),
+    );
+    rig.commit(&work, "registry keys");
+    rig.accepted(&work, &["main"]);
+}
+
+#[test]
+fn gzipped_content_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let gz = gzip_of(format!("aws_key = {AWS_KEY}\n").repeat(3).as_bytes());
+    assert!(!String::from_utf8_lossy(&gz).contains(AWS_KEY));
+    rig.write(&work, "logs/run.log.gz", &gz);
+    rig.commit(&work, "logs");
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "logs/run.log.gz!(gunzipped)"],
+    );
+    rig.reset(&work);
+    rig.write(&work, "logs/run.log.gz", &gzip_of(b"started\n"));
+    rig.commit(&work, "logs");
+    rig.accepted(&work, &["main"]);
+}
+
 #[test]
 fn a_push_over_a_limit_is_refused_naming_the_key_that_raises_it() {
     if !require_tools() {
