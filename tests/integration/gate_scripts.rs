@@ -1008,6 +1008,78 @@ fn allowlisted_paths_and_findings_holding_false_are_refused() {
     rig.accepted(&work, &["main"]);
 }
 
+/// A pure rename brings no new blob: when the gate already has the blob (it came from
+/// the upstream), renaming it sends nothing new to scan, and nothing new leaves; that case
+/// goes through, by design. The case that matters is a file the gate never saw, added and
+/// renamed in commits pushed together: the tip holds it only under its new name, and the
+/// log scan showed the rename as an empty diff. Its blob is a new object, scanned once, and
+/// named at the path it came in with.
+#[test]
+fn a_renamed_file_is_scanned_when_its_blob_is_new() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    rig.commit_upstream("legacy.env", &format!("OLD_KEY={AWS_KEY}\n"));
+    let work = rig.clone("agent");
+    let add_and_rename = |content: String| {
+        rig.write(&work, "a.env", content.as_bytes());
+        rig.commit(&work, "add a.env");
+        rig.git_in(&work, &["mv", "a.env", "b.env"]);
+        rig.commit(&work, "rename a.env to b.env");
+    };
+
+    add_and_rename(format!("NEW_KEY={AWS_KEY_WITH_FALSE}\n"));
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "\"a.env\"", "also at 1 more path"],
+    );
+    rig.reset(&work);
+    add_and_rename("NEW_KEY=in the vault\n".to_owned());
+    rig.accepted(&work, &["main"]);
+
+    // The secret already upstream, renamed on a new branch: a new tree and commit, no
+    // new blob.
+    rig.git_in(&work, &["checkout", "--quiet", "-b", "moved"]);
+    rig.git_in(&work, &["mv", "legacy.env", "old.env"]);
+    rig.commit(&work, "rename legacy.env");
+    rig.accepted(&work, &["moved"]);
+}
+
+/// A private key whose BEGIN and END lines went through before (a placeholder, too short
+/// to match) and whose body comes in a later commit: `git log -p -U0` shows that commit's
+/// added lines alone, which match nothing.
+#[test]
+fn a_secret_split_across_hunks_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let body: String = (0..4)
+        .map(|i| format!("MIIEpAIBAAKCAQEA{i}q3Rk9vXb2Lm8Wn5Tz7Yc1Hd4Fg6Jp0Ks\n"))
+        .collect();
+    let begin = "-----BEGIN RSA PRIVATE KEY-----\n";
+    // Without its END line, the same body is no key: the clean twin.
+    for (file, end, refused) in [
+        ("id_rsa", "-----END RSA PRIVATE KEY-----\n", true),
+        ("id_draft", "\n", false),
+    ] {
+        rig.write(&work, file, format!("{begin}x\n{end}").as_bytes());
+        rig.commit(&work, "placeholder");
+        rig.accepted(&work, &["main"]);
+        rig.write(&work, file, format!("{begin}{body}{end}").as_bytes());
+        rig.commit(&work, "the key");
+        if refused {
+            rig.refused(&work, &["main"], &["private-key", &format!("\"{file}\"")]);
+            rig.reset(&work);
+        } else {
+            rig.accepted(&work, &["main"]);
+        }
+    }
+}
+
 /// Runs `cmd` with `input` on its stdin (written by another thread, so that a large output
 /// cannot block it) and returns its stdout; fails the test unless it succeeds.
 fn piped(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
