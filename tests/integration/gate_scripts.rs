@@ -1299,6 +1299,60 @@ fn a_push_over_a_limit_is_refused_naming_the_key_that_raises_it() {
     );
 }
 
+/// Starts a gate whose git entry sets `keys`, pushes one commit adding `file` of `bytes`
+/// to it, and asserts the push is refused saying each of `says`, no ref moved.
+fn refused_over_a_limit(keys: &str, file: &str, bytes: &[u8], says: &[&str]) {
+    let rig = Rig::start(Options {
+        git_keys: keys.to_owned(),
+        ..Options::default()
+    });
+    let work = rig.clone("agent");
+    rig.write(&work, file, bytes);
+    rig.commit(&work, &format!("add {file}"));
+    rig.refused(&work, &["main"], says);
+}
+
+#[test]
+fn a_push_decoding_to_more_than_max_scan_mb_is_refused() {
+    if !require_tools() {
+        return;
+    }
+    // 4 MiB once gunzipped, a few KiB as pushed: well within max_push_mb, so only the
+    // scan's own bound (the decompression-bomb guard) can refuse it.
+    let bomb = gzip_of(&vec![0u8; 4 << 20]);
+    assert!(bomb.len() < 64 << 10);
+    refused_over_a_limit(
+        "max_push_mb = 1\nmax_scan_mb = 1\n",
+        "zeros.gz",
+        &bomb,
+        &[
+            "more than the gate's limit of 1 MiB to scan",
+            "max_scan_mb = 2",
+        ],
+    );
+}
+
+#[test]
+fn a_scan_running_past_scan_timeout_s_is_refused() {
+    if !require_tools() {
+        return;
+    }
+    // About 12 MB of assignments that gitleaks' generic rule has to weigh one by one (and
+    // rejects: their values are not random): many seconds of gitleaks on any machine,
+    // killed at the 1 s bound (the least the manifest allows).
+    let line =
+        "api_key = \"aaaaaaaaaaaaaaaaaaaa\" password=\"bbbbbbbbbbbbbbbb\" token: cccccccccccc\n";
+    refused_over_a_limit(
+        "scan_timeout_s = 1\n",
+        "settings.txt",
+        line.repeat(150_000).as_bytes(),
+        &[
+            "took longer than the gate's limit of 1 s",
+            "scan_timeout_s = 2",
+        ],
+    );
+}
+
 #[test]
 fn findings_accepted_in_the_manifest_go_through_and_no_others() {
     if !require_tools() {
