@@ -913,6 +913,64 @@ fn a_ref_pointing_straight_at_a_blob_is_scanned() {
     rig.accepted(&work, &[&format!("{blob}:refs/tags/blob")]);
 }
 
+/// A tree holding one file, `name`, of `content`, written into `work`'s object store only
+/// (no commit reaches it): its id.
+fn tree_of(rig: &Rig, work: &Path, name: &str, content: &str) -> String {
+    rig.write(work, "loose", content.as_bytes());
+    let blob = rig.git_in(work, &["hash-object", "-w", "loose"]);
+    let tree = piped(
+        rig.git().arg("-C").arg(work).arg("mktree"),
+        format!("100644 blob {blob}\t{name}\n").as_bytes(),
+    );
+    String::from_utf8(tree).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_ref_pointing_straight_at_a_tree_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let tree = tree_of(&rig, &work, "keys.txt", &format!("key = {AWS_KEY}\n"));
+    rig.refused(
+        &work,
+        &[&format!("{tree}:refs/tags/tree")],
+        &["aws-access-token", "\"keys.txt\"", "refs/tags/tree"],
+    );
+    let tree = tree_of(&rig, &work, "keys.txt", "nothing to see\n");
+    rig.accepted(&work, &[&format!("{tree}:refs/tags/tree")]);
+}
+
+#[test]
+fn a_note_holding_a_secret_is_refused_and_a_clean_note_goes_through() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    // A note on a commit the gate already has: the push brings only the notes commit, its
+    // tree and the note's blob (named, in that tree, by the annotated commit's id).
+    let annotated = rig.rev(&work, "HEAD");
+    rig.git_in(
+        &work,
+        &["notes", "add", "-m", &format!("deployed with {AWS_KEY}")],
+    );
+    rig.refused(
+        &work,
+        &["refs/notes/commits"],
+        &[
+            "aws-access-token",
+            &format!("\"{annotated}\""),
+            "on refs/notes/commits",
+        ],
+    );
+    // The refused note's commit stays the parent of any later note: start the ref afresh.
+    rig.git_in(&work, &["update-ref", "-d", "refs/notes/commits"]);
+    rig.git_in(&work, &["notes", "add", "-m", "deployed on Tuesday"]);
+    rig.accepted(&work, &["refs/notes/commits"]);
+}
+
 #[test]
 fn allowlisted_paths_and_findings_holding_false_are_refused() {
     if !require_tools() {
@@ -950,20 +1008,107 @@ fn allowlisted_paths_and_findings_holding_false_are_refused() {
     rig.accepted(&work, &["main"]);
 }
 
-/// A zip archive of one deflated member, made with nothing but `gzip` (whose output is a
-/// deflate stream between a 10-byte header, with `-n`, and its CRC-32 and size).
-fn zip_of(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .args(["-n", "-c", "-9"])
+/// A pure rename brings no new blob: when the gate already has the blob (it came from
+/// the upstream), renaming it sends nothing new to scan, and nothing new leaves; that case
+/// goes through, by design. The case that matters is a file the gate never saw, added and
+/// renamed in commits pushed together: the tip holds it only under its new name, and the
+/// log scan showed the rename as an empty diff. Its blob is a new object, scanned once, and
+/// named at the path it came in with.
+#[test]
+fn a_renamed_file_is_scanned_when_its_blob_is_new() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    rig.commit_upstream("legacy.env", &format!("OLD_KEY={AWS_KEY}\n"));
+    let work = rig.clone("agent");
+    let add_and_rename = |content: String| {
+        rig.write(&work, "a.env", content.as_bytes());
+        rig.commit(&work, "add a.env");
+        rig.git_in(&work, &["mv", "a.env", "b.env"]);
+        rig.commit(&work, "rename a.env to b.env");
+    };
+
+    add_and_rename(format!("NEW_KEY={AWS_KEY_WITH_FALSE}\n"));
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "\"a.env\"", "also at 1 more path"],
+    );
+    rig.reset(&work);
+    add_and_rename("NEW_KEY=in the vault\n".to_owned());
+    rig.accepted(&work, &["main"]);
+
+    // The secret already upstream, renamed on a new branch: a new tree and commit, no
+    // new blob.
+    rig.git_in(&work, &["checkout", "--quiet", "-b", "moved"]);
+    rig.git_in(&work, &["mv", "legacy.env", "old.env"]);
+    rig.commit(&work, "rename legacy.env");
+    rig.accepted(&work, &["moved"]);
+}
+
+/// A private key whose BEGIN and END lines went through before (a placeholder, too short
+/// to match) and whose body comes in a later commit: `git log -p -U0` shows that commit's
+/// added lines alone, which match nothing.
+#[test]
+fn a_secret_split_across_hunks_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let body: String = (0..4)
+        .map(|i| format!("MIIEpAIBAAKCAQEA{i}q3Rk9vXb2Lm8Wn5Tz7Yc1Hd4Fg6Jp0Ks\n"))
+        .collect();
+    let begin = "-----BEGIN RSA PRIVATE KEY-----\n";
+    // Without its END line, the same body is no key: the clean twin.
+    for (file, end, refused) in [
+        ("id_rsa", "-----END RSA PRIVATE KEY-----\n", true),
+        ("id_draft", "\n", false),
+    ] {
+        rig.write(&work, file, format!("{begin}x\n{end}").as_bytes());
+        rig.commit(&work, "placeholder");
+        rig.accepted(&work, &["main"]);
+        rig.write(&work, file, format!("{begin}{body}{end}").as_bytes());
+        rig.commit(&work, "the key");
+        if refused {
+            rig.refused(&work, &["main"], &["private-key", &format!("\"{file}\"")]);
+            rig.reset(&work);
+        } else {
+            rig.accepted(&work, &["main"]);
+        }
+    }
+}
+
+/// Runs `cmd` with `input` on its stdin (written by another thread, so that a large output
+/// cannot block it) and returns its stdout; fails the test unless it succeeds.
+fn piped(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("gzip");
-    {
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(content).unwrap();
-    }
-    let gz = child.wait_with_output().unwrap().stdout;
+        stdin.write_all(&input)
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed with {}", out.status);
+    out.stdout
+}
+
+/// `content` gzipped by `gzip -n` (no name, no time: the same bytes every run).
+fn gzip_of(content: &[u8]) -> Vec<u8> {
+    piped(Command::new("gzip").args(["-n", "-c", "-9"]), content)
+}
+
+/// A zip archive of one deflated member, made with nothing but `gzip` (whose output is a
+/// deflate stream between a 10-byte header, with `-n`, and its CRC-32 and size).
+fn zip_of(name: &str, content: &[u8]) -> Vec<u8> {
+    let gz = gzip_of(content);
     let deflated = &gz[10..gz.len() - 8];
     let crc = &gz[gz.len() - 8..gz.len() - 4];
     let (csize, usize_) = (deflated.len() as u32, content.len() as u32);
@@ -1044,6 +1189,64 @@ fn binary_files_and_zip_members_are_scanned() {
     rig.accepted(&work, &["main"]);
 }
 
+/// `text` in UTF-16LE, after a byte order mark or not.
+fn utf16le(text: &str, bom: bool) -> Vec<u8> {
+    let mut out = if bom { vec![0xff, 0xfe] } else { Vec::new() };
+    out.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    out
+}
+
+#[test]
+fn utf16_text_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    // gitleaks alone takes UTF-16 for binary (a NUL every other byte) and skips it.
+    for bom in [true, false] {
+        let bytes = utf16le(&format!("[keys]\r\naws_key = {AWS_KEY}\r\n"), bom);
+        assert!(!String::from_utf8_lossy(&bytes).contains(AWS_KEY));
+        rig.write(&work, "keys.reg", &bytes);
+        rig.commit(&work, "registry keys");
+        rig.refused(
+            &work,
+            &["main"],
+            &["aws-access-token", "\"keys.reg\"", "UTF-16"],
+        );
+        rig.reset(&work);
+    }
+    rig.write(
+        &work,
+        "keys.reg",
+        &utf16le("[keys]\r\nnone = here\r\n", true),
+    );
+    rig.commit(&work, "registry keys");
+    rig.accepted(&work, &["main"]);
+}
+
+#[test]
+fn gzipped_content_is_scanned() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let gz = gzip_of(format!("aws_key = {AWS_KEY}\n").repeat(3).as_bytes());
+    assert!(!String::from_utf8_lossy(&gz).contains(AWS_KEY));
+    rig.write(&work, "logs/run.log.gz", &gz);
+    rig.commit(&work, "logs");
+    rig.refused(
+        &work,
+        &["main"],
+        &["aws-access-token", "logs/run.log.gz!(gunzipped)"],
+    );
+    rig.reset(&work);
+    rig.write(&work, "logs/run.log.gz", &gzip_of(b"started\n"));
+    rig.commit(&work, "logs");
+    rig.accepted(&work, &["main"]);
+}
+
 #[test]
 fn a_push_over_a_limit_is_refused_naming_the_key_that_raises_it() {
     if !require_tools() {
@@ -1096,6 +1299,60 @@ fn a_push_over_a_limit_is_refused_naming_the_key_that_raises_it() {
     );
 }
 
+/// Starts a gate whose git entry sets `keys`, pushes one commit adding `file` of `bytes`
+/// to it, and asserts the push is refused saying each of `says`, no ref moved.
+fn refused_over_a_limit(keys: &str, file: &str, bytes: &[u8], says: &[&str]) {
+    let rig = Rig::start(Options {
+        git_keys: keys.to_owned(),
+        ..Options::default()
+    });
+    let work = rig.clone("agent");
+    rig.write(&work, file, bytes);
+    rig.commit(&work, &format!("add {file}"));
+    rig.refused(&work, &["main"], says);
+}
+
+#[test]
+fn a_push_decoding_to_more_than_max_scan_mb_is_refused() {
+    if !require_tools() {
+        return;
+    }
+    // 4 MiB once gunzipped, a few KiB as pushed: well within max_push_mb, so only the
+    // scan's own bound (the decompression-bomb guard) can refuse it.
+    let bomb = gzip_of(&vec![0u8; 4 << 20]);
+    assert!(bomb.len() < 64 << 10);
+    refused_over_a_limit(
+        "max_push_mb = 1\nmax_scan_mb = 1\n",
+        "zeros.gz",
+        &bomb,
+        &[
+            "more than the gate's limit of 1 MiB to scan",
+            "max_scan_mb = 2",
+        ],
+    );
+}
+
+#[test]
+fn a_scan_running_past_scan_timeout_s_is_refused() {
+    if !require_tools() {
+        return;
+    }
+    // About 12 MB of assignments that gitleaks' generic rule has to weigh one by one (and
+    // rejects: their values are not random): many seconds of gitleaks on any machine,
+    // killed at the 1 s bound (the least the manifest allows).
+    let line =
+        "api_key = \"aaaaaaaaaaaaaaaaaaaa\" password=\"bbbbbbbbbbbbbbbb\" token: cccccccccccc\n";
+    refused_over_a_limit(
+        "scan_timeout_s = 1\n",
+        "settings.txt",
+        line.repeat(150_000).as_bytes(),
+        &[
+            "took longer than the gate's limit of 1 s",
+            "scan_timeout_s = 2",
+        ],
+    );
+}
+
 #[test]
 fn findings_accepted_in_the_manifest_go_through_and_no_others() {
     if !require_tools() {
@@ -1103,24 +1360,11 @@ fn findings_accepted_in_the_manifest_go_through_and_no_others() {
     }
     // The fingerprint the gate prints for a key on line 1 of a file: its blob and rule.
     let accepted = format!("token = {AWS_KEY}\n");
-    let blob = {
-        let mut child = Command::new("git")
-            .args(["hash-object", "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(accepted.as_bytes())
-                .unwrap();
-        }
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
-    };
+    let blob = String::from_utf8(piped(
+        Command::new("git").args(["hash-object", "--stdin"]),
+        accepted.as_bytes(),
+    ))
+    .unwrap();
     let fingerprint = format!("{}:aws-access-token:1", blob.trim());
     // A path regex with shell and TOML syntax in it reaches the scan intact.
     let rig = Rig::start(Options {
