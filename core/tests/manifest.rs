@@ -130,6 +130,65 @@ fn bad_host_keys_are_refused() {
     }
 }
 
+/// The whole line `ssh-keyscan` prints is accepted when it names the upstream's own host
+/// (and port, in OpenSSH's `[host]:port` form); another host's, or a hashed one, is not.
+#[test]
+fn an_ssh_keyscan_line_is_accepted_for_the_upstreams_host() {
+    let parse = |upstream: &str, line: &str| {
+        let text = format!("{HEAD}[[bottles.demo.git]]\nname = \"app\"\nupstream = {upstream:?}\nidentity_file = \"/k\"\nknown_host_key = {line:?}\n");
+        manifest::parse(Path::new("bottle.toml"), &text, &Env { home: None })
+    };
+    for (upstream, line) in [
+        (
+            "ssh://git@git.example.com:2222/a.git",
+            format!("[git.example.com]:2222 {HOST_KEY}"),
+        ),
+        (
+            "ssh://git@Git.Example.com/a.git",
+            format!("git.example.com {HOST_KEY}"),
+        ),
+        (
+            "git@git.example.com:a.git",
+            format!("other.example.com,git.example.com {HOST_KEY}"),
+        ),
+        (
+            "git@gitserver:a.git",
+            format!("gitserver {HOST_KEY} a comment"),
+        ),
+    ] {
+        let m = parse(upstream, &line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(
+            m.bottles["demo"].git[0].known_host_key.as_deref(),
+            Some(HOST_KEY),
+            "{line}"
+        );
+    }
+    for (upstream, line, says) in [
+        (
+            "ssh://git@git.example.com:2222/a.git",
+            format!("git.example.com {HOST_KEY}"),
+            "not for the upstream's [git.example.com]:2222",
+        ),
+        (
+            "git@git.example.com:a.git",
+            format!("evil.example.com {HOST_KEY}"),
+            "is for evil.example.com",
+        ),
+        (
+            "git@git.example.com:a.git",
+            format!("|1|abc=|def= {HOST_KEY}"),
+            "hashed",
+        ),
+    ] {
+        let e = parse(upstream, &line).unwrap_err().to_string();
+        assert!(
+            e.contains("bottles.demo.git[0].known_host_key") && e.contains(says),
+            "{line}: {e}"
+        );
+        assert!(e.contains("ssh-keyscan -p"), "{e}");
+    }
+}
+
 #[test]
 fn extra_hosts_must_be_addresses_and_agree() {
     let e = errors(&format!(

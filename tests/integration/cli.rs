@@ -15,11 +15,18 @@ pub fn bottle(dir: &Path) -> Command {
     cmd
 }
 
-/// A directory with the example manifest, its identity key at ~/.ssh/bottle_app (HOME is
-/// the directory itself) and nothing else.
+/// A directory with the example manifest, its host key pinned as its comment says (the
+/// line ssh-keyscan prints), its identity key at ~/.ssh/bottle_app (HOME is the directory
+/// itself) and nothing else.
 pub fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     ok(bottle(dir.path()).arg("init"));
+    let manifest = dir.path().join("bottle.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let placeholder = "# known_host_key = \"[git.example.com]:2222 ssh-ed25519 AAAA...PASTE-THE-KEY-HERE\"";
+    assert!(text.contains(placeholder), "{text}");
+    let pinned = "known_host_key = \"[git.example.com]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"";
+    std::fs::write(&manifest, text.replace(placeholder, pinned)).unwrap();
     std::fs::create_dir_all(dir.path().join(".ssh")).unwrap();
     std::fs::write(dir.path().join(".ssh/bottle_app"), "PRIVATE KEY BYTES\n").unwrap();
     dir

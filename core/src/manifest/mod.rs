@@ -745,13 +745,24 @@ impl Validator<'_> {
         let parsed = self.upstream(&format!("{field}.upstream"), &url, &raw.upstream.span());
 
         let known_host_key = raw.known_host_key.and_then(|k| {
-            match parse_host_key(k.get_ref()) {
-                Ok(key) => Some(key),
+            let key_field = format!("{field}.known_host_key");
+            let (hosts, key) = split_keyscan_line(k.get_ref());
+            let key = match parse_host_key(key) {
+                Ok(key) => key,
                 Err(why) => {
-                    self.error(&k.span(), &format!("{field}.known_host_key"), format!("not an SSH public host key: {why}"), "write '<type> <base64>' as printed by `ssh-keyscan -p PORT HOST`, e.g. \"ssh-ed25519 AAAAC3Nza...\"");
-                    None
+                    self.error(&k.span(), &key_field, format!("not an SSH public host key: {why}"), "write '<type> <base64>', or the whole line `ssh-keyscan -p PORT HOST` prints, e.g. \"ssh-ed25519 AAAAC3Nza...\"");
+                    return None;
+                }
+            };
+            // ssh-keyscan's line names the host it asked: it must be this upstream's.
+            if let (Some(hosts), Some((host, port))) = (hosts, parsed.as_ref()) {
+                let port = port.unwrap_or(22);
+                if let Err(why) = keyscan_host_matches(hosts, host, port) {
+                    self.error(&k.span(), &key_field, why, format!("pin the key of the upstream's own host: ssh-keyscan -p {port} {host}"));
+                    return None;
                 }
             }
+            Some(key)
         });
 
         let identity_span = raw.identity_file.span();
@@ -985,6 +996,45 @@ impl Validator<'_> {
             let dir = self.path.parent().unwrap_or(Path::new("."));
             Ok(dir.join(path))
         }
+    }
+}
+
+/// Splits a `known_host_key` value into the host field of an `ssh-keyscan` line (`host`,
+/// `[host]:port`, or several separated by commas), when there is one, and the key.
+fn split_keyscan_line(text: &str) -> (Option<&str>, &str) {
+    let text = text.trim();
+    match text.split_once(char::is_whitespace) {
+        // A key type never holds '.', ':', '[' or ',' (ssh-ed25519, ecdsa-sha2-nistp256,
+        // sk-ssh-ed25519@openssh.com: '@' only), and a host field of a bare name without a
+        // dot is told apart by what follows: a key type, then base64.
+        Some((first, rest))
+            if !first.starts_with("ssh-")
+                && !first.starts_with("ecdsa-")
+                && !first.starts_with("sk-") =>
+        {
+            (Some(first), rest.trim_start())
+        }
+        _ => (None, text),
+    }
+}
+
+/// Whether an `ssh-keyscan` host field names `host` on `port` (the form OpenSSH writes:
+/// `host` for port 22, `[host]:port` otherwise; hashed names cannot be compared).
+fn keyscan_host_matches(field: &str, host: &str, port: u16) -> Result<(), String> {
+    if field.starts_with('|') {
+        return Err("the line's host is hashed (ssh-keyscan -H), so it cannot be checked against the upstream".to_owned());
+    }
+    let want = if port == 22 {
+        host.to_ascii_lowercase()
+    } else {
+        format!("[{}]:{port}", host.to_ascii_lowercase())
+    };
+    if field.split(',').any(|h| h.to_ascii_lowercase() == want) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the key line is for {field}, not for the upstream's {want}"
+        ))
     }
 }
 
