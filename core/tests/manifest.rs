@@ -130,6 +130,26 @@ fn bad_host_keys_are_refused() {
     }
 }
 
+/// A password in an upstream URL is refused, and not repeated in the message.
+#[test]
+fn a_password_in_an_upstream_url_is_refused_without_repeating_it() {
+    for url in [
+        "ssh://git:hunter2secret@git.example.com/a.git",
+        "https://git:hunter2secret@git.example.com/a.git",
+    ] {
+        let e = errors(&format!("{HEAD}{}", git_entry("app", url, "")));
+        assert!(
+            e.contains("bottles.demo.git[0].upstream: the upstream URL holds a password"),
+            "{e}"
+        );
+        assert!(e.contains("identity_file"), "{e}");
+        assert!(
+            !e.contains("hunter2secret"),
+            "the password was printed: {e}"
+        );
+    }
+}
+
 /// The whole line `ssh-keyscan` prints is accepted when it names the upstream's own host
 /// (and port, in OpenSSH's `[host]:port` form); another host's, or a hashed one, is not.
 #[test]

@@ -23,7 +23,8 @@ pub fn project() -> tempfile::TempDir {
     ok(bottle(dir.path()).arg("init"));
     let manifest = dir.path().join("bottle.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    let placeholder = "# known_host_key = \"[git.example.com]:2222 ssh-ed25519 AAAA...PASTE-THE-KEY-HERE\"";
+    let placeholder =
+        "# known_host_key = \"[git.example.com]:2222 ssh-ed25519 AAAA...PASTE-THE-KEY-HERE\"";
     assert!(text.contains(placeholder), "{text}");
     let pinned = "known_host_key = \"[git.example.com]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"";
     std::fs::write(&manifest, text.replace(placeholder, pinned)).unwrap();

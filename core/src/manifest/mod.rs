@@ -935,6 +935,16 @@ impl Validator<'_> {
                 return None;
             }
         };
+        if parsed.password().is_some() {
+            // Never echo the URL: it holds the password.
+            self.error(
+                span,
+                field,
+                "the upstream URL holds a password",
+                "remove it (ssh://user@host/path): the gate authenticates with identity_file, its own key, which never enters the agent; a password in the manifest would be read by anyone who reads the file",
+            );
+            return None;
+        }
         if parsed.scheme != gix_url::Scheme::Ssh {
             self.error(
                 span,
