@@ -376,3 +376,44 @@ fn scan_settings_default_and_are_checked_with_their_line() {
         "{e}"
     );
 }
+
+/// An identity file that is a public key, or a private key behind a passphrase, is refused
+/// when the bottle is planned, saying what to do; an unprotected private key is taken.
+#[test]
+fn identity_files_must_be_unprotected_private_keys() {
+    let fx = common::Fixture::new();
+    let keygen = |file: &str, extra: &[&str]| {
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-C", "test", "-f"])
+            .arg(fx.path().join(file))
+            .args(extra)
+            .output()
+            .expect("ssh-keygen runs");
+        assert!(out.status.success(), "{out:?}");
+    };
+    keygen("plain", &["-t", "ed25519", "-N", ""]);
+    keygen("locked", &["-t", "ed25519", "-N", "a passphrase"]);
+    keygen(
+        "locked_pem",
+        &["-t", "rsa", "-b", "1024", "-m", "PEM", "-N", "a passphrase"],
+    );
+    let plan = |key: &str| {
+        let text = format!("{HEAD}{}", git_entry("app", "git@h:a.git", ""))
+            .replace("\"/k\"", &format!("{key:?}"));
+        let m = fx.parse(&text).unwrap();
+        planner::plan(m.select(None).unwrap()).map_err(|e| e.to_string())
+    };
+    plan("plain").expect("an unprotected key is taken");
+    let e = plan("plain.pub").unwrap_err();
+    assert!(
+        e.contains("identity_file") && e.contains("is a public key") && e.contains("without .pub"),
+        "{e}"
+    );
+    for locked in ["locked", "locked_pem"] {
+        let e = plan(locked).unwrap_err();
+        assert!(
+            e.contains("protected by a passphrase") && e.contains("ssh-keygen -p -N ''"),
+            "{locked}: {e}"
+        );
+    }
+}

@@ -352,12 +352,47 @@ fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnostic> {
             format!("identity file {} is empty", path.display()),
             "point identity_file at the private key the gate uses for this upstream",
         )),
-        Ok(bytes) => Ok(bytes),
+        Ok(bytes) => match identity_problem(&bytes) {
+            None => Ok(bytes),
+            Some((why, hint)) => Err(up
+                .identity_file
+                .diagnostic(format!("identity file {}: {why}", path.display()), hint)),
+        },
         Err(e) => Err(up.identity_file.diagnostic(
             format!("cannot read identity file {}: {e}", path.display()),
             "create the key (e.g. ssh-keygen -t ed25519 -f PATH) or fix the path; it must be readable by you",
         )),
     }
+}
+
+/// What is plainly wrong with an identity file's bytes for a gate that runs ssh without a
+/// terminal: a public key where the private one belongs, or a key behind a passphrase
+/// (which nobody is there to type). Anything else is left to ssh, which says why at the
+/// first fetch.
+fn identity_problem(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let public = text.lines().count() == 1
+        && ["ssh-", "ecdsa-", "sk-"]
+            .iter()
+            .any(|p| text.starts_with(p))
+        && ssh_key::PublicKey::from_openssh(text).is_ok();
+    if public {
+        return Some((
+            "is a public key",
+            "point identity_file at the private key: the same path without .pub",
+        ));
+    }
+    let encrypted = if text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        ssh_key::PrivateKey::from_openssh(text).is_ok_and(|k| k.is_encrypted())
+    } else {
+        text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+            || text.contains("Proc-Type: 4,ENCRYPTED")
+    };
+    encrypted.then_some((
+        "is protected by a passphrase, which the gate has no one to ask for",
+        "give the gate a key of its own without one: ssh-keygen -t ed25519 -N '' -f PATH (and add PATH.pub as a deploy key upstream), or an unprotected copy: cp KEY COPY && ssh-keygen -p -N '' -f COPY",
+    ))
 }
 
 /// The agent's `/etc/gitconfig`: rewrites each upstream URL to the gate, for fetch and push
