@@ -295,6 +295,16 @@ pub struct NetworkSpec {
     /// network (Docker, whose resolver does not forward from internal networks) ignores it.
     #[serde(default = "yes")]
     pub dns: bool,
+    /// Whether the host has an address on this network. Off for the internal network: a
+    /// container there reaches the host through whatever address the host holds on it (the
+    /// bridge's gateway), and through it every address of the host, since the host accepts
+    /// what arrives addressed to any of its own addresses and an engine's isolation rules
+    /// act on forwarded traffic only. Docker: the bridge is created with
+    /// `com.docker.network.bridge.inhibit_ipv4`; netavark gives an internal bridge no
+    /// address by itself (a non-internal one it cannot make: the podman backend refuses it).
+    /// The bridge keeps its link-local IPv6 address: see [`Hardening::no_ipv6`].
+    #[serde(default = "yes")]
+    pub host: bool,
     /// Labels, including [`LABEL_SLUG`] and [`LABEL_ROLE`].
     pub labels: BTreeMap<String, String>,
 }
@@ -546,6 +556,27 @@ pub struct Hardening {
     /// Memory limit in bytes. Backends set the swap limit to the same value: no swap on
     /// top of it.
     pub memory_bytes: i64,
+    /// Turns IPv6 off inside the container (`net.ipv6.conf.all.disable_ipv6=1`). bottle's
+    /// networks are IPv4 only, but every Linux bridge holds a link-local IPv6 address on its
+    /// host side even when it holds no IPv4 one ([`NetworkSpec::host`]), and a container
+    /// with IPv6 on reaches the host through it (measured with podman 4.3 and netavark:
+    /// a listener on the host's `[::]` answered the agent at `fe80::...%eth0`). Docker turns
+    /// IPv6 off in containers on IPv4-only networks by itself; saying so makes it the
+    /// plan's, on every engine.
+    #[serde(default)]
+    pub no_ipv6: bool,
+}
+
+impl Hardening {
+    /// The kernel parameters the container is created with, as the engines take them
+    /// (`--sysctl KEY=VALUE`): what [`Hardening::no_ipv6`] asks for.
+    pub fn sysctls(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if self.no_ipv6 {
+            out.insert("net.ipv6.conf.all.disable_ipv6".to_owned(), "1".to_owned());
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,8 @@ pub fn plan_in(
         internal: true,
         // Nothing on it resolves names through the engine: see NetworkSpec::dns.
         dns: false,
+        // The host holds no address on it, so the agent has no way to the host.
+        host: false,
         labels: labels(&slug, NetworkRole::Internal.as_str()),
     }];
     // The egress network exists only for sidecars that go out: without any, there is none.
@@ -114,6 +116,7 @@ pub fn plan_in(
             role: NetworkRole::Egress,
             internal: false,
             dns: true,
+            host: true,
             labels: labels(&slug, NetworkRole::Egress.as_str()),
         });
     }
@@ -142,6 +145,8 @@ pub fn plan_in(
             no_new_privileges: true,
             pids_limit: bottle.pids_limit.unwrap_or(AGENT_PIDS),
             memory_bytes: bottle.memory_bytes.unwrap_or(AGENT_MEMORY),
+            // No way to the host through a bridge's link-local IPv6 address: see Hardening.
+            no_ipv6: true,
         },
         ports: Vec::new(),
         egress: Egress::Nothing,

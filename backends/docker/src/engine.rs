@@ -34,6 +34,10 @@ fn ee(e: bollard::errors::Error) -> EngineError {
     EngineError::of(is_not_found(&e), error_text(&e))
 }
 
+/// The bridge driver's option that leaves the host side of a bridge without an IPv4
+/// address.
+const INHIBIT_IPV4: &str = "com.docker.network.bridge.inhibit_ipv4";
+
 fn label_filters(slug: Option<&str>) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_owned(), resources::label_filters(slug))])
 }
@@ -68,11 +72,17 @@ impl Engine for Docker {
     }
 
     async fn create_network(&self, n: &NetworkSpec) -> Result<String, EngineError> {
+        // A bridge without the host's address on it (NetworkSpec::host): Docker still
+        // reserves the gateway's address in the subnet and gives containers a default route
+        // to it, but nothing holds it, so the host is out of their reach.
+        let options =
+            (!n.host).then(|| HashMap::from([(INHIBIT_IPV4.to_owned(), "true".to_owned())]));
         let request = NetworkCreateRequest {
             name: n.name.clone(),
             driver: Some("bridge".to_owned()),
             internal: Some(n.internal),
             labels: Some(n.labels.clone().into_iter().collect()),
+            options,
             ..Default::default()
         };
         Ok(self.client.create_network(request).await.map_err(ee)?.id)
@@ -148,6 +158,7 @@ impl Engine for Docker {
                 // Swap limit = memory limit: no swap on top of the memory limit.
                 memory_swap: Some(h.memory_bytes),
                 init: Some(c.init),
+                sysctls: Some(h.sysctls().into_iter().collect()),
                 extra_hosts: Some(
                     c.extra_hosts
                         .iter()

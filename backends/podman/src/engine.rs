@@ -74,6 +74,15 @@ impl Engine for Podman {
 
     /// (Podman refuses a second network of the same name: no twin check is needed.)
     async fn create_network(&self, n: &NetworkSpec) -> Result<String, EngineError> {
+        // netavark gives an internal bridge no address on the host (no gateway: measured
+        // with netavark 1.4, rootful and rootless), which is what NetworkSpec::host = false
+        // asks; a bridge that is not internal always gets its gateway's address on the host.
+        if !n.host && !n.internal {
+            return Err(EngineError::new(format!(
+                "network {} is planned with no address of the host on it and a route out; podman (netavark) can leave the host's address off an internal network only",
+                n.name
+            )));
+        }
         let opts = NetworkCreateOpts::builder()
             .name(&n.name)
             .driver("bridge")
@@ -467,6 +476,7 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
             "memory": { "limit": h.memory_bytes, "swap": h.memory_bytes },
         },
         "init": c.init,
+        "sysctl": h.sysctls(),
     });
     let obj = spec.as_object_mut().expect("object");
     if let Some(entrypoint) = &c.entrypoint {
@@ -512,6 +522,7 @@ mod tests {
                 no_new_privileges: true,
                 pids_limit: 64,
                 memory_bytes: 1 << 20,
+                no_ipv6: true,
             },
             ports: Vec::new(),
             egress: Egress::Nothing,
@@ -521,6 +532,7 @@ mod tests {
         let s = spec_generator(&c);
         // The key podman reads; podman-api's builder writes "no_new_privilages".
         assert_eq!(s["no_new_privileges"], json!(true));
+        assert_eq!(s["sysctl"], json!({"net.ipv6.conf.all.disable_ipv6": "1"}));
         assert_eq!(s["resource_limits"]["memory"]["swap"], json!(1 << 20));
         assert_eq!(s["resource_limits"]["pids"]["limit"], json!(64));
         assert_eq!(s["hostadd"], json!(["v6:2001:db8::1"]));

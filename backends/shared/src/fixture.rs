@@ -73,6 +73,7 @@ pub fn upstream(u: &Upstream) -> ContainerSpec {
             no_new_privileges: false,
             pids_limit: 4096,
             memory_bytes: 4 << 30,
+            no_ipv6: false,
         },
         ports: vec![PortSpec {
             name: "ssh".to_owned(),
@@ -164,6 +165,7 @@ pub fn web(w: &Web) -> ContainerSpec {
             no_new_privileges: true,
             pids_limit: 256,
             memory_bytes: 256 << 20,
+            no_ipv6: false,
         },
         ports: vec![
             PortSpec {

@@ -185,6 +185,7 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
             no_new_privileges: true,
             pids_limit: PROXY_PIDS,
             memory_bytes: PROXY_MEMORY,
+            no_ipv6: false,
         },
         ports: vec![PortSpec {
             name: p.port_name.to_owned(),

@@ -76,6 +76,7 @@ impl Sidecar for Toy {
                 no_new_privileges: true,
                 pids_limit: 64,
                 memory_bytes: 64 << 20,
+                no_ipv6: false,
             },
             ports: vec![PortSpec {
                 name: "toy".into(),

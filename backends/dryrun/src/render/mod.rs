@@ -93,6 +93,13 @@ pub enum RenderError {
         /// The network of that address.
         network: String,
     },
+    /// A network the podman CLI cannot create as planned: one with a route out but no
+    /// address of the host on it.
+    #[error("network {network}: planned with no address of the host on it and a route out; podman (netavark) can leave the host's address off an internal network only\n  hint: make the network internal, or let the host have an address on it")]
+    HostlessNetwork {
+        /// The network.
+        network: String,
+    },
     /// `exec` without a command.
     #[error("exec in bottle {slug}: no command given\n  hint: name the program to run in the agent, e.g. bash")]
     EmptyCommand {

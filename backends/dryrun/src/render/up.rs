@@ -80,6 +80,9 @@ fn create_groups(
         // Swap limit = memory limit: no swap on top of it, as the docker backend sets.
         g.push(qj(["--memory-swap", &h.memory_bytes.to_string()])?);
     }
+    for (key, value) in h.sysctls() {
+        g.push(qj(["--sysctl", &format!("{key}={value}")])?);
+    }
     if ct.init {
         g.push(q("--init")?);
     }
@@ -338,6 +341,21 @@ impl Up<'_> {
             // out of an internal one); podman can.
             if !n.dns && cli_is_podman {
                 words.push("--disable-dns");
+            }
+            // No address of the host on the bridge (NetworkSpec::host): docker's bridge
+            // driver leaves it off when told; netavark gives an internal bridge none.
+            if !n.host {
+                match self.cli {
+                    Cli::Docker => {
+                        words.extend(["-o", "com.docker.network.bridge.inhibit_ipv4=true"])
+                    }
+                    Cli::Podman if n.internal => {}
+                    Cli::Podman => {
+                        return Err(RenderError::HostlessNetwork {
+                            network: n.name.clone(),
+                        })
+                    }
+                }
             }
             let mut cmd = qj(words)?;
             for (k, v) in &n.labels {

@@ -56,6 +56,8 @@ fn expected_create(plan: &Plan, cli: Cli, e: &str) -> Vec<String> {
         "1073741824",
         "--memory-swap",
         "1073741824",
+        "--sysctl",
+        "net.ipv6.conf.all.disable_ipv6=1",
         "--init",
     ]));
     v.push(agent.image.name.clone());

@@ -129,6 +129,7 @@ fn hardening() -> Hardening {
         no_new_privileges: true,
         pids_limit: 100,
         memory_bytes: 1 << 30,
+        no_ipv6: true,
     }
 }
 
@@ -165,6 +166,7 @@ fn network(slug: &str, role: NetworkRole, internal: bool) -> NetworkSpec {
         role,
         internal,
         dns: !internal,
+        host: !internal,
         labels: labels(slug, role.as_str()),
     }
 }

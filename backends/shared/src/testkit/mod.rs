@@ -436,6 +436,7 @@ pub fn hardening() -> Hardening {
         no_new_privileges: true,
         pids_limit: 64,
         memory_bytes: 64 << 20,
+        no_ipv6: false,
     }
 }
 
@@ -474,6 +475,7 @@ pub fn network(slug: &str, role: NetworkRole, internal: bool) -> NetworkSpec {
         role,
         internal,
         dns: !internal,
+        host: !internal,
         labels: labels(slug, role.as_str()),
     }
 }

@@ -278,6 +278,7 @@ impl GitGate {
                 no_new_privileges: true,
                 pids_limit: GATE_PIDS,
                 memory_bytes: bottle.gate_memory_bytes.unwrap_or(GATE_MEMORY),
+                no_ipv6: false,
             },
             ports: vec![PortSpec {
                 name: GATE_PORT_NAME.to_owned(),
