@@ -13,6 +13,8 @@
 //! | clone | `git clone` in the agent, through the gate | the same clone straight from the upstream over ssh |
 //! | fetch_noop | `git fetch` with nothing new, through the gate | the same, straight |
 //! | push_scan | a push of 500 new commits through the gate | gitleaks over those commits, then a direct push |
+//! | push_large | a push of one commit adding a 32 MiB binary file through the gate | gitleaks over that commit, then a direct push |
+//! | push_merge | a push of an octopus merge of 16 branches, each editing 15 files, through the gate | gitleaks over those commits, then a direct push |
 //! | parallel | 10 clones at once through the gate | one clone through the gate |
 //! | scan_scope | gitleaks over the new commits only (what the gate does) | over the whole history |
 //! | plan | planning a manifest of 100 upstreams, in process | (absolute) |
@@ -44,6 +46,7 @@ mod git;
 mod levers;
 mod planning;
 mod proxy;
+mod push_shapes;
 mod results;
 mod up;
 
@@ -62,6 +65,7 @@ use crate::ctx::{bottle_binary, keygen, Ctx};
 use crate::facts::{gate_memory, image_size};
 use crate::git::{measure_clone, measure_fetch, measure_parallel, measure_push, setup_world};
 use crate::planning::measure_plan;
+use crate::push_shapes::{measure_push_large, measure_push_merge};
 use crate::results::{first_lines, loadavg, Measure, Target};
 use crate::up::measure_up;
 
@@ -74,12 +78,14 @@ const PLAN_UPSTREAMS: usize = 100;
 /// How many times `plan` is timed (it takes milliseconds).
 const PLAN_RUNS: usize = 50;
 
-const MEASURES: [&str; 14] = [
+const MEASURES: [&str; 16] = [
     "up",
     "up_compose",
     "clone",
     "fetch_noop",
     "push_scan",
+    "push_large",
+    "push_merge",
     "parallel",
     "scan_scope",
     "plan",
@@ -92,12 +98,14 @@ const MEASURES: [&str; 14] = [
 ];
 
 /// The measures that need the Docker engine (and bottle's images).
-const ENGINE_MEASURES: [&str; 7] = [
+const ENGINE_MEASURES: [&str; 9] = [
     "up",
     "up_compose",
     "clone",
     "fetch_noop",
     "push_scan",
+    "push_large",
+    "push_merge",
     "parallel",
     "scan_scope",
 ];
@@ -115,7 +123,7 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
     /// Only these measures (comma separated): up, up_compose, clone, fetch_noop, push_scan,
-    /// parallel, scan_scope, plan, proxy_latency, proxy_throughput,
+    /// push_large, push_merge, parallel, scan_scope, plan, proxy_latency, proxy_throughput,
     /// proxy_tunnels, proxy_memory, cred_ttfb, cred_events. Without an engine measure,
     /// Docker is not needed.
     #[arg(long, value_delimiter = ',')]
@@ -394,7 +402,15 @@ fn measure_all(
         }
         measures.extend(ms);
     }
-    let git = ["clone", "fetch_noop", "parallel", "push_scan", "scan_scope"];
+    let git = [
+        "clone",
+        "fetch_noop",
+        "parallel",
+        "push_scan",
+        "scan_scope",
+        "push_large",
+        "push_merge",
+    ];
     if git.iter().any(|m| wants(m)) {
         eprintln!("git: generating the data and bringing up a bottle with its upstream");
         let w = setup_world(ctx)?;
@@ -440,6 +456,14 @@ fn measure_all(
                 eprintln!("push_scan");
                 let ms = measure_push(ctx, &w)?;
                 measures.extend(ms.into_iter().filter(|m| wants(m.name)));
+            }
+            if wants("push_large") {
+                eprintln!("push_large");
+                measures.push(measure_push_large(ctx, &w)?);
+            }
+            if wants("push_merge") {
+                eprintln!("push_merge");
+                measures.push(measure_push_merge(ctx, &w)?);
             }
             std::thread::sleep(Duration::from_secs(5));
             facts.insert(
