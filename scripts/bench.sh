@@ -9,6 +9,11 @@
 #   ./scripts/bench.sh --lever-off persistent-ssh   # measure with one gate lever off
 #   ./scripts/bench.sh --only proxy_latency,proxy_throughput,proxy_tunnels,proxy_memory
 #                                           # the egress proxy against squid and tinyproxy
+#   ./scripts/bench.sh --only cred_ttfb,cred_events
+#                                           # the credential route against the API stand-in
+#                                           # straight (loopback; runs bottle-web-fixture)
+#   ./scripts/bench.sh --only push_scan,push_large,push_merge
+#                                           # pushes of three shapes through the gate
 #
 # Options go to bottle-bench (./target/release/bottle-bench --help). The JSON goes to
 # $BENCH_OUT, by default target/bench/results.json. Exits 1 when a target does not hold.

@@ -405,6 +405,87 @@ impl Generated {
     }
 }
 
+impl Generated {
+    /// A fast-import stream of one commit on top of `main`'s tip, on `refs/heads/<branch>`,
+    /// adding `assets/large-<seed>.bin`: `bytes` random bytes, different for every `seed`
+    /// (random bytes neither compress nor delta, so all of them travel and are scanned).
+    pub fn large_binary_stream(&self, branch: &str, seed: u64, bytes: usize) -> Vec<u8> {
+        let mut blob = vec![0u8; bytes];
+        Rng::new(SEED ^ 0x1a46_e000 ^ seed.wrapping_mul(0x9e37_79b9)).fill(&mut blob);
+        let mut w = Vec::with_capacity(bytes + 1024);
+        write!(w, "blob\nmark :1\n").expect("write to memory");
+        data(&mut w, &blob).expect("write to memory");
+        let time = EPOCH + 600 * (REPO.commits as u64 + 10) + seed * 86_400;
+        let reference = format!("refs/heads/{branch}");
+        commit_header(&mut w, &reference, 2, time, &format!("large binary {seed}"))
+            .expect("write to memory");
+        writeln!(w, "from {}", self.tip).expect("write to memory");
+        writeln!(w, "M 100644 :1 assets/large-{seed}.bin").expect("write to memory");
+        w
+    }
+
+    /// A fast-import stream of a wide merge on top of `main`'s tip, on
+    /// `refs/heads/<branch>`: `branches` commits, each from the tip and editing its own
+    /// `files_per_branch` text files, then one octopus merge of them all.
+    pub fn wide_merge_stream(
+        &self,
+        branch: &str,
+        seed: u64,
+        branches: usize,
+        files_per_branch: usize,
+    ) -> Vec<u8> {
+        assert!(
+            branches * files_per_branch <= self.files.len(),
+            "the wide merge edits distinct files"
+        );
+        let mut files = self.files.clone();
+        for (i, f) in files.iter_mut().enumerate() {
+            f.rng = Rng::new(SEED ^ seed.wrapping_mul(0x6a09_e667_f3bc_c909) ^ ((i as u64) << 32));
+        }
+        let mut w = Vec::new();
+        let mut mark = 0u64;
+        // One new version of every file a branch edits, in file order.
+        let mut blob_marks = vec![0u64; branches * files_per_branch];
+        for (i, slot) in blob_marks.iter_mut().enumerate() {
+            files[i].edit(&self.words);
+            mark += 1;
+            write!(w, "blob\nmark :{mark}\n").expect("write to memory");
+            data(&mut w, &files[i].bytes()).expect("write to memory");
+            *slot = mark;
+        }
+        let reference = format!("refs/heads/{branch}");
+        let time = EPOCH + 600 * (REPO.commits as u64 + 10) + seed * 86_400;
+        let edits = |w: &mut Vec<u8>, b: usize| {
+            for i in b * files_per_branch..(b + 1) * files_per_branch {
+                writeln!(w, "M 100644 :{} {}", blob_marks[i], files[i].path)
+                    .expect("write to memory");
+            }
+        };
+        let mut heads = Vec::with_capacity(branches);
+        for b in 0..branches {
+            mark += 1;
+            let message = format!("branch {b} of merge {seed}");
+            commit_header(&mut w, &reference, mark, time + 60 * b as u64, &message)
+                .expect("write to memory");
+            writeln!(w, "from {}", self.tip).expect("write to memory");
+            edits(&mut w, b);
+            heads.push(mark);
+        }
+        // The merge starts from the first branch's tree and takes every other's edits.
+        mark += 1;
+        let message = format!("merge {branches} branches ({seed})");
+        commit_header(&mut w, &reference, mark, time + 3600, &message).expect("write to memory");
+        writeln!(w, "from :{}", heads[0]).expect("write to memory");
+        for h in &heads[1..] {
+            writeln!(w, "merge :{h}").expect("write to memory");
+        }
+        for b in 1..branches {
+            edits(&mut w, b);
+        }
+        w
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +506,43 @@ mod tests {
         write_history(&mut a, shape, &words).unwrap();
         write_history(&mut b, shape, &words).unwrap();
         assert_eq!(a, b);
+    }
+
+    /// The push shapes' streams import into a repository generated with a small shape:
+    /// the merge has one parent per branch, the large file its size.
+    #[test]
+    fn push_shape_streams_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("r.git");
+        let shape = Shape {
+            commits: 10,
+            text_files: 12,
+            edits_per_commit: 3,
+            binary_every: 4,
+            binary_paths: 2,
+            binary_bytes: 64,
+        };
+        let g = generate(&repo, shape).unwrap();
+        let import = |stream: Vec<u8>, branch: &str| {
+            let mut child = git(&repo)
+                .args(["fast-import", "--quiet"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(&stream).unwrap();
+            assert!(child.wait().unwrap().success());
+            git_ok(git(&repo).args(["rev-parse", &format!("refs/heads/{branch}")])).unwrap()
+        };
+        let merge = import(g.wide_merge_stream("m", 1, 4, 3), "m");
+        let parents = git_ok(git(&repo).args(["rev-list", "--parents", "-n1", &merge])).unwrap();
+        assert_eq!(parents.split_whitespace().count(), 1 + 4);
+        let changed = git_ok(git(&repo).args(["diff", "--name-only", &g.tip, &merge])).unwrap();
+        assert_eq!(changed.lines().count(), 12);
+        let large = import(g.large_binary_stream("l", 1, 4096), "l");
+        let size =
+            git_ok(git(&repo).args(["cat-file", "-s", &format!("{large}:assets/large-1.bin")]))
+                .unwrap();
+        assert_eq!(size, "4096");
     }
 
     #[test]

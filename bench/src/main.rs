@@ -13,6 +13,8 @@
 //! | clone | `git clone` in the agent, through the gate | the same clone straight from the upstream over ssh |
 //! | fetch_noop | `git fetch` with nothing new, through the gate | the same, straight |
 //! | push_scan | a push of 500 new commits through the gate | gitleaks over those commits, then a direct push |
+//! | push_large | a push of one commit adding a 32 MiB binary file through the gate | gitleaks over that commit, then a direct push |
+//! | push_merge | a push of an octopus merge of 16 branches, each editing 15 files, through the gate | gitleaks over those commits, then a direct push |
 //! | parallel | 10 clones at once through the gate | one clone through the gate |
 //! | scan_scope | gitleaks over the new commits only (what the gate does) | over the whole history |
 //! | plan | planning a manifest of 100 upstreams, in process | (absolute) |
@@ -25,6 +27,10 @@
 //! start included. Everything it creates carries the label `bottle.bench=<pid>` or belongs to
 //! a bottle it brought up, and is removed at the end, on failure and on Ctrl-C.
 //!
+//! The proxy measures (bench/src/proxy.rs: the egress proxy against squid and tinyproxy;
+//! bench/src/cred.rs: the credential routes against calling the API stand-in straight)
+//! run on loopback on the host and need no engine.
+//!
 //! `--lever-off NAME` turns one of the gate's speed levers off in the bench's bottle (see
 //! [`levers`]), to measure what it is worth. `scripts/bench.sh` is the documented way to
 //! run it; docs/performance.md holds the figures.
@@ -32,6 +38,7 @@
 mod cleanup;
 mod cmd;
 mod compose;
+mod cred;
 mod ctx;
 mod data;
 mod facts;
@@ -39,6 +46,7 @@ mod git;
 mod levers;
 mod planning;
 mod proxy;
+mod push_shapes;
 mod results;
 mod up;
 
@@ -57,6 +65,7 @@ use crate::ctx::{bottle_binary, keygen, Ctx};
 use crate::facts::{gate_memory, image_size};
 use crate::git::{measure_clone, measure_fetch, measure_parallel, measure_push, setup_world};
 use crate::planning::measure_plan;
+use crate::push_shapes::{measure_push_large, measure_push_merge};
 use crate::results::{first_lines, loadavg, Measure, Target};
 use crate::up::measure_up;
 
@@ -69,12 +78,14 @@ const PLAN_UPSTREAMS: usize = 100;
 /// How many times `plan` is timed (it takes milliseconds).
 const PLAN_RUNS: usize = 50;
 
-const MEASURES: [&str; 12] = [
+const MEASURES: [&str; 16] = [
     "up",
     "up_compose",
     "clone",
     "fetch_noop",
     "push_scan",
+    "push_large",
+    "push_merge",
     "parallel",
     "scan_scope",
     "plan",
@@ -82,15 +93,19 @@ const MEASURES: [&str; 12] = [
     "proxy_throughput",
     "proxy_tunnels",
     "proxy_memory",
+    "cred_ttfb",
+    "cred_events",
 ];
 
 /// The measures that need the Docker engine (and bottle's images).
-const ENGINE_MEASURES: [&str; 7] = [
+const ENGINE_MEASURES: [&str; 9] = [
     "up",
     "up_compose",
     "clone",
     "fetch_noop",
     "push_scan",
+    "push_large",
+    "push_merge",
     "parallel",
     "scan_scope",
 ];
@@ -108,8 +123,9 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
     /// Only these measures (comma separated): up, up_compose, clone, fetch_noop, push_scan,
-    /// parallel, scan_scope, plan, proxy_latency, proxy_throughput, proxy_tunnels,
-    /// proxy_memory. Without an engine measure, Docker is not needed.
+    /// push_large, push_merge, parallel, scan_scope, plan, proxy_latency, proxy_throughput,
+    /// proxy_tunnels, proxy_memory, cred_ttfb, cred_events. Without an engine measure,
+    /// Docker is not needed.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The bottle binary to measure; by default `cargo build --release --bin bottle` is run
@@ -121,6 +137,10 @@ struct Args {
     /// the one next to this binary, else the tree's static build.
     #[arg(long, env = "BOTTLE_BENCH_PROXY")]
     proxy: Option<PathBuf>,
+    /// The bottle-web-fixture binary the cred measures run as the API stand-in; by default
+    /// the one next to the bottle-proxy binary (scripts/build-sidecars.sh builds both).
+    #[arg(long, env = "BOTTLE_BENCH_WEB_FIXTURE")]
+    web_fixture: Option<PathBuf>,
     /// Turn these gate levers off (comma separated) in the bench's bottle, to measure what
     /// each is worth: persistent-ssh, refresh-lock, bitmap. See bench/src/levers.rs.
     #[arg(long, value_delimiter = ',')]
@@ -184,10 +204,15 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         cmd::ok(&mut docker(["info"]), Duration::from_secs(30))
             .context("the Docker engine is unreachable")?;
     }
-    let proxy_bin = if proxy::MEASURES.iter().any(|m| wants(args, m)) {
+    let cred_measures = cred::MEASURES.iter().any(|m| wants(args, m));
+    let proxy_bin = if cred_measures || proxy::MEASURES.iter().any(|m| wants(args, m)) {
         Some(proxy_binary(args)?)
     } else {
         None
+    };
+    let fixture_bin = match &proxy_bin {
+        Some(p) if cred_measures => Some(web_fixture_binary(args, p)?),
+        _ => None,
     };
     let bottle = if engine {
         bottle_binary(args)?
@@ -244,7 +269,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         levers_off: args.lever_off.clone(),
     };
 
-    let outcome = measure_all(args, &ctx, proxy_bin.as_deref());
+    let outcome = measure_all(args, &ctx, proxy_bin.as_deref(), fixture_bin.as_deref());
     if !args.keep {
         // Before the run's directory (manifests, compose files) goes away with `ctx`.
         cleanup_now();
@@ -331,6 +356,7 @@ fn measure_all(
     args: &Args,
     ctx: &Ctx,
     proxy_bin: Option<&std::path::Path>,
+    fixture_bin: Option<&std::path::Path>,
 ) -> anyhow::Result<(Vec<Measure>, Facts)> {
     let wants = |m: &str| wants(args, m);
     let mut measures = Vec::new();
@@ -339,7 +365,7 @@ fn measure_all(
         eprintln!("plan");
         measures.push(measure_plan(ctx)?);
     }
-    if let Some(proxy_bin) = proxy_bin {
+    if let Some(proxy_bin) = proxy_bin.filter(|_| proxy::MEASURES.iter().any(|m| wants(m))) {
         eprintln!(
             "proxy: bottle-proxy ({}), squid and tinyproxy on loopback",
             proxy_bin.display()
@@ -353,6 +379,21 @@ fn measure_all(
         measures.extend(ms);
         facts.extend(proxy_facts);
     }
+    if let (Some(proxy_bin), Some(fixture_bin)) = (proxy_bin, fixture_bin) {
+        eprintln!(
+            "cred: bottle-proxy cred ({}) in front of the API stand-in ({}) on loopback",
+            proxy_bin.display(),
+            fixture_bin.display()
+        );
+        let (ms, cred_facts) = cred::measure_cred(&cred::CredRun {
+            proxy_bin,
+            fixture_bin,
+            dir: ctx.dir.path(),
+            wants: &wants,
+        })?;
+        measures.extend(ms);
+        facts.extend(cred_facts);
+    }
     if wants("up") || wants("up_compose") {
         eprintln!("up");
         let mut ms = measure_up(ctx, wants("up_compose"))?;
@@ -361,7 +402,15 @@ fn measure_all(
         }
         measures.extend(ms);
     }
-    let git = ["clone", "fetch_noop", "parallel", "push_scan", "scan_scope"];
+    let git = [
+        "clone",
+        "fetch_noop",
+        "parallel",
+        "push_scan",
+        "scan_scope",
+        "push_large",
+        "push_merge",
+    ];
     if git.iter().any(|m| wants(m)) {
         eprintln!("git: generating the data and bringing up a bottle with its upstream");
         let w = setup_world(ctx)?;
@@ -407,6 +456,14 @@ fn measure_all(
                 eprintln!("push_scan");
                 let ms = measure_push(ctx, &w)?;
                 measures.extend(ms.into_iter().filter(|m| wants(m.name)));
+            }
+            if wants("push_large") {
+                eprintln!("push_large");
+                measures.push(measure_push_large(ctx, &w)?);
+            }
+            if wants("push_merge") {
+                eprintln!("push_merge");
+                measures.push(measure_push_merge(ctx, &w)?);
             }
             std::thread::sleep(Duration::from_secs(5));
             facts.insert(
@@ -472,6 +529,21 @@ fn proxy_binary(args: &Args) -> anyhow::Result<PathBuf> {
         "no bottle-proxy binary: run ./scripts/build-sidecars.sh (it prints the directory to \
          pass as BOTTLE_SIDECAR_DIR) or pass --proxy PATH",
     )
+}
+
+/// The bottle-web-fixture binary: `--web-fixture`, else next to the bottle-proxy binary.
+fn web_fixture_binary(args: &Args, proxy_bin: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = match &args.web_fixture {
+        Some(p) => p.clone(),
+        None => proxy_bin.with_file_name("bottle-web-fixture"),
+    };
+    std::fs::canonicalize(&path).with_context(|| {
+        format!(
+            "no bottle-web-fixture binary at {}: run ./scripts/build-sidecars.sh (it builds it \
+             next to bottle-proxy) or pass --web-fixture PATH",
+            path.display()
+        )
+    })
 }
 
 fn cores() -> usize {

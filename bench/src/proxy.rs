@@ -69,13 +69,13 @@ const START_LIMIT: Duration = Duration::from_secs(15);
 
 /// How a request reaches the origin.
 #[derive(Debug, Clone)]
-struct Route {
+pub(crate) struct Route {
     name: &'static str,
     /// The proxy's address; none for straight.
     proxy: Option<SocketAddr>,
     /// The CONNECT target.
     authority: String,
-    pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
 }
 
 /// What the caller wants measured, and with what.
@@ -540,7 +540,7 @@ fn memory_measure(
     m
 }
 
-fn errors(s: &Series) -> String {
+pub(crate) fn errors(s: &Series) -> String {
     if s.errors.is_empty() {
         String::new()
     } else {
@@ -771,7 +771,7 @@ fn pseudo_random(n: usize) -> Vec<u8> {
 // ---- the proxies ----
 
 /// A loopback port free now (the proxy binds it a moment later).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -781,7 +781,7 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("chmod {}", path.display()))
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
     set_mode(path, 0o644)?;
     Ok(path.to_path_buf())
@@ -789,7 +789,7 @@ fn write(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts `cmd` (output to files in `dir`), registers it for cleanup, waits until `port`
 /// accepts connections.
-async fn start(
+pub(crate) async fn start(
     name: &'static str,
     mut cmd: Command,
     dir: &Path,
@@ -952,7 +952,7 @@ async fn start_tinyproxy(dir: &Path, origin_port: u16) -> anyhow::Result<Route> 
     .await
 }
 
-fn version(cmd: &mut Command) -> Option<String> {
+pub(crate) fn version(cmd: &mut Command) -> Option<String> {
     let out = crate::cmd::run(cmd, None, Duration::from_secs(10)).ok()?;
     out.both().lines().next().map(|l| l.trim().to_owned())
 }
