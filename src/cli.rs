@@ -14,7 +14,7 @@ Examples:
   bottle init --agent claude-code      write a bottle.toml that runs Claude Code
   bottle run -- claude --dangerously-skip-permissions
                                        up, Claude Code in the agent, down when it exits
-  bottle ps --json                     list bottles and their containers
+  bottle ps --format json              list bottles and their containers, as JSON
   bottle down demo                     stop and remove bottle 'demo'
   bottle cleanup                       remove every leftover bottle resource
   bottle render demo --out gate/       write the gate's scripts for inspection
@@ -22,8 +22,20 @@ Examples:
                                        print (or apply) the bottle as Kubernetes objects
   bottle plugins                       list backend plugins and any that failed to load
 
-The backend is chosen by --backend, else BOTTLE_BACKEND, else [settings] backend
-in bottle.toml, else backend in $XDG_CONFIG_HOME/bottle/config.toml, else docker.";
+The manifest is -f/--manifest, else BOTTLE_MANIFEST, else the first bottle.toml found in
+this directory or a parent. The backend is chosen by --backend, else BOTTLE_BACKEND, else
+[settings] backend in bottle.toml, else backend in $XDG_CONFIG_HOME/bottle/config.toml,
+else docker.
+
+--dry-run changes nothing: up, down, cleanup, exec and run print the script they would
+run; init and render print what they would write; ps prints the listing commands (not
+with --format json); logs, image build and demo are refused.
+
+Exit codes:
+  0    success
+  1    a runtime failure (the engine, a file, a bottle that is not running)
+  2    a usage or manifest error
+  N    exec and run: the command's own exit code (128+N when run is stopped by signal N)";
 
 /// Run an AI coding agent in a sandboxed container whose only ways out are sidecars you
 /// control, starting with a git-gate that scans every push for secrets.
@@ -38,9 +50,14 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "backend")]
     pub dry_run: bool,
 
-    /// The manifest to read [default: ./bottle.toml].
+    /// The manifest to read [default: BOTTLE_MANIFEST, else the nearest bottle.toml in
+    /// this directory or a parent].
     #[arg(long, global = true, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+
+    /// Same as --manifest, before the command only (after it, `logs -f` is --follow).
+    #[arg(short = 'f', value_name = "PATH", conflicts_with = "manifest")]
+    pub manifest_short: Option<PathBuf>,
 
     /// Load a backend plugin from this library (or every *.so in this directory); repeatable.
     /// Also searched: BOTTLE_PLUGIN_PATH (':'-separated) and $XDG_DATA_HOME/bottle/plugins/.
@@ -78,9 +95,9 @@ pub enum Command {
         /// Only refusals.
         #[arg(long)]
         denied: bool,
-        /// Print the records as JSON lines (the stable schema) instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// `json`: the records as JSON lines (the stable schema); `table`: one line each.
+        #[command(flatten)]
+        format: FormatArgs,
         /// Keep printing new records as they come (Ctrl-C stops).
         #[arg(long, short = 'f')]
         follow: bool,
@@ -92,9 +109,9 @@ pub enum Command {
     Ps {
         /// Only this bottle.
         bottle: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// `json`: the bottles and their containers as a JSON array.
+        #[command(flatten)]
+        format: FormatArgs,
     },
     /// Remove leftovers (containers and networks labelled by bottle) of one or all bottles.
     Cleanup {
@@ -126,12 +143,19 @@ pub enum Command {
     },
     /// Check what the host must provide for the backend, and print how to fix what is missing.
     Doctor,
+    /// Print a shell completion script for bottle on standard output.
+    #[command(after_help = COMPLETIONS)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// List the backend plugins found (--plugin, BOTTLE_PLUGIN_PATH, the plugin directory),
     /// with their ABI version and backend name, and why any could not be used.
     Plugins {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// `json`: the plugins as JSON.
+        #[command(flatten)]
+        format: FormatArgs,
     },
     /// Build bottle's images (its sidecars', the agents', the demo's fixtures).
     #[command(subcommand)]
@@ -171,16 +195,125 @@ pub enum ImageCommand {
 
 /// `bottle exec`.
 #[derive(Debug, Args)]
+#[command(after_help = EXEC_HELP)]
 pub struct ExecArgs {
-    /// The bottle, then `--`, then the command.
+    /// The bottle [default: the only one, or 'default']; the command comes after `--`.
     #[arg(value_name = "BOTTLE")]
     pub bottle: Option<String>,
     /// Whether to allocate a terminal.
     #[command(flatten)]
     pub tty: TtyArgs,
-    /// The command and its arguments [default: sh].
+    /// User, working directory, environment.
+    #[command(flatten)]
+    pub options: ExecOptionArgs,
+    /// The command and its arguments, after `--` [default: sh].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+const EXEC_HELP: &str = "\
+Everything before `--` is bottle's: the options and the bottle's name. The command comes
+after `--`, so `bottle exec ls` means the bottle 'ls'; `bottle exec -- ls` runs ls.
+
+Examples:
+  bottle exec -- git status
+  bottle exec demo -u root -w /work -e GIT_TRACE=1 -- git fetch
+
+Exits with the command's code; when the bottle is not running, says so and exits 1.";
+
+const COMPLETIONS: &str = "\
+Examples:
+  bottle completions bash > ~/.local/share/bash-completion/completions/bottle
+  bottle completions zsh > ~/.zfunc/_bottle     # with fpath+=(~/.zfunc) in ~/.zshrc
+  bottle completions fish > ~/.config/fish/completions/bottle.fish";
+
+/// `-u`, `-w` and `-e` of `exec` and `run`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExecOptionArgs {
+    /// Run the command as this user (name or uid, optionally :group) [default: the image's].
+    #[arg(short = 'u', long, value_name = "USER", value_parser = non_empty_user)]
+    pub user: Option<String>,
+    /// Run the command in this directory, absolute [default: the image's].
+    #[arg(short = 'w', long, value_name = "DIR", value_parser = absolute_dir)]
+    pub workdir: Option<String>,
+    /// Set an environment variable for the command; repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = env_pair)]
+    pub env: Vec<(String, String)>,
+}
+
+impl ExecOptionArgs {
+    /// As the backends take them.
+    pub fn to_options(&self) -> bottle_core::backend::ExecOptions {
+        bottle_core::backend::ExecOptions {
+            user: self.user.clone(),
+            workdir: self.workdir.clone(),
+            env: self.env.clone(),
+        }
+    }
+}
+
+fn non_empty_user(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.starts_with('-') || s.chars().any(char::is_whitespace) {
+        return Err("expected a user name or uid, optionally followed by :group".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+fn absolute_dir(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!(
+            "'{s}' is not an absolute path; the directory is inside the agent, e.g. /work"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `KEY=VALUE`: a key of letters, digits and `_`, not starting with a digit.
+fn env_pair(s: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = s.split_once('=') else {
+        return Err(format!(
+            "expected KEY=VALUE; to pass a variable of yours, write -e {s}=\"${s}\""
+        ));
+    };
+    let valid = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "'{key}' is not a variable name: use letters, digits and _, not starting with a digit"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// How a listing is printed: `--format table|json`, `--json` short for `--format json`.
+#[derive(Debug, Clone, Args)]
+pub struct FormatArgs {
+    /// The output format.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Table)]
+    pub format: Format,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+impl FormatArgs {
+    /// Whether JSON is asked for.
+    pub fn json(&self) -> bool {
+        self.json || self.format == Format::Json
+    }
+}
+
+/// The values of `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    #[value(alias = "text")]
+    Table,
+    /// For programs.
+    Json,
 }
 
 /// `bottle run`.
@@ -198,6 +331,9 @@ pub struct RunArgs {
     /// Whether to allocate a terminal.
     #[command(flatten)]
     pub tty: TtyArgs,
+    /// User, working directory, environment.
+    #[command(flatten)]
+    pub options: ExecOptionArgs,
     /// The command and its arguments [default: the agent image's command, e.g. `claude`].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

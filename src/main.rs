@@ -1,6 +1,7 @@
 //! `bottle`: the command-line front end. Parses arguments, finds the manifest and the
 //! backend, plans, and hands the plan to the backend. Exit codes: 0 success, 1 a runtime
-//! failure, 2 a usage or manifest error; `exec` exits with its command's code.
+//! failure, 2 a usage or manifest error (clap's own usage errors exit 2 too); `exec` and
+//! `run` exit with their command's code.
 
 mod backends;
 mod cli;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bottle_core::backend::{Backend, ExecRequest, UpOptions};
+use bottle_core::backend::{Backend, BackendError, ExecRequest, UpOptions};
 use bottle_core::manifest::{self, LoadError, Manifest, MANIFEST_FILE};
 use bottle_core::planner::{self, PlanError};
 use clap::Parser;
@@ -25,6 +26,12 @@ use cli::{Cli, Command, ImageCommand, InitAgent};
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);
+
+/// `exec` found no running agent: exits 1, never a code the command could have chosen
+/// unseen (its message says the command did not run).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotRunning(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,26 +71,89 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// The manifest's path: `--manifest`, else `./bottle.toml`.
-fn manifest_path(cli: &Cli) -> PathBuf {
-    cli.manifest
+/// The manifest named by `-f`, `--manifest` or `BOTTLE_MANIFEST` (an empty value is no
+/// value), if any.
+fn named_manifest(cli: &Cli) -> Option<PathBuf> {
+    cli.manifest_short
         .clone()
-        .unwrap_or_else(|| PathBuf::from(MANIFEST_FILE))
+        .or_else(|| cli.manifest.clone())
+        .or_else(|| {
+            std::env::var_os("BOTTLE_MANIFEST")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+}
+
+/// The manifest's path: the named one, else the first `bottle.toml` in the current
+/// directory or a parent (as a relative path, `../bottle.toml`, so messages stay short and
+/// the manifest's relative paths resolve against its own directory). `None`: none found.
+fn manifest_path(cli: &Cli) -> Option<PathBuf> {
+    if let Some(named) = named_manifest(cli) {
+        return Some(named);
+    }
+    discover(&std::env::current_dir().ok()?)
+}
+
+/// The first `bottle.toml` in `dir` or one of its parents, relative to `dir`.
+fn discover(dir: &Path) -> Option<PathBuf> {
+    let mut relative = PathBuf::new();
+    for ancestor in dir.ancestors() {
+        if ancestor.join(MANIFEST_FILE).is_file() {
+            return Some(relative.join(MANIFEST_FILE));
+        }
+        relative.push("..");
+    }
+    None
 }
 
 /// Loads the manifest; required by commands that plan.
-fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
-    Ok(manifest::load(path)?)
+fn load_manifest(cli: &Cli) -> anyhow::Result<Manifest> {
+    let Some(path) = manifest_path(cli) else {
+        let here = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| ".".to_owned());
+        return Err(UsageError(format!(
+            "no {MANIFEST_FILE} in {here} or any directory above it\n  hint: create one with `bottle init`, or name one with -f PATH (or BOTTLE_MANIFEST)"
+        ))
+        .into());
+    };
+    Ok(manifest::load(&path)?)
 }
 
 /// Loads the manifest if there is one: `down`, `ps`, `cleanup` and `exec` work without
-/// it when given a bottle name.
+/// it when given a bottle name. A manifest named but missing is an error.
 fn try_manifest(cli: &Cli) -> anyhow::Result<Option<Manifest>> {
-    let path = manifest_path(cli);
-    if cli.manifest.is_none() && !path.exists() {
-        return Ok(None);
+    match manifest_path(cli) {
+        None => Ok(None),
+        Some(path) => Ok(Some(manifest::load(&path)?)),
     }
-    load_manifest(&path).map(Some)
+}
+
+/// The path `init` writes: the named manifest, else `./bottle.toml` (never a parent's).
+fn init_path(cli: &Cli) -> PathBuf {
+    named_manifest(cli).unwrap_or_else(|| PathBuf::from(MANIFEST_FILE))
+}
+
+/// When the backend is a dry run (`--dry-run`, or a dry-run backend named anywhere): its
+/// name and where that came from.
+fn dry_run(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Option<(String, String)>> {
+    let (name, source) = backend_name_and_source(cli, manifest)?;
+    let source = if cli.dry_run {
+        "from --dry-run".to_owned()
+    } else {
+        source.to_string()
+    };
+    Ok(bottle_backend_dryrun::Cli::from_backend_name(&name)
+        .is_some()
+        .then_some((name, source)))
+}
+
+/// The error of a command the dry run does not do.
+fn refused_by_dry_run(what: &str, (name, source): (String, String), hint: &str) -> anyhow::Error {
+    UsageError(format!(
+        "{what}: the {name} backend ({source}) changes nothing and reads nothing from an engine\n  hint: {hint}"
+    ))
+    .into()
 }
 
 /// The backend's name and where it came from, by the documented precedence.
@@ -145,7 +215,7 @@ fn bottle_name(manifest: Option<&Manifest>, name: Option<&str>) -> anyhow::Resul
         (_, Some(name)) => Ok(name.to_owned()),
         (Some(m), None) => Ok(m.select(None)?.name.clone()),
         (None, None) => Err(UsageError(format!(
-            "no bottle named and no {MANIFEST_FILE} here\n  hint: name the bottle, or pass --manifest PATH"
+            "no bottle named and no {MANIFEST_FILE} here or above\n  hint: name the bottle, or pass -f PATH"
         ))
         .into()),
     }
@@ -154,18 +224,27 @@ fn bottle_name(manifest: Option<&Manifest>, name: Option<&str>) -> anyhow::Resul
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Init { force, agent } => {
-            init(&manifest_path(&cli), *force, *agent).map(|_| ExitCode::SUCCESS)
+            // The manifest may not exist yet, or be the one replaced: not read for this.
+            let dry = dry_run(&cli, None)?.is_some();
+            init(&init_path(&cli), *force, *agent, dry).map(|_| ExitCode::SUCCESS)
         }
         Command::Render { bottle, out } => {
-            let manifest = load_manifest(&manifest_path(&cli))?;
+            let manifest = load_manifest(&cli)?;
+            let dry = dry_run(&cli, Some(&manifest))?.is_some();
             let bottle = manifest.select(bottle.as_deref())?;
-            render(bottle, out).map(|_| ExitCode::SUCCESS)
+            render(bottle, out, dry).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "bottle", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Up {
             bottle,
             keep_on_failure,
         } => {
-            let manifest = load_manifest(&manifest_path(&cli))?;
+            let manifest = load_manifest(&cli)?;
             let bottle = manifest.select(bottle.as_deref())?;
             let plan = planner::plan(bottle)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
@@ -190,25 +269,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs {
             bottle,
             denied,
-            json,
+            format,
             follow,
             since,
         } => {
             let manifest = try_manifest(&cli)?;
+            if let Some(dry) = dry_run(&cli, manifest.as_ref())? {
+                return Err(refused_by_dry_run(
+                    "logs has nothing to show in a dry run",
+                    dry,
+                    "drop --dry-run: `bottle logs` only reads (the engine's logs, or the log `down` saved)",
+                ));
+            }
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             let filter = logs::Filter {
                 denied: *denied,
                 since: *since,
             };
-            logs::run(backend.as_ref(), &slug, &filter, *json, *follow).await?;
+            logs::run(backend.as_ref(), &slug, &filter, format.json(), *follow).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ps { bottle, json } => {
+        Command::Ps { bottle, format } => {
             let manifest = try_manifest(&cli)?;
+            if format.json() {
+                if let Some(dry) = dry_run(&cli, manifest.as_ref())? {
+                    return Err(refused_by_dry_run(
+                        "ps --format json has no bottles to list in a dry run",
+                        dry,
+                        "drop --format json to print the commands ps would run, or drop --dry-run",
+                    ));
+                }
+            }
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             let found = backend.ps(bottle.as_deref()).await?;
-            if *json {
+            if format.json() {
                 println!("{}", serde_json::to_string_pretty(&found)?);
             } else if backend.name().starts_with("dry-run") {
                 // The dry-run printed the command it would run.
@@ -281,7 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor => {
             let manifest = try_manifest(&cli)?;
-            let (name, _) = backend_name_and_source(&cli, manifest.as_ref())?;
+            let (name, source) = backend_name_and_source(&cli, manifest.as_ref())?;
             let mut checks = Vec::new();
             match name.as_str() {
                 "docker" => {
@@ -295,6 +390,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     checks.extend(doctor::build_tools());
                 }
                 other => {
+                    // Known (built in, or a plugin that loads) or an error naming the known.
+                    backends::open_named(
+                        other,
+                        &source.to_string(),
+                        &cli.plugins,
+                        open_settings(manifest.as_ref())?,
+                    )
+                    .await?;
                     println!("backend {other}: nothing to check (it runs no engine)");
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -314,8 +417,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Plugins { json } => {
-            let (text, healthy) = backends::report(&backends::load_plugins(&cli.plugins), *json);
+        Command::Plugins { format } => {
+            let (text, healthy) =
+                backends::report(&backends::load_plugins(&cli.plugins), format.json());
             print!("{text}");
             Ok(if healthy {
                 ExitCode::SUCCESS
@@ -325,6 +429,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Image(ImageCommand::Build { images, force }) => {
             let manifest = try_manifest(&cli)?;
+            if let Some(dry) = dry_run(&cli, manifest.as_ref())? {
+                return Err(refused_by_dry_run(
+                    "image build is not done in a dry run",
+                    dry,
+                    "drop --dry-run to build; `bottle doctor` checks what building needs",
+                ));
+            }
             let which: Vec<&'static bottle_core::images::ImageRecipe> = bottle_core::images::ALL
                 .iter()
                 .copied()
@@ -344,11 +455,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 args.command.clone()
             };
-            let code = backend.exec(&ExecRequest { slug, command, tty }).await?;
-            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+            let request = ExecRequest {
+                slug,
+                command,
+                tty,
+                options: args.options.to_options(),
+            };
+            match backend.exec(&request).await {
+                Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+                Err(BackendError::NotRunning { slug, role }) => {
+                    let mut message = format!(
+                        "bottle '{slug}' has no running {role} container, so the command did not run\n  hint: start it with `bottle up {slug}`"
+                    );
+                    // `bottle exec ls`: the name may have been meant as the command.
+                    let in_manifest = manifest
+                        .as_ref()
+                        .is_some_and(|m| m.bottles.contains_key(&slug));
+                    if args.bottle.is_some() && args.command.is_empty() && !in_manifest {
+                        message.push_str(&format!(
+                            "\n  hint: if '{slug}' is the command, put it after `--`: bottle exec -- {slug}"
+                        ));
+                    }
+                    Err(NotRunning(message).into())
+                }
+                Err(err) => Err(err.into()),
+            }
         }
         Command::Run(args) => {
-            let manifest = load_manifest(&manifest_path(&cli))?;
+            let manifest = load_manifest(&cli)?;
             let bottle = manifest.select(args.bottle.as_deref())?;
             let plan = planner::plan(bottle)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
@@ -357,8 +491,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `bottle init`: writes the commented example manifest, or the one running `agent`.
-fn init(path: &Path, force: bool, agent: Option<InitAgent>) -> anyhow::Result<()> {
+/// `bottle init`: writes the commented example manifest, or the one running `agent`. In a
+/// dry run (`dry`), prints it instead, and says where it would have gone.
+fn init(path: &Path, force: bool, agent: Option<InitAgent>, dry: bool) -> anyhow::Result<()> {
     if path.exists() && !force {
         return Err(UsageError(format!(
             "{} already exists; not overwriting it\n  hint: pass --force to replace it",
@@ -384,6 +519,15 @@ fn init(path: &Path, force: bool, agent: Option<InitAgent>) -> anyhow::Result<()
             )
         }
     };
+    if dry {
+        print!("{text}");
+        eprintln!(
+            "bottle: dry run: would {} {} with the manifest above; nothing written",
+            if path.exists() { "overwrite" } else { "write" },
+            path.display()
+        );
+        return Ok(());
+    }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     println!("wrote {}: {next}", path.display());
     Ok(())
@@ -427,8 +571,9 @@ fn bottle_name_from(raw: &str) -> String {
 
 /// `bottle render`: writes the text files every container of the bottle gets (the gate's
 /// scripts, the agent's git config, a sidecar's config) under `out/<role>/<path>`, with
-/// their modes. Files read from the host (identity keys) are never written.
-fn render(bottle: &manifest::Bottle, out: &Path) -> anyhow::Result<()> {
+/// their modes, and prints each path. Files read from the host (identity keys) are never
+/// written. In a dry run (`dry`) prints the paths and writes nothing.
+fn render(bottle: &manifest::Bottle, out: &Path, dry: bool) -> anyhow::Result<()> {
     use bottle_core::plan::FileSource;
     use std::os::unix::fs::PermissionsExt;
 
@@ -442,15 +587,27 @@ fn render(bottle: &manifest::Bottle, out: &Path) -> anyhow::Result<()> {
             let path = out
                 .join(container.role.as_str())
                 .join(file.path.trim_start_matches('/'));
-            let dir = path.parent().expect("a file path has a parent");
+            written += 1;
+            if dry {
+                println!("{}", path.display());
+                continue;
+            }
+            let Some(dir) = path.parent() else {
+                continue;
+            };
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             std::fs::write(&path, text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
             println!("{}", path.display());
-            written += 1;
         }
+    }
+    if dry && written > 0 {
+        eprintln!(
+            "bottle: dry run: would write the {written} files above; nothing written (drop --dry-run to read them)"
+        );
     }
     if written == 0 {
         return Err(UsageError(format!(

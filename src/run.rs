@@ -114,6 +114,7 @@ async fn command(
         slug: plan.slug.clone(),
         command,
         tty: args.tty.wanted(),
+        options: args.options.to_options(),
     };
     tokio::select! {
         code = backend.exec(&request) => Ok(Ended::Exited(code?)),

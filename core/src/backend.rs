@@ -20,7 +20,7 @@ pub struct UpOptions {
 }
 
 /// A command to run in a bottle's agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecRequest {
     /// The bottle's slug.
     pub slug: String,
@@ -28,6 +28,32 @@ pub struct ExecRequest {
     pub command: Vec<String>,
     /// Attach a terminal (stdin and stdout are terminals).
     pub tty: bool,
+    /// Who runs it, where, with what more in its environment (`exec -u/-w/-e`).
+    pub options: ExecOptions,
+}
+
+/// The options of `bottle exec` beyond the command: all empty means the container's own
+/// user, working directory and environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// The user (name or uid, optionally `:group`), instead of the container's.
+    pub user: Option<String>,
+    /// The working directory (absolute), instead of the container's.
+    pub workdir: Option<String>,
+    /// Variables added to the container's environment, in order (a later one wins).
+    pub env: Vec<(String, String)>,
+}
+
+impl ExecOptions {
+    /// Whether none is set.
+    pub fn is_empty(&self) -> bool {
+        self.user.is_none() && self.workdir.is_none() && self.env.is_empty()
+    }
+
+    /// The environment as `KEY=VALUE` strings, the engines' form.
+    pub fn env_pairs(&self) -> Vec<String> {
+        self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
 }
 
 /// One resource found by label.

@@ -10,6 +10,7 @@ pub fn bottle(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bottle"));
     cmd.current_dir(dir)
         .env_remove("BOTTLE_BACKEND")
+        .env_remove("BOTTLE_MANIFEST")
         .env("XDG_CONFIG_HOME", dir.join("config-home"))
         .env("HOME", dir);
     cmd
@@ -396,4 +397,360 @@ fn run_needs_a_manifest_and_a_known_bottle() {
     let (c, out) = code(bottle(dir.path()).args(["--dry-run", "run", "nope", "--", "true"]));
     assert_eq!(c, 2, "{out}");
     assert!(out.contains("no bottle named 'nope'"), "{out}");
+}
+
+/// stdout and stderr apart, and the exit code.
+fn outputs(cmd: &mut Command) -> (i32, String, String) {
+    let out = run(cmd);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_is_stable_and_documents_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The width clap wraps at, whatever the caller's COLUMNS (max_term_width caps it too).
+    let help = ok(bottle(dir.path()).env("COLUMNS", "100").arg("--help"));
+    assert!(help.contains("Exit codes:"), "{help}");
+    insta::assert_snapshot!("help", help);
+    let exec = ok(bottle(dir.path())
+        .env("COLUMNS", "100")
+        .args(["exec", "--help"]));
+    insta::assert_snapshot!("help_exec", exec);
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = ok(bottle(dir.path()).args(["completions", shell]));
+        for word in ["exec", "render", "completions", "manifest", "dry-run"] {
+            assert!(out.contains(word), "{shell}: {word} missing:\n{out}");
+        }
+    }
+    let (c, out) = code(bottle(dir.path()).args(["completions", "tcsh"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("[possible values: bash, elvish, fish, powershell, zsh]"),
+        "{out}"
+    );
+    // Also under --dry-run: printing completions changes nothing.
+    ok(bottle(dir.path()).args(["--dry-run", "completions", "bash"]));
+}
+
+#[test]
+fn the_manifest_comes_from_f_then_bottle_manifest_then_the_nearest_parent() {
+    let dir = project();
+    let other = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("bottle.toml");
+    // Elsewhere, with the project's home (where its key is).
+    let elsewhere = |home: &Path| {
+        let mut cmd = bottle(other.path());
+        cmd.env("HOME", home);
+        cmd
+    };
+
+    // -f, before the command.
+    let out = ok(elsewhere(dir.path())
+        .arg("-f")
+        .arg(&manifest)
+        .args(["--dry-run", "up"]));
+    assert!(out.contains("docker network create"), "{out}");
+    // --manifest anywhere; -f and --manifest together are refused.
+    ok(elsewhere(dir.path())
+        .args(["--dry-run", "up", "--manifest"])
+        .arg(&manifest));
+    let (c, out) = code(
+        elsewhere(dir.path())
+            .arg("-f")
+            .arg(&manifest)
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(["--dry-run", "up"]),
+    );
+    assert_eq!(c, 2, "{out}");
+
+    // BOTTLE_MANIFEST, and -f before it.
+    ok(elsewhere(dir.path())
+        .env("BOTTLE_MANIFEST", &manifest)
+        .args(["--dry-run", "up"]));
+    let (c, out) = code(
+        elsewhere(dir.path())
+            .env("BOTTLE_MANIFEST", other.path().join("missing.toml"))
+            .args(["--dry-run", "up"]),
+    );
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("cannot read manifest") && out.contains("missing.toml"),
+        "{out}"
+    );
+    ok(elsewhere(dir.path())
+        .env("BOTTLE_MANIFEST", other.path().join("missing.toml"))
+        .arg("-f")
+        .arg(&manifest)
+        .args(["--dry-run", "up"]));
+
+    // Found from a subdirectory; its relative paths stay relative to its own directory.
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/id"), "RELATIVE KEY\n").unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        text.contains("identity_file = \"~/.ssh/bottle_app\""),
+        "{text}"
+    );
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "identity_file = \"~/.ssh/bottle_app\"",
+            "identity_file = \"keys/id\"",
+        ),
+    )
+    .unwrap();
+    let deep = dir.path().join("src/app");
+    std::fs::create_dir_all(&deep).unwrap();
+    let out = ok(bottle(&deep).args(["--dry-run", "up"]));
+    assert!(out.contains("../../keys/id"), "{out}");
+    // A problem in it is placed at its path from here.
+    std::fs::write(&manifest, "[bottles.demo]\nimage = 3\n").unwrap();
+    let (c, out) = code(bottle(&deep).args(["--dry-run", "up"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("../../bottle.toml:2:"), "{out}");
+
+    // None anywhere: a clear error for commands that need one.
+    let (c, out) = code(elsewhere(dir.path()).args(["--dry-run", "up"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("no bottle.toml in") && out.contains("or any directory above it"),
+        "{out}"
+    );
+    // `init` writes here, not over a parent's.
+    ok(bottle(&deep).args(["--dry-run", "init"]));
+    ok(bottle(&deep).arg("init"));
+    assert!(deep.join("bottle.toml").is_file());
+}
+
+#[test]
+fn logs_keeps_f_for_follow() {
+    let dir = project();
+    // Parsed as --follow (not as -f PATH): the dry-run refusal is what answers.
+    let (c, out, err) = outputs(bottle(dir.path()).args(["--dry-run", "logs", "-f"]));
+    assert_eq!(c, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("logs has nothing to show in a dry run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn format_json_is_accepted_wherever_json_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = ok(bottle(dir.path()).args(["plugins", "--json"]));
+    let b = ok(bottle(dir.path()).args(["plugins", "--format", "json"]));
+    assert_eq!(a, b);
+    serde_json::from_str::<serde_json::Value>(&a).unwrap();
+    let table = ok(bottle(dir.path()).args(["plugins", "--format", "table"]));
+    assert_ne!(table, a);
+    for args in [
+        ["ps", "--json", "--format", "table"],
+        ["logs", "--json", "--format", "json"],
+    ] {
+        let (c, out) = code(bottle(dir.path()).args(args));
+        assert_eq!(c, 2, "{out}");
+        assert!(out.contains("cannot be used with"), "{out}");
+    }
+    let (c, out) = code(bottle(dir.path()).args(["ps", "--format", "yaml"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("[possible values: table, json]"), "{out}");
+}
+
+#[test]
+fn dry_run_changes_nothing_and_prints_one_thing() {
+    let dir = project();
+    let before = std::fs::read_to_string(dir.path().join("bottle.toml")).unwrap();
+
+    // init: the manifest on stdout, nothing written; the same refusal as for real.
+    let empty = tempfile::tempdir().unwrap();
+    let (c, out, err) = outputs(bottle(empty.path()).args(["--dry-run", "init"]));
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out, include_str!("../../src/bottle.example.toml"));
+    assert!(
+        err.contains("would write bottle.toml") && err.contains("nothing written"),
+        "{err}"
+    );
+    assert!(!empty.path().join("bottle.toml").exists());
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "init"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("already exists"), "{out}");
+    let (c, _, err) = outputs(bottle(dir.path()).args([
+        "--dry-run",
+        "init",
+        "--force",
+        "--agent",
+        "claude-code",
+    ]));
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("would overwrite bottle.toml"), "{err}");
+    // A dry-run backend named elsewhere is a dry run too.
+    let (c, _, err) = outputs(
+        bottle(dir.path())
+            .env("BOTTLE_BACKEND", "dry-run-podman")
+            .args(["init", "--force"]),
+    );
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("bottle.toml")).unwrap(),
+        before
+    );
+
+    // render: the paths it would write, no directory made.
+    let out_dir = dir.path().join("rendered");
+    let (c, out, err) = outputs(
+        bottle(dir.path())
+            .args(["--dry-run", "render", "--out"])
+            .arg(&out_dir),
+    );
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(out.lines().count(), 6, "{out}");
+    assert!(
+        out.contains("rendered/gate/etc/bottle-gate/entrypoint"),
+        "{out}"
+    );
+    assert!(err.contains("would write the 6 files above"), "{err}");
+    assert!(!out_dir.exists());
+
+    // ps: the listing script, or with JSON asked for, a refusal and an empty stdout.
+    let out = ok(bottle(dir.path()).args(["--dry-run", "ps"]));
+    assert!(out.contains("docker ps -a"), "{out}");
+    for format in [["--json", ""], ["--format", "json"]] {
+        let args: Vec<&str> = ["--dry-run", "ps"]
+            .into_iter()
+            .chain(format.into_iter().filter(|a| !a.is_empty()))
+            .collect();
+        let (c, out, err) = outputs(bottle(dir.path()).args(&args));
+        assert_eq!(c, 2, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains("ps --format json has no bottles to list in a dry run")
+                && err.contains("(from --dry-run)")
+                && err.contains("hint: drop --format json"),
+            "{err}"
+        );
+    }
+
+    // logs and image build are refused; nothing on stdout.
+    for args in [
+        &["--dry-run", "logs"][..],
+        &["--dry-run", "image", "build", "gate"],
+        &["--backend", "dry-run-podman", "image", "build"],
+    ] {
+        let (c, out, err) = outputs(bottle(dir.path()).args(args));
+        assert_eq!(c, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(
+            err.contains("changes nothing") && err.contains("hint: drop --dry-run"),
+            "{err}"
+        );
+    }
+    // The demo needs an engine.
+    let (c, err) = code(bottle(dir.path()).args(["--dry-run", "demo"]));
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("not on 'dry-run'"), "{err}");
+}
+
+#[test]
+fn exec_takes_the_command_after_the_separator_and_its_options() {
+    let dir = project();
+    let out = ok(bottle(dir.path()).args(["--dry-run", "exec", "--", "ls", "-l"]));
+    assert!(out.contains("docker exec bottle-demo-agent ls -l"), "{out}");
+    // A word before `--` is the bottle, never the command.
+    let out = ok(bottle(dir.path()).args(["--dry-run", "exec", "ls"]));
+    assert!(out.contains("docker exec bottle-ls-agent sh"), "{out}");
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "exec", "demo", "ls"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("unexpected argument 'ls'"), "{out}");
+
+    let out = ok(bottle(dir.path()).args([
+        "--dry-run",
+        "exec",
+        "demo",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/work/my app",
+        "-e",
+        "GIT_TRACE=1",
+        "--env",
+        "EMPTY=",
+        "--",
+        "git",
+        "status",
+    ]));
+    assert!(
+        out.contains("docker exec -u 1000:1000 -w '/work/my app' -e 'GIT_TRACE=1' -e 'EMPTY=' bottle-demo-agent git status"),
+        "{out}"
+    );
+    // run takes them too.
+    let out = ok(bottle(dir.path()).args(["--dry-run", "run", "-u", "root", "--", "id"]));
+    assert!(
+        out.contains("docker exec -u root bottle-demo-agent id"),
+        "{out}"
+    );
+
+    for (args, says) in [
+        (&["-e", "NOVALUE"][..], "expected KEY=VALUE"),
+        (&["-e", "1X=y"], "is not a variable name"),
+        (&["-e", "=y"], "is not a variable name"),
+        (&["-w", "work"], "is not an absolute path"),
+        (&["-u", ""], "expected a user name or uid"),
+    ] {
+        let (c, out) = code(
+            bottle(dir.path())
+                .args(["--dry-run", "exec"])
+                .args(args)
+                .args(["--", "true"]),
+        );
+        assert_eq!(c, 2, "{args:?}: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn doctor_refuses_an_unknown_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "nope", "doctor"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("no backend named 'nope' (from --backend)")
+            && out.contains("known backends: docker, podman, dry-run, dry-run-podman"),
+        "{out}"
+    );
+    let (c, out) = code(
+        bottle(dir.path())
+            .env("BOTTLE_BACKEND", "nope")
+            .arg("doctor"),
+    );
+    assert_eq!(c, 2, "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_runtime_failures_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    // clap's own: an unknown flag, a missing subcommand.
+    let (c, out) = code(bottle(dir.path()).arg("--nope"));
+    assert_eq!(c, 2, "{out}");
+    let (c, out) = code(&mut bottle(dir.path()));
+    assert_eq!(c, 2, "{out}");
+    // A runtime failure: the engine is not there.
+    let (c, out) = code(
+        bottle(dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["--backend", "docker", "ps"]),
+    );
+    assert_eq!(c, 1, "{out}");
+    // `exec` exits with the command's code: the dry run's is 0.
+    ok(bottle(dir.path()).args(["--dry-run", "exec", "x", "--", "false"]));
 }

@@ -148,6 +148,35 @@ fn a_good_plugin_is_listed_and_works_as_a_backend() {
     ]));
     assert_eq!(c, 3, "{out}");
     assert!(out.contains(r#"["echo", "hi"]"#), "{out}");
+    // A bottle that is not running is told apart from a command that failed: exit 1 and
+    // a message saying the command did not run; a name that may be the command, a hint.
+    let (c, out) =
+        code(bottle(dir.path()).args([&flag(&good), "--backend", "test-good", "exec", "stopped"]));
+    assert_eq!(c, 1, "{out}");
+    assert!(
+        out.contains("bottle 'stopped' has no running agent container, so the command did not run")
+            && out.contains("hint: start it with `bottle up stopped`")
+            && out
+                .contains("if 'stopped' is the command, put it after `--`: bottle exec -- stopped"),
+        "{out}"
+    );
+    // The plugin wire carries no exec options: refused, not dropped.
+    let (c, out) = code(bottle(dir.path()).args([
+        &flag(&good),
+        "--backend",
+        "test-good",
+        "exec",
+        "demo",
+        "-u",
+        "root",
+        "--",
+        "id",
+    ]));
+    assert_eq!(c, 1, "{out}");
+    assert!(
+        out.contains("cannot run a command as another user") && !out.contains("test-good: exec"),
+        "{out}"
+    );
     // An error keeps its kind and hint across the boundary.
     let (c, out) =
         code(bottle(dir.path()).args([&flag(&good), "--backend", "test-good", "down", "fail"]));

@@ -23,7 +23,7 @@ use bottle_backend_shared::engine::{
 };
 use bottle_backend_shared::images::{split_reference, BuildSpec};
 use bottle_backend_shared::resources;
-use bottle_core::backend::BackendError;
+use bottle_core::backend::{BackendError, ExecOptions};
 use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind};
 use futures_util::StreamExt;
 
@@ -395,6 +395,7 @@ impl Engine for Docker {
         &self,
         container: &str,
         command: &[String],
+        exec: &ExecOptions,
         tty: bool,
         stdin: bool,
         _size: Option<(u16, u16)>,
@@ -405,6 +406,9 @@ impl Engine for Docker {
             attach_stderr: Some(true),
             tty: Some(tty),
             cmd: Some(command.to_vec()),
+            user: exec.user.clone(),
+            working_dir: exec.workdir.clone(),
+            env: Some(exec.env_pairs()).filter(|e| !e.is_empty()),
             ..Default::default()
         };
         let exec = self

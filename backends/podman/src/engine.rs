@@ -11,6 +11,7 @@ use bottle_backend_shared::engine::{
     Settings,
 };
 use bottle_backend_shared::images::BuildSpec;
+use bottle_core::backend::ExecOptions;
 use bottle_core::plan::{
     ContainerSpec, NetworkSpec, Plan, ResourceKind, LABEL_MANAGED, LABEL_SLUG,
 };
@@ -19,6 +20,7 @@ use podman_api::conn::TtyChunk;
 use podman_api::opts::{
     ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts,
     ExecStartOpts, NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
+    UserOpt,
 };
 use serde_json::json;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
@@ -394,17 +396,28 @@ impl Engine for Podman {
         &self,
         container: &str,
         command: &[String],
+        options: &ExecOptions,
         tty: bool,
         stdin: bool,
         size: Option<(u16, u16)>,
     ) -> Result<Option<Attached>, EngineError> {
-        let create = ExecCreateOpts::builder()
+        let mut create = ExecCreateOpts::builder()
             .command(command)
             .attach_stdin(stdin)
             .attach_stdout(true)
             .attach_stderr(true)
-            .tty(tty)
-            .build();
+            .tty(tty);
+        if let Some(user) = &options.user {
+            // Displayed as given: a name or uid, with its `:group` if any.
+            create = create.user(UserOpt::User(user.clone()));
+        }
+        if let Some(dir) = &options.workdir {
+            create = create.working_dir(dir);
+        }
+        if !options.env.is_empty() {
+            create = create.env(options.env.iter().map(|(k, v)| (k, v)));
+        }
+        let create = create.build();
         let exec = self
             .api
             .containers()

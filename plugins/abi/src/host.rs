@@ -683,6 +683,13 @@ impl Backend for LoadedBackend {
     }
 
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
+        // The wire carries no exec options: refuse them rather than drop them unseen.
+        if !request.options.is_empty() {
+            return Err(BackendError::Other(format!(
+                "the {} backend (a plugin) cannot run a command as another user, in another directory or with more environment\n  hint: drop -u, -w and -e, e.g. run `env K=V sh -c 'cd DIR && CMD'` instead",
+                self.name()
+            )));
+        }
         self.call(Op::Exec, &ExecWire::from(request)).await
     }
 }

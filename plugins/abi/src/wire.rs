@@ -94,6 +94,7 @@ impl ExecWire {
             slug: self.slug,
             command: self.command,
             tty: self.tty,
+            ..Default::default()
         }
     }
 }

@@ -138,6 +138,17 @@ pub fn render_exec(request: &ExecRequest, cli: Cli) -> Result<String, RenderErro
     if request.tty {
         words.push("-it");
     }
+    let options = &request.options;
+    if let Some(user) = &options.user {
+        words.extend(["-u", user]);
+    }
+    if let Some(dir) = &options.workdir {
+        words.extend(["-w", dir]);
+    }
+    let env = options.env_pairs();
+    for pair in &env {
+        words.extend(["-e", pair]);
+    }
     words.push(&agent);
     words.extend(request.command.iter().map(String::as_str));
     let mut s = Script::default();

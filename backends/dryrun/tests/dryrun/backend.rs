@@ -50,6 +50,7 @@ async fn every_method_prints_its_script() {
             slug: "demo".to_owned(),
             command: vec!["bash".to_owned()],
             tty: true,
+            ..Default::default()
         };
         assert_eq!(backend.exec(&request).await.unwrap(), 0);
         let text = out.take();
@@ -68,6 +69,7 @@ async fn render_errors_print_nothing() {
         slug: "demo".to_owned(),
         command: Vec::new(),
         tty: false,
+        ..Default::default()
     };
     let err = backend.exec(&request).await.unwrap_err();
     assert!(

@@ -69,6 +69,7 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
             slug: "demo".to_owned(),
             command: vec!["sh".to_owned(), "-c".to_owned(), e.clone()],
             tty: true,
+            ..Default::default()
         };
         out.push((format!("{n} exec"), render_exec(&request, cli).unwrap()));
     }

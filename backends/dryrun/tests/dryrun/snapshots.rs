@@ -3,7 +3,7 @@
 use bottle_backend_dryrun::{
     render_cleanup, render_down, render_exec, render_ps, render_up, render_up_with, Cli,
 };
-use bottle_core::backend::{ExecRequest, UpOptions};
+use bottle_core::backend::{ExecOptions, ExecRequest, UpOptions};
 
 use crate::support::{agent_only, demo, files_plan, fixed_paths, FIXED_KEY_PATH};
 
@@ -79,6 +79,7 @@ fn ps_and_exec() {
                 "--format=%H %s".to_owned(),
             ],
             tty: true,
+            ..Default::default()
         };
         insta::assert_snapshot!(
             format!("exec_tty_{name}"),
@@ -89,5 +90,20 @@ fn ps_and_exec() {
             ..request
         };
         insta::assert_snapshot!(format!("exec_{name}"), render_exec(&request, cli).unwrap());
+        let request = ExecRequest {
+            options: ExecOptions {
+                user: Some("1000:1000".to_owned()),
+                workdir: Some("/work/my app".to_owned()),
+                env: vec![
+                    ("GIT_TRACE".to_owned(), "1".to_owned()),
+                    ("GREETING".to_owned(), "it's me".to_owned()),
+                ],
+            },
+            ..request
+        };
+        insta::assert_snapshot!(
+            format!("exec_options_{name}"),
+            render_exec(&request, cli).unwrap()
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use bottle_core::backend::{BackendError, ExecRequest};
+use bottle_core::backend::{BackendError, ExecOptions, ExecRequest};
 use bottle_core::plan::{resource_name, ContainerRole};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -23,10 +23,19 @@ pub async fn exec_output<E: Engine>(
 ) -> Result<ExecOutput, BackendError> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let code = run(e, container, command, false, None, |chunk| match chunk {
-        ExecChunk::Stderr(b) => stderr.extend_from_slice(&b),
-        ExecChunk::Stdout(b) => stdout.extend_from_slice(&b),
-    })
+    let none = ExecOptions::default();
+    let code = run(
+        e,
+        container,
+        command,
+        &none,
+        false,
+        None,
+        |chunk| match chunk {
+            ExecChunk::Stderr(b) => stderr.extend_from_slice(&b),
+            ExecChunk::Stdout(b) => stdout.extend_from_slice(&b),
+        },
+    )
     .await?;
     Ok(ExecOutput {
         code,
@@ -55,19 +64,28 @@ pub async fn exec<E: Engine>(e: &E, req: &ExecRequest) -> Result<i32, BackendErr
     let stdin = term::spawn_stdin_reader();
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    run(e, &name, &req.command, req.tty, Some(stdin), move |chunk| {
-        // A closed stdout or stderr must not abort the command: ignore write errors.
-        match chunk {
-            ExecChunk::Stderr(b) => {
-                let _ = err.write_all(&b);
-                let _ = err.flush();
+    let (command, options) = (&req.command, &req.options);
+    run(
+        e,
+        &name,
+        command,
+        options,
+        req.tty,
+        Some(stdin),
+        move |chunk| {
+            // A closed stdout or stderr must not abort the command: ignore write errors.
+            match chunk {
+                ExecChunk::Stderr(b) => {
+                    let _ = err.write_all(&b);
+                    let _ = err.flush();
+                }
+                ExecChunk::Stdout(b) => {
+                    let _ = out.write_all(&b);
+                    let _ = out.flush();
+                }
             }
-            ExecChunk::Stdout(b) => {
-                let _ = out.write_all(&b);
-                let _ = out.flush();
-            }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -77,6 +95,7 @@ async fn run<E: Engine>(
     e: &E,
     container: &str,
     command: &[String],
+    options: &ExecOptions,
     tty: bool,
     stdin: Option<mpsc::Receiver<Option<Bytes>>>,
     mut sink: impl FnMut(ExecChunk) + Send,
@@ -84,7 +103,7 @@ async fn run<E: Engine>(
     let action = || format!("run {:?} in container {container}", command.join(" "));
     let size = term::terminal_size().filter(|_| tty);
     let attached = e
-        .start_exec(container, command, tty, stdin.is_some(), size)
+        .start_exec(container, command, options, tty, stdin.is_some(), size)
         .await
         .map_err(|err| err.at(action()))?
         .ok_or_else(|| {

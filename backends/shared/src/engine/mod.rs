@@ -50,7 +50,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use bottle_core::backend::BackendError;
+use bottle_core::backend::{BackendError, ExecOptions};
 use bottle_core::plan::{ContainerSpec, NetworkSpec, Plan, ResourceKind};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -458,12 +458,14 @@ pub trait Engine: Clone + Send + Sync + 'static {
     ) -> Result<(), EngineError>;
 
     /// Creates and starts an exec of `command` in `container`, attached to its output (and
-    /// its standard input with `stdin`); `size` is the terminal's (rows, columns) for an
-    /// engine that takes it at start. `None`: the engine started it detached.
+    /// its standard input with `stdin`), as `options` say (user, working directory, more
+    /// environment); `size` is the terminal's (rows, columns) for an engine that takes it
+    /// at start. `None`: the engine started it detached.
     async fn start_exec(
         &self,
         container: &str,
         command: &[String],
+        options: &ExecOptions,
         tty: bool,
         stdin: bool,
         size: Option<(u16, u16)>,

@@ -66,6 +66,7 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
             slug: g.slug.clone(),
             command: strings(&["sh", "-c", "exit 7"]),
             tty: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -95,6 +96,7 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
             slug: g.slug.clone(),
             command: strings(&["true"]),
             tty: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();

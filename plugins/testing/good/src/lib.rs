@@ -80,6 +80,12 @@ impl PluginBackend for Good {
     }
 
     fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {
+        if request.slug == "stopped" {
+            return Err(BackendError::NotRunning {
+                slug: request.slug.clone(),
+                role: "agent".into(),
+            });
+        }
         println!(
             "test-good: exec {} tty={} {:?}",
             request.slug, request.tty, request.command
