@@ -128,6 +128,8 @@ pub struct ScanDir {
     files: HashMap<String, Vec<Segment>>,
     /// Small text objects waiting to be written together.
     bundle: Vec<u8>,
+    /// Newlines in `bundle` (counted as it grows, not recounted for every text).
+    bundle_lines: usize,
     bundle_segments: Vec<Segment>,
     /// Things that could not be opened (encrypted or corrupt archive members): their raw
     /// bytes were scanned, their content could not be.
@@ -171,6 +173,7 @@ impl ScanDir {
             max_depth,
             files: HashMap::new(),
             bundle: Vec::new(),
+            bundle_lines: 0,
             bundle_segments: Vec::new(),
             notes: Vec::new(),
             serial: 0,
@@ -257,6 +260,7 @@ impl ScanDir {
             return Ok(());
         }
         let bytes = std::mem::take(&mut self.bundle);
+        self.bundle_lines = 0;
         let segments = std::mem::take(&mut self.bundle_segments);
         let name = format!("texts_{}", self.next_serial());
         self.put(name, &bytes, segments)
@@ -287,17 +291,20 @@ impl ScanDir {
         if self.bundle.len() + bytes.len() > PIECE {
             self.finish()?;
         }
-        let file_line = 2 + self.bundle.iter().filter(|&&b| b == b'\n').count();
+        let file_line = 2 + self.bundle_lines;
         self.bundle_segments.push(Segment {
             file_line,
             origin,
             object_line: 1,
         });
         self.bundle.extend_from_slice(bytes);
+        self.bundle_lines += memchr::memchr_iter(b'\n', bytes).count();
         if !bytes.ends_with(b"\n") {
             self.bundle.push(b'\n');
+            self.bundle_lines += 1;
         }
         self.bundle.push(b'\n');
+        self.bundle_lines += 1;
         Ok(())
     }
 
@@ -680,6 +687,28 @@ mod tests {
         let runs = String::from_utf8(utf16_runs(&bytes)).unwrap();
         assert!(runs.contains("key=ABCDEFGHIJ"), "{runs:?}");
         assert!(runs.contains("other=KLMNOPQRST"), "{runs:?}");
+    }
+
+    #[test]
+    fn bundled_texts_map_back_to_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = ScanDir::new(dir.path(), 1 << 20, 4);
+        // Without a final newline, with one, with two lines, and one line.
+        out.add_text("a", "commit", b"a1\na2").unwrap();
+        out.add_text("b", "commit", b"b1\n").unwrap();
+        out.add_text("c", "tree", b"c1\nc2\nc3\n").unwrap();
+        out.add_text("d", "commit", b"d1").unwrap();
+        out.finish().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("texts_1")).unwrap();
+        // Every line of the file that holds an object's line says which, and which line.
+        for (i, line) in text.lines().enumerate().skip(1) {
+            if line.is_empty() {
+                continue;
+            }
+            let (origin, at) = out.locate("texts_1", i + 1).unwrap();
+            assert_eq!(format!("{}{at}", origin.oid), line, "file line {}", i + 1);
+        }
+        assert_eq!(out.written, text.len() as u64);
     }
 
     #[test]

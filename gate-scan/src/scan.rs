@@ -275,6 +275,25 @@ enum Parent {
 }
 
 impl Walk {
+    /// The one name `oid` has, when every tree naming it gives it the same name (the
+    /// usual case: a file's version in the trees of the commits it lives through). Then
+    /// the base name of each of its paths is that name, and its locations need not be
+    /// worked out to name its file. `None` when it has no parent or names that differ
+    /// once made safe.
+    fn single_base(&self, oid: &str) -> Option<String> {
+        let parents = self.parents.get(oid)?;
+        let (_, first) = parents.first()?;
+        if first.is_empty() {
+            return None;
+        }
+        let safe = crate::extract::safe_name(first);
+        parents
+            .iter()
+            .skip(1)
+            .all(|(_, name)| name == first || crate::extract::safe_name(name) == safe)
+            .then(|| first.clone())
+    }
+
     /// Every location of `oid` (at most [`MAX_LOCATIONS`]; the flag says whether some were
     /// left out).
     fn locations(&mut self, oid: &str) -> (Locations, bool) {
@@ -553,18 +572,24 @@ pub fn scan(repo: &Path, updates: &[Update], opts: &Options) -> Result<Outcome, 
     let mut batch = git::Batch::start(repo, blobs)?;
     while let Some((oid, _, bytes)) = batch.next_object()? {
         check_time()?;
-        let (mut locs, _) = walk.locations(&oid);
-        by_age(&mut locs);
-        let mut bases: Vec<String> = Vec::new();
-        for (_, path) in &locs {
-            let base = path.rsplit('/').next().unwrap_or(path).to_owned();
-            if !bases
-                .iter()
-                .any(|b| crate::extract::safe_name(b) == crate::extract::safe_name(&base))
-            {
-                bases.push(base);
+        let bases = match walk.single_base(&oid) {
+            Some(base) => vec![base],
+            None => {
+                let (mut locs, _) = walk.locations(&oid);
+                by_age(&mut locs);
+                let mut bases: Vec<String> = Vec::new();
+                for (_, path) in &locs {
+                    let base = path.rsplit('/').next().unwrap_or(path).to_owned();
+                    if !bases
+                        .iter()
+                        .any(|b| crate::extract::safe_name(b) == crate::extract::safe_name(&base))
+                    {
+                        bases.push(base);
+                    }
+                }
+                bases
             }
-        }
+        };
         let first = bases.first().cloned().unwrap_or_default();
         out.add_blob(&oid, &first, &bytes).map_err(write_err)?;
         for base in bases.iter().skip(1) {

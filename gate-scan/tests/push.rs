@@ -565,3 +565,37 @@ fn a_secret_in_a_large_file_is_found_wherever_it_is() {
         assert!(err.contains(&format!("line {line}")), "at {at}: {err}");
     }
 }
+
+/// A rule keyed on a path (here `pkcs12-file`: any `.p12` file) sees every name a blob has
+/// in the push: one name kept through several commits, or a name it only gets later.
+#[test]
+fn a_path_keyed_rule_sees_every_name_of_a_blob() {
+    // The same name in every tree (and commits that change another file meanwhile).
+    let f = Fixture::new(&[]);
+    f.write("certs/client.p12", b"not really a certificate\n");
+    f.commit("add a certificate");
+    for i in 0..3 {
+        f.write("certs/notes.txt", format!("note {i}\n").as_bytes());
+        f.commit("notes");
+    }
+    let err = f.push_refused(&["main"]);
+    assert_rule(&err, "pkcs12-file");
+    assert!(err.contains("certs/client.p12"), "{err}");
+
+    // First under a name no rule keys on, then also under a `.p12` name.
+    let f = Fixture::new(&[]);
+    f.write("a.txt", b"not really a certificate\n");
+    f.commit("add");
+    f.write("b/client.p12", b"not really a certificate\n");
+    f.commit("copy");
+    let err = f.push_refused(&["main"]);
+    assert_rule(&err, "pkcs12-file");
+
+    // The same blob under names no rule keys on goes through.
+    let f = Fixture::new(&[]);
+    f.write("a.txt", b"not really a certificate\n");
+    f.commit("add");
+    f.write("b/c.txt", b"not really a certificate\n");
+    f.commit("copy");
+    f.push_ok(&["main"]);
+}
