@@ -105,6 +105,12 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
     },
+    /// Check the manifest as `up` would (identity files, host keys, route keys read; nothing
+    /// created, no secret printed) and summarise each bottle.
+    Validate {
+        /// Only this bottle [default: every bottle].
+        bottle: Option<String>,
+    },
     /// List bottles and their containers.
     Ps {
         /// Only this bottle.

@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod logs;
 mod run;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -233,6 +234,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dry = dry_run(&cli, Some(&manifest))?.is_some();
             let bottle = manifest.select(bottle.as_deref())?;
             render(bottle, out, dry).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Validate { bottle } => {
+            let manifest = load_manifest(&cli)?;
+            validate::run(&manifest, bottle.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -754,3 +754,53 @@ fn usage_errors_exit_2_and_runtime_failures_exit_1() {
     // `exec` exits with the command's code: the dry run's is 0.
     ok(bottle(dir.path()).args(["--dry-run", "exec", "x", "--", "false"]));
 }
+
+/// `bottle validate` checks what `up` would (the identity file read, the route's key
+/// looked up) and summarises each bottle; it never prints a key.
+#[test]
+fn validate_checks_as_up_would_and_summarises() {
+    let dir = project();
+    let out = ok(bottle(dir.path()).arg("validate"));
+    assert!(out.contains("bottle demo\n"), "{out}");
+    assert!(
+        out.contains("git app: ssh://git@git.example.com:2222/team/app.git"),
+        "{out}"
+    );
+    assert!(out.contains("host key pinned"), "{out}");
+    assert!(
+        out.contains("containers: bottle-demo-gate, bottle-demo-proxy, bottle-demo-agent"),
+        "{out}"
+    );
+    assert!(out.contains("valid (1 bottle)"), "{out}");
+    assert!(!out.contains("PRIVATE KEY BYTES"), "{out}");
+
+    // A missing identity file: exit 2, with its place.
+    std::fs::remove_file(dir.path().join(".ssh/bottle_app")).unwrap();
+    let (c, out) = code(bottle(dir.path()).arg("validate"));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("bottle demo: NOT ready") && out.contains("identity_file"),
+        "{out}"
+    );
+
+    // A route: its key named, never shown; missing, an error naming the variable.
+    let claude = tempfile::tempdir().unwrap();
+    ok(bottle(claude.path()).args(["init", "--agent", "claude-code"]));
+    let out = ok(bottle(claude.path())
+        .env("ANTHROPIC_API_KEY", "sk-ant-validate-5150")
+        .arg("validate"));
+    assert!(
+        out.contains(
+            "route anthropic: https://api.anthropic.com with x-api-key from $ANTHROPIC_API_KEY"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("sk-ant-validate-5150"), "{out}");
+    let (c, out) = code(
+        bottle(claude.path())
+            .env_remove("ANTHROPIC_API_KEY")
+            .arg("validate"),
+    );
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("ANTHROPIC_API_KEY is not set"), "{out}");
+}
