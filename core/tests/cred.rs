@@ -237,5 +237,5 @@ fn unknown_route_keys_are_refused() {
         .parse(&route_manifest("secret = \"inline\"\n"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown field"), "{err}");
+    assert!(err.contains("unknown key `secret`"), "{err}");
 }

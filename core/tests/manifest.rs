@@ -48,17 +48,51 @@ fn the_example_is_valid() {
 #[test]
 fn unknown_keys_are_named_with_their_line() {
     let e = errors(&format!("{HEAD}imgae = \"x\"\n"));
-    assert!(e.starts_with("bottle.toml:3:1: imgae: "), "{e}");
-    assert!(e.contains("unknown field `imgae`"), "{e}");
-    assert!(e.contains("hint: remove the key"), "{e}");
+    assert!(
+        e.starts_with("bottle.toml:3:1: bottles.demo.imgae: "),
+        "{e}"
+    );
+    assert!(e.contains("unknown key `imgae`"), "{e}");
+    assert!(
+        e.contains("hint: remove it or fix its spelling; the keys here are: image, command"),
+        "{e}"
+    );
     let e = errors(&format!(
         "{HEAD}{}",
         git_entry("app", "git@h:x.git", "token = \"t\"")
     ));
     assert!(
-        e.contains("bottle.toml:8:1") && e.contains("unknown field `token`"),
+        e.contains("bottle.toml:8:1: bottles.demo.git[0].token")
+            && e.contains("unknown key `token`"),
         "{e}"
     );
+}
+
+/// Every unknown key of the file is reported in one run, each with its full path.
+#[test]
+fn every_unknown_key_is_reported_at_once() {
+    let text = format!(
+        "[settings]\nbakend = \"docker\"\n\n{HEAD}memroy = \"1g\"\n{}\
+         [bottles.demo.egress]\nalow = []\n\
+         [[bottles.demo.cred_proxy.routes]]\nname = \"a\"\nupstream = \"https://a.example\"\nheader = \"x\"\nsecret = \"s\"\n\
+         [bottles.other]\nimage = \"i\"\ncomand = [\"x\"]\n",
+        git_entry("app", "git@h:x.git", "identity = \"k\"")
+    );
+    let e = errors(&text);
+    for field in [
+        "settings.bakend",
+        "bottles.demo.memroy",
+        "bottles.demo.git[0].identity",
+        "bottles.demo.egress.alow",
+        "bottles.demo.cred_proxy.routes[0].secret",
+        "bottles.other.comand",
+    ] {
+        assert!(
+            e.contains(&format!("{field}: unknown key")),
+            "{field} missing in:\n{e}"
+        );
+    }
+    assert!(e.contains("6 problems"), "{e}");
 }
 
 #[test]
@@ -416,4 +450,26 @@ fn identity_files_must_be_unprotected_private_keys() {
             "{locked}: {e}"
         );
     }
+}
+
+/// A manifest setting every key there is: valid, so the unknown-key pass knows them all.
+#[test]
+fn a_manifest_with_every_key_is_valid() {
+    let text = format!(
+        "[settings]\nbackend = \"docker\"\npodman_socket = \"/run/podman/podman.sock\"\n\n\
+         [bottles.demo]\nimage = \"img\"\ncommand = [\"sleep\", \"infinity\"]\nenv = {{ A = \"1\" }}\n\
+         memory = \"1g\"\npids_limit = 100\ncap_add = [\"CHOWN\"]\ngate_memory = \"256m\"\n\n\
+         [[bottles.demo.git]]\nname = \"app\"\nupstream = \"git@git.example.com:a.git\"\nidentity_file = \"/k\"\n\
+         known_host_key = \"{HOST_KEY}\"\nextra_hosts = {{ \"git.example.com\" = \"192.0.2.1\" }}\n\
+         max_push_mb = 10\nmax_scan_mb = 20\nscan_timeout_s = 30\nmax_archive_depth = 2\n\
+         accept_fingerprints = [\"abc:rule:1\"]\naccept_paths = [\"^docs/\"]\n\n\
+         [bottles.demo.egress]\nallow = [\"a.example.com\"]\ndeny = [\"b.example.com\"]\nallow_private = [\"c.example.com\"]\n\n\
+         [bottles.demo.cred_proxy]\nallow_private = [\"api.example.com\"]\n\n\
+         [[bottles.demo.cred_proxy.routes]]\nname = \"one\"\nupstream = \"https://api.example.com\"\nheader = \"x-api-key\"\n\
+         format = \"{{secret}}\"\nsecret_env = \"ONE_KEY\"\nagent_env = \"ONE_URL\"\nca_file = \"/ca.pem\"\n\n\
+         [[bottles.demo.cred_proxy.routes]]\nname = \"two\"\nupstream = \"https://api.example.com\"\nheader = \"x-api-key\"\n\
+         secret_file = \"/key\"\n"
+    );
+    let env = Env { home: None };
+    manifest::parse(Path::new("bottle.toml"), &text, &env).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -18,6 +18,7 @@ use toml::Spanned;
 use crate::diag::{Diagnostic, Location, ManifestError};
 
 mod cred;
+mod keys;
 pub use cred::{CredProxy, CredRoute, SecretSource};
 
 /// The manifest's file name, looked for in the current directory.
@@ -368,6 +369,23 @@ pub fn load(path: &Path) -> Result<Manifest, LoadError> {
 
 /// Parses and validates manifest text; `path` is used for messages and relative paths.
 pub fn parse(path: &Path, source: &str, env: &Env) -> Result<Manifest, ManifestError> {
+    // Every unknown key at once (serde would stop at the first).
+    if let Some(unknown) = keys::unknown_keys(source).filter(|u| !u.is_empty()) {
+        return Err(ManifestError::new(
+            unknown
+                .into_iter()
+                .map(|u| Diagnostic {
+                    location: Location::of_span(path, source, &u.span),
+                    message: format!("unknown key `{}`", u.key),
+                    hint: format!(
+                        "remove it or fix its spelling; the keys here are: {} (docs/manifest.md lists every key)",
+                        u.known.join(", ")
+                    ),
+                    field: u.field,
+                })
+                .collect(),
+        ));
+    }
     let raw: RawManifest = toml::from_str(source).map_err(|e| {
         let location = Location::at(path, source, e.span().map_or(0, |s| s.start));
         let message = e.message().trim().to_owned();
