@@ -10,7 +10,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkDisconnectRequest, NetworkingConfig,
+    NetworkDisconnectRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
@@ -24,7 +24,7 @@ use bottle_backend_shared::engine::{
 use bottle_backend_shared::images::{split_reference, BuildSpec};
 use bottle_backend_shared::resources;
 use bottle_core::backend::{BackendError, ExecOptions};
-use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind};
+use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind, Restart};
 use futures_util::StreamExt;
 
 use crate::{error_text, is_not_found, Docker};
@@ -158,6 +158,7 @@ impl Engine for Docker {
                 // Swap limit = memory limit: no swap on top of the memory limit.
                 memory_swap: Some(h.memory_bytes),
                 init: Some(c.init),
+                restart_policy: Some(restart_policy(c.restart)),
                 sysctls: Some(h.sysctls().into_iter().collect()),
                 extra_hosts: Some(
                     c.extra_hosts
@@ -462,5 +463,19 @@ impl Engine for Docker {
             w: i32::from(cols),
         };
         self.client.resize_exec(id, options).await.map_err(ee)
+    }
+}
+
+/// The plan's [`Restart`] as Docker's `HostConfig.RestartPolicy`.
+fn restart_policy(r: Restart) -> RestartPolicy {
+    match r {
+        Restart::No => RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        },
+        Restart::OnFailure { max_tries } => RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: Some(i64::from(max_tries)),
+        },
     }
 }

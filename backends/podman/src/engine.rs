@@ -13,7 +13,7 @@ use bottle_backend_shared::engine::{
 use bottle_backend_shared::images::BuildSpec;
 use bottle_core::backend::ExecOptions;
 use bottle_core::plan::{
-    ContainerSpec, NetworkSpec, Plan, ResourceKind, LABEL_MANAGED, LABEL_SLUG,
+    ContainerSpec, NetworkSpec, Plan, ResourceKind, Restart, LABEL_MANAGED, LABEL_SLUG,
 };
 use futures_util::StreamExt;
 use podman_api::conn::TtyChunk;
@@ -492,6 +492,10 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
         "sysctl": h.sysctls(),
     });
     let obj = spec.as_object_mut().expect("object");
+    if let Restart::OnFailure { max_tries } = c.restart {
+        obj.insert("restart_policy".into(), json!("on-failure"));
+        obj.insert("restart_tries".into(), json!(max_tries));
+    }
     if let Some(entrypoint) = &c.entrypoint {
         obj.insert("entrypoint".into(), json!(entrypoint));
     }
@@ -507,7 +511,9 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bottle_core::plan::{labels, resource_name, ContainerRole, Egress, Hardening, ImageRef};
+    use bottle_core::plan::{
+        labels, resource_name, ContainerRole, Egress, Hardening, ImageRef, Restart,
+    };
 
     #[test]
     fn the_spec_says_exactly_what_the_plan_says() {
@@ -529,6 +535,7 @@ mod tests {
             hosts_of: Vec::new(),
             files: vec![],
             init: true,
+            restart: Restart::No,
             hardening: Hardening {
                 cap_drop: vec!["ALL".into()],
                 cap_add: vec![],
@@ -552,5 +559,13 @@ mod tests {
         assert_eq!(s["Networks"], json!({"net": {}}));
         assert!(s.get("entrypoint").is_none());
         assert_eq!(s["user"], json!("1000:1000"));
+        assert!(s.get("restart_policy").is_none());
+        let sidecar = ContainerSpec {
+            restart: Restart::sidecar(),
+            ..c
+        };
+        let s = spec_generator(&sidecar);
+        assert_eq!(s["restart_policy"], json!("on-failure"));
+        assert_eq!(s["restart_tries"], json!(Restart::SIDECAR_MAX_TRIES));
     }
 }
