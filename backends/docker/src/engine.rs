@@ -287,6 +287,13 @@ impl Engine for Docker {
         Ok(c.state.and_then(|s| s.running) == Some(true))
     }
 
+    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+        let c = self.client.inspect_container(id, None).await.map_err(ee)?;
+        Ok(c.restart_count
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
         let options = LogsOptions {
             stdout: true,

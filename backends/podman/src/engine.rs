@@ -283,6 +283,22 @@ impl Engine for Podman {
         Ok(c.state.and_then(|s| s.running) == Some(true))
     }
 
+    /// Through the module `raw`: podman-api's model of libpod's inspect output has no
+    /// `RestartCount`.
+    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+        // `id` is the engine's own (hex) id, from its container list.
+        let path = format!("/libpod/containers/{id}/json");
+        let answer = self
+            .raw
+            .json(hyper::Method::GET, &path, None)
+            .await
+            .map_err(raw_ee)?;
+        Ok(answer
+            .get("RestartCount")
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0))
+    }
+
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
         let opts = ContainerLogsOpts::builder()
             .stdout(true)

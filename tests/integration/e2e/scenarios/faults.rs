@@ -103,6 +103,32 @@ pub fn a_killed_gate_restarts_and_serves_again(engine: &'static Engine) {
         "no git daemon was found to kill (the restart came from elsewhere?)\n{}",
         show(&kill)
     );
+    // `bottle ps` says so: the gate restarted, the agent did not.
+    let ps = expect_ok(
+        run(h.bottle().args(["ps", "--json", &h.slug])),
+        "bottle ps --json",
+    );
+    let found: serde_json::Value = serde_json::from_str(&ps).expect("bottle ps --json");
+    let restarts = |name: &str| {
+        found[0]["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["name"] == name)
+            .map(|r| r["restarts"].clone())
+            .unwrap_or_else(|| panic!("{name} is not in bottle ps --json:\n{ps}"))
+    };
+    assert!(
+        restarts(&h.gate()).as_u64() > Some(before),
+        "bottle ps --json shows no restart of the gate:\n{ps}"
+    );
+    assert_eq!(restarts(&h.agent()), serde_json::json!(0), "{ps}");
+    let text = expect_ok(run(h.bottle().args(["ps", &h.slug])), "bottle ps");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&h.gate()) && l.contains("(restarted")),
+        "bottle ps does not show the gate's restart:\n{text}"
+    );
     assert_eq!(
         gate_address(&h),
         address,
@@ -147,7 +173,11 @@ pub fn a_killed_gate_restarts_and_serves_again(engine: &'static Engine) {
     );
     let head = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
     let r = format!("refs/heads/{branch}");
-    assert_eq!(h.upstream_ref(&r), Some(head.clone()), "upstream after the push");
+    assert_eq!(
+        h.upstream_ref(&r),
+        Some(head.clone()),
+        "upstream after the push"
+    );
     assert_eq!(h.gate_ref(&r), Some(head), "the gate after the push");
     // The audit copy runs again and copies only what is new (`tail -n 0`): the push before
     // the restart once, the one after it once.
