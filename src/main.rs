@@ -322,8 +322,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for b in &found {
                     for r in &b.resources {
                         let role = r.role.clone().unwrap_or_default();
+                        // A container its engine restarted says so after its state.
+                        let restarts = match r.restarts {
+                            Some(1) => " (restarted once)".to_owned(),
+                            Some(n) if n > 1 => format!(" (restarted {n} times)"),
+                            _ => String::new(),
+                        };
                         println!(
-                            "{:<20} {:<10} {:<10} {:<32} {}",
+                            "{:<20} {:<10} {:<10} {:<32} {}{restarts}",
                             b.slug, r.kind, role, r.name, r.state
                         );
                     }

@@ -67,6 +67,10 @@ pub struct Resource {
     pub role: Option<String>,
     /// The engine's state for a container (`running`, `exited`, ...); empty for networks.
     pub state: String,
+    /// How many times the engine restarted a container by its restart policy, when the
+    /// backend knows (`None` for networks, and where the engine does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u64>,
 }
 
 /// A bottle as found on the engine.

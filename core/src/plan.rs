@@ -360,6 +360,11 @@ pub struct ContainerSpec {
     /// signals and reaps orphaned processes, so a long-lived container does not fill its
     /// process limit with zombies and stops promptly.
     pub init: bool,
+    /// Whether the engine starts it again when its main process fails. Sidecars restart
+    /// on their own faults, a bounded number of times ([`Restart::sidecar`]); the agent is
+    /// never restarted behind its user's back. Plans written before the field: `No`.
+    #[serde(default)]
+    pub restart: Restart,
     /// Capabilities and resource limits.
     pub hardening: Hardening,
     /// The ports it listens on, each on one network: what an engine publishes nowhere, a
@@ -377,6 +382,45 @@ pub struct ContainerSpec {
     /// `bottle logs` reads back through the engine's logs API, and under which source.
     #[serde(default)]
     pub audit: Option<AuditSpec>,
+}
+
+/// When the engine starts a container again after its main process ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Never (the engine's default).
+    #[default]
+    No,
+    /// When it exits with a status other than 0 (a crash, a process killed by a signal,
+    /// e.g. by the kernel's out-of-memory killer), at most this many times in a row. A stop
+    /// through the engine (`bottle down`, `docker stop`) is no failure.
+    OnFailure {
+        /// The most restarts the engine makes before it leaves the container stopped.
+        max_tries: u32,
+    },
+}
+
+impl Restart {
+    /// How many times a sidecar is restarted at most: enough to ride out a crash or an
+    /// out-of-memory kill, few enough that a sidecar failing on every start stops and shows
+    /// as exited in `bottle ps` instead of looping forever.
+    pub const SIDECAR_MAX_TRIES: u32 = 5;
+
+    /// The policy of every sidecar.
+    pub const fn sidecar() -> Self {
+        Restart::OnFailure {
+            max_tries: Self::SIDECAR_MAX_TRIES,
+        }
+    }
+
+    /// The engines' own spelling: `no`, `on-failure:N` (`docker run --restart`, `podman run
+    /// --restart`).
+    pub fn engine_value(&self) -> String {
+        match self {
+            Restart::No => "no".to_owned(),
+            Restart::OnFailure { max_tries } => format!("on-failure:{max_tries}"),
+        }
+    }
 }
 
 /// A port a container listens on.

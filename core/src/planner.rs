@@ -13,7 +13,7 @@ use crate::images;
 use crate::manifest::Bottle;
 use crate::plan::{
     labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, HostOf, ImageRef,
-    NetworkRole, NetworkSpec, Plan, Reach, LABEL_AUDIT, PLAN_FORMAT,
+    NetworkRole, NetworkSpec, Plan, Reach, Restart, LABEL_AUDIT, PLAN_FORMAT,
 };
 use crate::sidecar::{BottleContext, HostEnv, Sidecar, SIDECARS};
 
@@ -139,6 +139,7 @@ pub fn plan_in(
         hosts_of: agent_hosts,
         files: agent_files,
         init: true,
+        restart: Restart::No,
         hardening: Hardening {
             cap_drop: vec!["ALL".to_owned()],
             cap_add: bottle.cap_add.clone(),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use bottle_core::plan::{Egress, FileSource, HostOf, NetworkRole, PortSpec, Reach};
+use bottle_core::plan::{Egress, FileSource, HostOf, NetworkRole, PortSpec, Reach, Restart};
 use bottle_core::planner;
 
 fn plan_json(fx: &common::Fixture, text: &str, bottle: &str) -> String {
@@ -158,6 +158,34 @@ fn the_plan_round_trips_through_json() {
     let json = serde_json::to_vec(&plan).unwrap();
     let back: bottle_core::plan::Plan = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, plan);
+}
+
+/// Sidecars restart on their own faults, a bounded number of times; the agent never. A plan
+/// written before the field existed reads as "never".
+#[test]
+fn sidecars_restart_on_failure_bounded_and_old_plans_still_read() {
+    let fx = common::Fixture::new();
+    let m = fx.parse(&common::example()).unwrap();
+    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    for c in &plan.containers {
+        let want = if c.role.is_agent() {
+            Restart::No
+        } else {
+            Restart::OnFailure { max_tries: 5 }
+        };
+        assert_eq!(c.restart, want, "{}", c.name);
+    }
+    assert_eq!(
+        plan.container("gate").unwrap().restart.engine_value(),
+        "on-failure:5"
+    );
+
+    let mut json = serde_json::to_value(&plan).unwrap();
+    for c in json["containers"].as_array_mut().unwrap() {
+        assert!(c.as_object_mut().unwrap().remove("restart").is_some());
+    }
+    let old: bottle_core::plan::Plan = serde_json::from_value(json).unwrap();
+    assert!(old.containers.iter().all(|c| c.restart == Restart::No));
 }
 
 /// Every bottle has an egress proxy: the agent is pointed at it (the manifest's env wins),

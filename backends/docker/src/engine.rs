@@ -10,7 +10,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkDisconnectRequest, NetworkingConfig,
+    NetworkDisconnectRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
@@ -24,7 +24,7 @@ use bottle_backend_shared::engine::{
 use bottle_backend_shared::images::{split_reference, BuildSpec};
 use bottle_backend_shared::resources;
 use bottle_core::backend::{BackendError, ExecOptions};
-use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind};
+use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind, Restart};
 use futures_util::StreamExt;
 
 use crate::{error_text, is_not_found, Docker};
@@ -158,6 +158,7 @@ impl Engine for Docker {
                 // Swap limit = memory limit: no swap on top of the memory limit.
                 memory_swap: Some(h.memory_bytes),
                 init: Some(c.init),
+                restart_policy: Some(restart_policy(c.restart)),
                 sysctls: Some(h.sysctls().into_iter().collect()),
                 extra_hosts: Some(
                     c.extra_hosts
@@ -284,6 +285,13 @@ impl Engine for Docker {
             .await
             .map_err(ee)?;
         Ok(c.state.and_then(|s| s.running) == Some(true))
+    }
+
+    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+        let c = self.client.inspect_container(id, None).await.map_err(ee)?;
+        Ok(c.restart_count
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
     }
 
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
@@ -462,5 +470,19 @@ impl Engine for Docker {
             w: i32::from(cols),
         };
         self.client.resize_exec(id, options).await.map_err(ee)
+    }
+}
+
+/// The plan's [`Restart`] as Docker's `HostConfig.RestartPolicy`.
+fn restart_policy(r: Restart) -> RestartPolicy {
+    match r {
+        Restart::No => RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        },
+        Restart::OnFailure { max_tries } => RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: Some(i64::from(max_tries)),
+        },
     }
 }

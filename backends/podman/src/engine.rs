@@ -13,7 +13,7 @@ use bottle_backend_shared::engine::{
 use bottle_backend_shared::images::BuildSpec;
 use bottle_core::backend::ExecOptions;
 use bottle_core::plan::{
-    ContainerSpec, NetworkSpec, Plan, ResourceKind, LABEL_MANAGED, LABEL_SLUG,
+    ContainerSpec, NetworkSpec, Plan, ResourceKind, Restart, LABEL_MANAGED, LABEL_SLUG,
 };
 use futures_util::StreamExt;
 use podman_api::conn::TtyChunk;
@@ -283,6 +283,22 @@ impl Engine for Podman {
         Ok(c.state.and_then(|s| s.running) == Some(true))
     }
 
+    /// Through the module `raw`: podman-api's model of libpod's inspect output has no
+    /// `RestartCount`.
+    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+        // `id` is the engine's own (hex) id, from its container list.
+        let path = format!("/libpod/containers/{id}/json");
+        let answer = self
+            .raw
+            .json(hyper::Method::GET, &path, None)
+            .await
+            .map_err(raw_ee)?;
+        Ok(answer
+            .get("RestartCount")
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0))
+    }
+
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
         let opts = ContainerLogsOpts::builder()
             .stdout(true)
@@ -492,6 +508,10 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
         "sysctl": h.sysctls(),
     });
     let obj = spec.as_object_mut().expect("object");
+    if let Restart::OnFailure { max_tries } = c.restart {
+        obj.insert("restart_policy".into(), json!("on-failure"));
+        obj.insert("restart_tries".into(), json!(max_tries));
+    }
     if let Some(entrypoint) = &c.entrypoint {
         obj.insert("entrypoint".into(), json!(entrypoint));
     }
@@ -507,7 +527,9 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bottle_core::plan::{labels, resource_name, ContainerRole, Egress, Hardening, ImageRef};
+    use bottle_core::plan::{
+        labels, resource_name, ContainerRole, Egress, Hardening, ImageRef, Restart,
+    };
 
     #[test]
     fn the_spec_says_exactly_what_the_plan_says() {
@@ -529,6 +551,7 @@ mod tests {
             hosts_of: Vec::new(),
             files: vec![],
             init: true,
+            restart: Restart::No,
             hardening: Hardening {
                 cap_drop: vec!["ALL".into()],
                 cap_add: vec![],
@@ -552,5 +575,13 @@ mod tests {
         assert_eq!(s["Networks"], json!({"net": {}}));
         assert!(s.get("entrypoint").is_none());
         assert_eq!(s["user"], json!("1000:1000"));
+        assert!(s.get("restart_policy").is_none());
+        let sidecar = ContainerSpec {
+            restart: Restart::sidecar(),
+            ..c
+        };
+        let s = spec_generator(&sidecar);
+        assert_eq!(s["restart_policy"], json!("on-failure"));
+        assert_eq!(s["restart_tries"], json!(Restart::SIDECAR_MAX_TRIES));
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use bottle_core::images;
 use bottle_core::plan::{
     labels, resource_name, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening,
-    ImageRef, NetworkRole, PortSpec,
+    ImageRef, NetworkRole, PortSpec, Restart,
 };
 
 /// The fixture's role: the last part of its name and its `bottle.role` label.
@@ -66,6 +66,7 @@ pub fn upstream(u: &Upstream) -> ContainerSpec {
         hosts_of: Vec::new(),
         files: Vec::new(),
         init: true,
+        restart: Restart::No,
         // sshd needs root and its capabilities; the limits only bound a runaway.
         hardening: Hardening {
             cap_drop: Vec::new(),
@@ -159,6 +160,7 @@ pub fn web(w: &Web) -> ContainerSpec {
         hosts_of: Vec::new(),
         files,
         init: true,
+        restart: Restart::No,
         hardening: Hardening {
             cap_drop: vec!["ALL".to_owned()],
             cap_add: vec!["NET_BIND_SERVICE".to_owned()],

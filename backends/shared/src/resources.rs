@@ -63,6 +63,7 @@ impl Found {
                 name,
                 role: role_of(labels),
                 state,
+                restarts: None,
             },
         }
     }
@@ -77,6 +78,7 @@ impl Found {
                 name,
                 role: role_of(labels),
                 state: String::new(),
+                restarts: None,
             },
         }
     }

@@ -23,7 +23,7 @@ use crate::images::{self, ImageRecipe};
 use crate::manifest::Egress as EgressLists;
 use crate::plan::{
     labels, resource_name, AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec,
-    Hardening, ImageRef, PortSpec,
+    Hardening, ImageRef, PortSpec, Restart,
 };
 use crate::sidecar::{cred, AgentGrant, BottleContext, Sidecar, SidecarPlan};
 
@@ -178,6 +178,7 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
         hosts_of: Vec::new(),
         files: p.files,
         init: true,
+        restart: Restart::sidecar(),
         hardening: Hardening {
             // It listens above 1024 and writes nothing: no capability at all.
             cap_drop: vec!["ALL".to_owned()],

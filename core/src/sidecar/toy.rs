@@ -14,6 +14,7 @@ use crate::diag::PlanError;
 use crate::images::{self, ImageRecipe};
 use crate::plan::{
     labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, ImageRef, PortSpec,
+    Restart,
 };
 use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan, SIDECARS};
 
@@ -70,6 +71,7 @@ impl Sidecar for Toy {
             hosts_of: Vec::new(),
             files: Vec::new(),
             init: true,
+            restart: Restart::sidecar(),
             hardening: Hardening {
                 cap_drop: vec!["ALL".into()],
                 cap_add: Vec::new(),

@@ -272,12 +272,18 @@ pub fn parse_ps(json: &str) -> Result<Vec<BottleStatus>, BackendError> {
                     .as_str()
                     .unwrap_or("unknown")
                     .to_ascii_lowercase(),
+                // The kubelet's count of the Pod's container restarts (its init containers'
+                // are not restarts of the Pod's work).
+                restarts: item["status"]["containerStatuses"]
+                    .as_array()
+                    .map(|c| c.iter().filter_map(|s| s["restartCount"].as_u64()).sum()),
             },
             Some("NetworkPolicy") => Resource {
                 kind: ResourceKind::Network,
                 name,
                 role,
                 state: String::new(),
+                restarts: None,
             },
             _ => continue,
         };
@@ -304,6 +310,7 @@ pub fn parse_deleted(out: &str) -> Vec<Resource> {
                 name: name.to_owned(),
                 role: name.rsplit('-').next().map(str::to_owned),
                 state: String::new(),
+                restarts: None,
             })
         })
         .collect()
@@ -316,7 +323,8 @@ mod tests {
     #[test]
     fn ps_groups_pods_and_policies_by_bottle() {
         let json = r#"{"items": [
-            {"kind": "Pod", "metadata": {"name": "bottle-a-gate", "labels": {"bottle.slug": "a", "bottle.role": "gate"}}, "status": {"phase": "Running"}},
+            {"kind": "Pod", "metadata": {"name": "bottle-a-gate", "labels": {"bottle.slug": "a", "bottle.role": "gate"}}, "status": {"phase": "Running", "containerStatuses": [{"name": "gate", "restartCount": 2}]}},
+            {"kind": "Pod", "metadata": {"name": "bottle-a-agent", "labels": {"bottle.slug": "a", "bottle.role": "agent"}}, "status": {"phase": "Pending"}},
             {"kind": "Service", "metadata": {"name": "bottle-a-gate", "labels": {"bottle.slug": "a", "bottle.role": "gate"}}},
             {"kind": "NetworkPolicy", "metadata": {"name": "bottle-b-agent", "labels": {"bottle.slug": "b", "bottle.role": "agent"}}}
         ]}"#;
@@ -324,7 +332,12 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].slug, "a");
         assert_eq!(got[0].resources[0].state, "running");
-        assert_eq!(got[0].resources.len(), 1);
+        assert_eq!(got[0].resources[0].restarts, Some(2));
+        assert_eq!(
+            got[0].resources[1].restarts, None,
+            "no container status yet"
+        );
+        assert_eq!(got[0].resources.len(), 2);
         assert_eq!(got[1].resources[0].kind, ResourceKind::Network);
     }
 

@@ -794,7 +794,11 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             // OnFailure: a completed init container is not run again (Podman 4.3 restarts
-            // it under Always); a crashed container is.
+            // it under Always); a crashed container is. The kubelet restarts a Pod's
+            // containers with a growing back-off and no bound, whatever the plan's
+            // `restart` says (a Pod has no maximum): sidecars (`on-failure:5` on the
+            // engines) restart here without a limit, and so does the agent, which the
+            // engines never restart.
             restart_policy: Some("OnFailure".to_owned()),
             // The plan's `init`: the Pod's pause container is PID 1 and reaps orphans.
             share_process_namespace: c.init.then_some(true),

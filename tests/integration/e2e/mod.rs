@@ -173,6 +173,7 @@ macro_rules! suite {
             a_route_adds_the_key_outside_the_agent,
             claude_code_works_in_a_bottle,
             run_takes_down_only_what_it_brought_up,
+            a_killed_gate_restarts_and_serves_again,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use bottle_core::backend::UpOptions;
-use bottle_core::plan::{ContainerSpec, Egress, Plan};
+use bottle_core::plan::{ContainerSpec, Egress, Plan, Restart};
 
 use super::checks::{check_plan, ContainerFiles};
 use super::script::Script;
@@ -85,6 +85,9 @@ fn create_groups(
     }
     if ct.init {
         g.push(q("--init")?);
+    }
+    if ct.restart != Restart::No {
+        g.push(qj(["--restart", &ct.restart.engine_value()])?);
     }
     g.push(q(&ct.image.name)?);
     if let Some(command) = &ct.command {

@@ -10,7 +10,7 @@ use std::process::Command;
 use bottle_core::manifest::{self, Env};
 use bottle_core::plan::{
     labels, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening, ImageRef,
-    NetworkRole, NetworkSpec, Plan, SecretBytes, PLAN_FORMAT,
+    NetworkRole, NetworkSpec, Plan, Restart, SecretBytes, PLAN_FORMAT,
 };
 use bottle_core::planner;
 use tempfile::TempDir;
@@ -152,6 +152,7 @@ fn container(slug: &str, role: &str, network: &str, files: Vec<FileSpec>) -> Con
         hosts_of: Vec::new(),
         files,
         init: true,
+        restart: Restart::No,
         hardening: hardening(),
         ports: Vec::new(),
         egress: Egress::Nothing,

@@ -42,9 +42,15 @@ async fn find<E: Engine>(
     Ok((containers, networks))
 }
 
-/// [`Backend::ps`](bottle_core::backend::Backend::ps): resources grouped by bottle.
+/// [`Backend::ps`](bottle_core::backend::Backend::ps): resources grouped by bottle, each
+/// container with its restart count (one inspection each, all at once). A container gone
+/// between the list and its inspection has no count; that is no error.
 pub async fn ps<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-    let (containers, networks) = find(e, slug).await?;
+    let (mut containers, networks) = find(e, slug).await?;
+    let counts = join_all(containers.iter().map(|c| e.restart_count(&c.id))).await;
+    for (c, count) in containers.iter_mut().zip(counts) {
+        c.resource.restarts = count.ok();
+    }
     Ok(resources::group(containers.into_iter().chain(networks)))
 }
 

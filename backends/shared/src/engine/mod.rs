@@ -429,6 +429,10 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// Whether container `name` runs.
     async fn container_running(&self, name: &str) -> Result<bool, EngineError>;
 
+    /// How many times the engine restarted container `id` by its restart policy (its
+    /// inspect output's `RestartCount`).
+    async fn restart_count(&self, id: &str) -> Result<u64, EngineError>;
+
     /// Everything container `name` has written on its standard output so far (its
     /// standard error left out): where sidecars write their audit lines.
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError>;

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use bottle_core::backend::{Backend, BackendError};
 use bottle_core::plan::{
     labels, resource_name, ContainerRole, ContainerSpec, Egress, FileSpec, Hardening, HostOf,
-    ImageRef, NetworkRole, NetworkSpec, Plan, PortSpec, Reach, PLAN_FORMAT,
+    ImageRef, NetworkRole, NetworkSpec, Plan, PortSpec, Reach, Restart, PLAN_FORMAT,
 };
 
 use crate::engine::{self, Engine};
@@ -460,6 +460,7 @@ pub fn container(slug: &str, role: &str, image: &str, network: &str) -> Containe
         hosts_of: Vec::new(),
         files: Vec::<FileSpec>::new(),
         init: true,
+        restart: Restart::No,
         hardening: hardening(),
         ports: Vec::new(),
         egress: Egress::Nothing,

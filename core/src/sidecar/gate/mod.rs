@@ -19,7 +19,7 @@ use crate::images::{self, ImageRecipe};
 use crate::manifest::{Bottle, GitUpstream};
 use crate::plan::{
     labels, resource_name, AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec,
-    Hardening, ImageRef, PortSpec, SecretBytes,
+    Hardening, ImageRef, PortSpec, Restart, SecretBytes,
 };
 use crate::quote;
 use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan};
@@ -270,6 +270,7 @@ impl GitGate {
             hosts_of: Vec::new(),
             files,
             init: true,
+            restart: Restart::sidecar(),
             hardening: Hardening {
                 // git daemon listens above 1024 and the gate owns what it writes: it needs
                 // no capability at all.

@@ -63,6 +63,7 @@ impl PluginBackend for Good {
                 name: format!("bottle-{slug}-agent"),
                 role: Some("agent".into()),
                 state: "running".to_owned(),
+                restarts: None,
             }],
         }])
     }
@@ -74,6 +75,7 @@ impl PluginBackend for Good {
                 name: format!("bottle-{s}-internal"),
                 role: Some("internal".into()),
                 state: String::new(),
+                restarts: None,
             })
             .into_iter()
             .collect())
