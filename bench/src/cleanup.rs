@@ -33,6 +33,21 @@ pub(crate) fn process_register(name: &'static str, child: Child) {
         .push((name, child));
 }
 
+/// Runs `work` (loopback measures with processes of their own) on a two-thread runtime,
+/// then stops those processes whatever happened.
+pub(crate) fn on_runtime<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(work);
+    process_stop();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
 /// Stops the processes the run started: SIGTERM, then SIGKILL after 5 s; safe to call
 /// more than once.
 pub(crate) fn process_stop() {

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::cleanup::process_stop;
+use crate::cleanup::on_runtime;
 use crate::proxy::{errors, free_port, start, version, write};
 use crate::results::{Measure, Series, Target};
 
@@ -74,15 +74,8 @@ pub(crate) struct CredRun<'a> {
 pub(crate) fn measure_cred(
     run: &CredRun<'_>,
 ) -> anyhow::Result<(Vec<Measure>, serde_json::Map<String, Value>)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(measure_all(run));
-    // Whatever happened, the stand-in and the sidecar go.
-    process_stop();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    result
+    // Whatever happened, the processes it started go.
+    on_runtime(measure_all(run))
 }
 
 /// How the client reaches the stand-in.

@@ -258,6 +258,32 @@ pub(crate) fn alternate(
     Ok(())
 }
 
+/// One round of a paired measure whose rounds each need their own setup (new commits to
+/// push): the two sides in alternating order, so neither always runs second; round 0 is a
+/// warm-up, not recorded, whose failure stops the measure.
+pub(crate) fn paired_round(
+    m: &mut Measure,
+    k: usize,
+    bottle: impl FnOnce() -> anyhow::Result<f64>,
+    baseline: impl FnOnce() -> anyhow::Result<f64>,
+) -> anyhow::Result<()> {
+    let (a, b) = if k % 2 == 1 {
+        let a = bottle();
+        (a, baseline())
+    } else {
+        let b = baseline();
+        (bottle(), b)
+    };
+    if k == 0 {
+        a?;
+        b?;
+        return Ok(());
+    }
+    m.bottle.record(a);
+    m.baseline.record(b);
+    Ok(())
+}
+
 pub(crate) fn measure_clone(ctx: &Ctx, w: &World) -> anyhow::Result<Measure> {
     let mut m = Measure::new(
         "clone",
@@ -460,20 +486,7 @@ pub(crate) fn measure_push(ctx: &Ctx, w: &World) -> anyhow::Result<Vec<Measure>>
                 STEP,
             )
         };
-        let (a, b) = if k % 2 == 1 {
-            let a = through_gate();
-            (a, direct())
-        } else {
-            let b = direct();
-            (through_gate(), b)
-        };
-        if k == 0 {
-            a?;
-            b?;
-            continue;
-        }
-        m.bottle.record(a);
-        m.baseline.record(b);
+        paired_round(&mut m, k, through_gate, direct)?;
     }
     // What scanning only the new commits saves: the gate's scan, and a scan of everything.
     let last = ctx.runs;

@@ -39,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::cleanup::{process_register, process_stop};
+use crate::cleanup::{on_runtime, process_register};
 use crate::results::{Measure, Series, Target};
 
 /// The measures of this module, in the order they run.
@@ -90,15 +90,8 @@ pub(crate) struct ProxyRun<'a> {
 pub(crate) fn measure_proxies(
     run: &ProxyRun<'_>,
 ) -> anyhow::Result<(Vec<Measure>, serde_json::Map<String, Value>)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(measure_all(run));
-    // Whatever happened, the proxies go (cleanup_now would stop them too).
-    process_stop();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    result
+    // Whatever happened, the processes it started go.
+    on_runtime(measure_all(run))
 }
 
 async fn measure_all(

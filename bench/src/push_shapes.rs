@@ -15,7 +15,7 @@ use anyhow::bail;
 
 use crate::cmd::{exec_ok, exec_timed};
 use crate::ctx::Ctx;
-use crate::git::World;
+use crate::git::{paired_round, World};
 use crate::results::{Measure, Target};
 use crate::STEP;
 
@@ -108,20 +108,7 @@ fn measure_shape(
                 STEP,
             )
         };
-        let (a, b) = if k % 2 == 1 {
-            let a = through_gate();
-            (a, direct())
-        } else {
-            let b = direct();
-            (through_gate(), b)
-        };
-        if k == 0 {
-            a?;
-            b?;
-            continue;
-        }
-        m.bottle.record(a);
-        m.baseline.record(b);
+        paired_round(&mut m, k, through_gate, direct)?;
     }
     Ok(m)
 }

@@ -612,6 +612,21 @@ pub struct Hardening {
 }
 
 impl Hardening {
+    /// A sidecar's: every capability dropped and none added (it listens above 1024 and owns
+    /// what it writes), no-new-privileges, and these limits.
+    pub fn sidecar(pids_limit: i64, memory_bytes: i64) -> Hardening {
+        Hardening {
+            cap_drop: vec!["ALL".to_owned()],
+            cap_add: Vec::new(),
+            no_new_privileges: true,
+            pids_limit,
+            memory_bytes,
+            no_ipv6: false,
+        }
+    }
+}
+
+impl Hardening {
     /// The kernel parameters the container is created with, as the engines take them
     /// (`--sysctl KEY=VALUE`): what [`Hardening::no_ipv6`] asks for.
     pub fn sysctls(&self) -> BTreeMap<String, String> {

@@ -179,15 +179,8 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
         files: p.files,
         init: true,
         restart: Restart::sidecar(),
-        hardening: Hardening {
-            // It listens above 1024 and writes nothing: no capability at all.
-            cap_drop: vec!["ALL".to_owned()],
-            cap_add: Vec::new(),
-            no_new_privileges: true,
-            pids_limit: PROXY_PIDS,
-            memory_bytes: PROXY_MEMORY,
-            no_ipv6: false,
-        },
+        // It listens above 1024 and writes nothing: no capability at all.
+        hardening: Hardening::sidecar(PROXY_PIDS, PROXY_MEMORY),
         ports: vec![PortSpec {
             name: p.port_name.to_owned(),
             port: p.port,

@@ -72,14 +72,7 @@ impl Sidecar for Toy {
             files: Vec::new(),
             init: true,
             restart: Restart::sidecar(),
-            hardening: Hardening {
-                cap_drop: vec!["ALL".into()],
-                cap_add: Vec::new(),
-                no_new_privileges: true,
-                pids_limit: 64,
-                memory_bytes: 64 << 20,
-                no_ipv6: false,
-            },
+            hardening: Hardening::sidecar(64, 64 << 20),
             ports: vec![PortSpec {
                 name: "toy".into(),
                 port: TOY_PORT,

@@ -271,16 +271,12 @@ impl GitGate {
             files,
             init: true,
             restart: Restart::sidecar(),
-            hardening: Hardening {
-                // git daemon listens above 1024 and the gate owns what it writes: it needs
-                // no capability at all.
-                cap_drop: vec!["ALL".to_owned()],
-                cap_add: Vec::new(),
-                no_new_privileges: true,
-                pids_limit: GATE_PIDS,
-                memory_bytes: bottle.gate_memory_bytes.unwrap_or(GATE_MEMORY),
-                no_ipv6: false,
-            },
+            // git daemon listens above 1024 and the gate owns what it writes: it needs no
+            // capability at all.
+            hardening: Hardening::sidecar(
+                GATE_PIDS,
+                bottle.gate_memory_bytes.unwrap_or(GATE_MEMORY),
+            ),
             ports: vec![PortSpec {
                 name: GATE_PORT_NAME.to_owned(),
                 port: GATE_PORT,

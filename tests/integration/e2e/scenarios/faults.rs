@@ -171,14 +171,7 @@ pub fn a_killed_gate_restarts_and_serves_again(engine: &'static Engine) {
         "a clean push after the restart failed\n{}",
         show(&out)
     );
-    let head = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
-    let r = format!("refs/heads/{branch}");
-    assert_eq!(
-        h.upstream_ref(&r),
-        Some(head.clone()),
-        "upstream after the push"
-    );
-    assert_eq!(h.gate_ref(&r), Some(head), "the gate after the push");
+    super::pushed_head_arrived(&h, dir, branch);
     // The audit copy runs again and copies only what is new (`tail -n 0`): the push before
     // the restart once, the one after it once.
     pushes_logged(&h, 2);

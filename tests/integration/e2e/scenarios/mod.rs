@@ -1130,6 +1130,11 @@ pub fn clean_push_arrives(h: &Harness) {
         "the push was not scanned\n{}",
         show(&out)
     );
+    pushed_head_arrived(h, dir, branch);
+}
+
+/// The head of the agent's clone `dir` is `branch` upstream and on the gate.
+fn pushed_head_arrived(h: &Harness, dir: &str, branch: &str) {
     let head = h.agent_ok(&format!("git -C {dir} rev-parse HEAD"));
     let r = format!("refs/heads/{branch}");
     assert_eq!(
