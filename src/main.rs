@@ -1,7 +1,9 @@
 //! `bottle`: the command-line front end. Parses arguments, finds the manifest and the
 //! backend, plans, and hands the plan to the backend. Exit codes: 0 success, 1 a runtime
 //! failure, 2 a usage or manifest error (clap's own usage errors exit 2 too); `exec` and
-//! `run` exit with their command's code.
+//! `run` exit with their command's code, and `exec` exits 125 when the agent is not running
+//! (podman's and `docker run`'s code for "the engine's side failed, the command did not
+//! run"; 1 would be taken for the command's own failure).
 
 mod backends;
 mod cli;
@@ -10,6 +12,7 @@ mod demo;
 mod doctor;
 mod logs;
 mod run;
+mod status;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -28,11 +31,14 @@ use cli::{Cli, Command, ImageCommand, InitAgent};
 #[error("{0}")]
 struct UsageError(String);
 
-/// `exec` found no running agent: exits 1, never a code the command could have chosen
-/// unseen (its message says the command did not run).
+/// `exec` found no running agent: exits [`NOT_RUNNING_CODE`], so that a script tells it
+/// from the command's own failure (its message says the command did not run).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct NotRunning(String);
+
+/// The exit code of `exec` on a bottle whose agent is not running.
+const NOT_RUNNING_CODE: u8 = 125;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -67,6 +73,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     });
     if usage {
         2
+    } else if err.chain().any(|e| e.is::<NotRunning>()) {
+        NOT_RUNNING_CODE
     } else {
         1
     }
@@ -271,8 +279,72 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             backend.down(&slug).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stop { bottle } => {
+            let manifest = try_manifest(&cli)?;
+            let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let stopped = backend.stop(&slug).await?;
+            if !backend.name().starts_with("dry-run") {
+                if stopped.is_empty() {
+                    println!("bottle {slug}: nothing was running");
+                }
+                for r in &stopped {
+                    println!("stopped {} {}", r.kind, r.name);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start { bottle } => {
+            let manifest = load_manifest(&cli)?;
+            let bottle = manifest.select(bottle.as_deref())?;
+            let plan = planner::plan(bottle)?;
+            let backend = open_backend(&cli, Some(&manifest)).await?;
+            let started = backend.start(&plan).await?;
+            if !backend.name().starts_with("dry-run") {
+                if started.is_empty() {
+                    println!("bottle {}: running already", plan.slug);
+                }
+                for name in &started {
+                    println!("started container {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { bottle, format } => {
+            let manifest = try_manifest(&cli)?;
+            if let Some(dry) = dry_run(&cli, manifest.as_ref())? {
+                return Err(refused_by_dry_run(
+                    "status has nothing to show in a dry run",
+                    dry,
+                    "drop --dry-run: `bottle status` only reads from the engine",
+                ));
+            }
+            let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
+            // With the manifest's bottle: its containers (to name missing ones) and mirrors.
+            let known = manifest
+                .as_ref()
+                .and_then(|m| m.bottles.get(&slug))
+                .map(|b| -> anyhow::Result<_> {
+                    let repos = b.git.iter().map(|g| g.name.clone()).collect::<Vec<_>>();
+                    Ok((planner::plan(b)?, repos))
+                })
+                .transpose()?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let (plan, repos) = match &known {
+                Some((plan, repos)) => (Some(plan), repos.as_slice()),
+                None => (None, &[][..]),
+            };
+            let found = status::gather(backend.as_ref(), &slug, plan, repos).await?;
+            if format.json() {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                print!("{}", status::human(&found, std::time::SystemTime::now()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Logs {
             bottle,
+            container,
             denied,
             format,
             follow,
@@ -288,6 +360,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
+            if let Some(role) = container {
+                logs::container_output(backend.as_ref(), &slug, role).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let filter = logs::Filter {
                 denied: *denied,
                 since: *since,
@@ -476,7 +552,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
                 Err(BackendError::NotRunning { slug, role }) => {
                     let mut message = format!(
-                        "bottle '{slug}' has no running {role} container, so the command did not run\n  hint: start it with `bottle up {slug}`"
+                        "bottle '{slug}' has no running {role} container, so the command did not run\n  hint: start it with `bottle up {slug}` (which also starts a stopped bottle), then run the command again"
                     );
                     // `bottle exec ls`: the name may have been meant as the command.
                     let in_manifest = manifest

@@ -82,6 +82,37 @@ pub struct BottleStatus {
     pub resources: Vec<Resource>,
 }
 
+/// One container of a bottle as `bottle status` shows it: what [`Resource`] says of it, and
+/// what the engine's inspection adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    /// Its name.
+    pub name: String,
+    /// Its `bottle.role` label (`agent`, `gate`, ...), when it has one.
+    pub role: Option<String>,
+    /// The engine's state (`running`, `exited`, `created`, ...).
+    pub state: String,
+    /// Its health check's verdict (`healthy`, `starting`, ...), when it has a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// When it last started (RFC 3339, as the engine says it); `None`: never started, or the
+    /// backend does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// How many times the engine restarted it by its restart policy, when the backend knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u64>,
+}
+
+/// One chunk of a container's own output (`bottle logs --container`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputChunk {
+    /// From its standard output.
+    Stdout(Vec<u8>),
+    /// From its standard error.
+    Stderr(Vec<u8>),
+}
+
 /// What one container of a bottle wrote as audit lines (its standard output).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditStream {
@@ -136,6 +167,16 @@ pub enum BackendError {
     Other(String),
 }
 
+impl BackendError {
+    /// The refusal of a backend that cannot do `what` (stop, start, read a container's
+    /// output): names the backend and the ones that can.
+    pub fn unsupported(backend: &str, what: &str) -> BackendError {
+        BackendError::Other(format!(
+            "the {backend} backend cannot {what}\n  hint: use --backend docker or podman"
+        ))
+    }
+}
+
 fn list(found: &[(ResourceKind, String)]) -> String {
     found
         .iter()
@@ -167,6 +208,57 @@ pub trait Backend: Send + Sync {
 
     /// Runs a command in the bottle's agent; returns its exit code.
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError>;
+
+    /// Stops the bottle's running containers, keeping them, their networks and their state
+    /// (the gate's mirror, the audit log); returns the containers it stopped. Backends that
+    /// run no engine refuse.
+    async fn stop(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
+        let _ = slug;
+        Err(BackendError::unsupported(self.name(), "stop a bottle"))
+    }
+
+    /// Starts the stopped containers of the bottle of `plan`, which must all exist, in the
+    /// plan's order (sidecars before the agent, as `up` does); returns the names it started
+    /// (none: it was running). Backends that run no engine refuse.
+    async fn start(&self, plan: &Plan) -> Result<Vec<String>, BackendError> {
+        let _ = plan;
+        Err(BackendError::unsupported(self.name(), "start a bottle"))
+    }
+
+    /// The bottle's containers with what the engine says of each (state, health, when it
+    /// started, restarts). Default: what [`Backend::ps`] says, without health or start time.
+    async fn status(&self, slug: &str) -> Result<Vec<ContainerStatus>, BackendError> {
+        let found = self.ps(Some(slug)).await?;
+        Ok(found
+            .into_iter()
+            .filter(|b| b.slug == slug)
+            .flat_map(|b| b.resources)
+            .filter(|r| r.kind == ResourceKind::Container)
+            .map(|r| ContainerStatus {
+                name: r.name,
+                role: r.role,
+                state: r.state,
+                health: None,
+                started_at: None,
+                restarts: r.restarts,
+            })
+            .collect())
+    }
+
+    /// Everything the bottle's container of role `role` wrote on its standard output and
+    /// error, in order (its engine's logs; not the audit log). Backends that keep no logs
+    /// refuse.
+    async fn container_output(
+        &self,
+        slug: &str,
+        role: &str,
+    ) -> Result<Vec<OutputChunk>, BackendError> {
+        let _ = (slug, role);
+        Err(BackendError::unsupported(
+            self.name(),
+            "read a container's output",
+        ))
+    }
 
     /// The audit lines of the bottle's containers that write them (label `bottle.audit`),
     /// running or stopped. Backends that keep no logs refuse.

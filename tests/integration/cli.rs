@@ -804,3 +804,73 @@ fn validate_checks_as_up_would_and_summarises() {
     assert_eq!(c, 2, "{out}");
     assert!(out.contains("ANTHROPIC_API_KEY is not set"), "{out}");
 }
+
+/// `stop`, `start`, `status` and `logs --container`: their help, their dry-run scripts (the
+/// plan's order for `start`), and their refusals.
+#[test]
+fn stop_start_status_and_container_logs() {
+    let dir = project();
+    for command in ["stop", "start", "status", "logs"] {
+        let help = ok(bottle(dir.path())
+            .env("COLUMNS", "100")
+            .args([command, "--help"]));
+        insta::assert_snapshot!(format!("help_{command}"), help);
+    }
+
+    // stop: the running containers found by label, stopped, kept.
+    let out = ok(bottle(dir.path()).args(["--dry-run", "stop"]));
+    assert!(
+        out.contains("containers=$(docker ps -q --filter 'label=bottle.slug=demo')")
+            && out.contains("xargs -r docker stop"),
+        "{out}"
+    );
+    assert!(!out.contains(" rm "), "stop removes nothing:\n{out}");
+    // start: the plan's containers, one by one, the agent last.
+    let out = ok(bottle(dir.path()).args(["--backend", "dry-run-podman", "start"]));
+    let starts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("podman start "))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "podman start bottle-demo-gate >/dev/null",
+            "podman start bottle-demo-proxy >/dev/null",
+            "podman start bottle-demo-agent >/dev/null",
+        ],
+        "{out}"
+    );
+
+    // start plans, so it needs the manifest; stop does not.
+    let empty = tempfile::tempdir().unwrap();
+    let (c, out) = code(bottle(empty.path()).args(["--dry-run", "start", "demo"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("no bottle.toml"), "{out}");
+    ok(bottle(empty.path()).args(["--dry-run", "stop", "demo"]));
+
+    // status reads the engine: refused in a dry run, nothing on stdout.
+    let (c, out, err) = outputs(bottle(dir.path()).args(["--dry-run", "status"]));
+    assert_eq!((c, out.as_str()), (2, ""), "{err}");
+    insta::assert_snapshot!("dry_run_status_refused", err);
+
+    // --container shows a container's output, not audit records: no audit filters with it.
+    let (c, out) = code(bottle(dir.path()).args(["logs", "--container", "gate", "--denied"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("cannot be used with"), "{out}");
+
+    // An engine that is not there is a runtime failure.
+    for args in [
+        &["status"][..],
+        &["stop"],
+        &["start"],
+        &["logs", "--container", "gate"],
+    ] {
+        let (c, out) = code(
+            bottle(dir.path())
+                .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+                .args(["--backend", "docker"])
+                .args(args),
+        );
+        assert_eq!(c, 1, "{args:?}: {out}");
+    }
+}

@@ -148,11 +148,11 @@ fn a_good_plugin_is_listed_and_works_as_a_backend() {
     ]));
     assert_eq!(c, 3, "{out}");
     assert!(out.contains(r#"["echo", "hi"]"#), "{out}");
-    // A bottle that is not running is told apart from a command that failed: exit 1 and
+    // A bottle that is not running is told apart from a command that failed: exit 125 and
     // a message saying the command did not run; a name that may be the command, a hint.
     let (c, out) =
         code(bottle(dir.path()).args([&flag(&good), "--backend", "test-good", "exec", "stopped"]));
-    assert_eq!(c, 1, "{out}");
+    assert_eq!(c, 125, "{out}");
     assert!(
         out.contains("bottle 'stopped' has no running agent container, so the command did not run")
             && out.contains("hint: start it with `bottle up stopped`")
@@ -464,6 +464,25 @@ fn kube_prints_the_bottle_without_its_key_unless_asked() {
         out.contains("kind: Secret") && out.contains(key_b64),
         "{out}"
     );
+
+    // The plugin ABI has no stop, start or container output: each a clear refusal.
+    for args in [
+        &["stop", "demo"][..],
+        &["start", "demo"],
+        &["logs", "demo", "--container", "gate"],
+    ] {
+        let (c, out) = code(
+            bottle(dir.path())
+                .args([&flag(&kube), "--backend", "kube"])
+                .args(args),
+        );
+        assert_eq!(c, 1, "{args:?}: {out}");
+        assert!(
+            out.contains("error: the kube backend cannot ")
+                && out.contains("hint: use --backend docker or podman"),
+            "{args:?}: {out}"
+        );
+    }
 
     let out = ok(bottle(dir.path()).args([&flag(&kube), "--backend", "kube", "down", "demo"]));
     assert_eq!(

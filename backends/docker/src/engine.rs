@@ -18,8 +18,8 @@ use bollard::query_parameters::{
     UploadToContainerOptions,
 };
 use bottle_backend_shared::engine::{
-    Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
-    Settings,
+    Attached, BuildEvent, ContainerInfo, Engine, EngineError, ExecChunk, ExecState, ImageInfo,
+    ImportBody, Listed, Settings,
 };
 use bottle_backend_shared::images::{split_reference, BuildSpec};
 use bottle_backend_shared::resources;
@@ -214,6 +214,10 @@ impl Engine for Docker {
         self.client.start_container(id, None).await.map_err(ee)
     }
 
+    async fn stop_container(&self, id: &str) -> Result<(), EngineError> {
+        self.client.stop_container(id, None).await.map_err(ee)
+    }
+
     async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError> {
         let c = self.client.inspect_container(id, None).await.map_err(ee)?;
         Ok(c.network_settings
@@ -287,11 +291,41 @@ impl Engine for Docker {
         Ok(c.state.and_then(|s| s.running) == Some(true))
     }
 
-    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, EngineError> {
         let c = self.client.inspect_container(id, None).await.map_err(ee)?;
-        Ok(c.restart_count
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0))
+        let state = c.state.unwrap_or_default();
+        Ok(ContainerInfo {
+            restarts: c
+                .restart_count
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            started_at: ContainerInfo::started(state.started_at),
+            health: state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
+        })
+    }
+
+    async fn output_log(&self, name: &str) -> Result<Vec<ExecChunk>, EngineError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(name, Some(options));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item.map_err(ee)? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.push(ExecChunk::Stdout(message))
+                }
+                LogOutput::StdErr { message } => out.push(ExecChunk::Stderr(message)),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok(out)
     }
 
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {

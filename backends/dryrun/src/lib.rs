@@ -5,8 +5,9 @@
 //! The printed `up` script is meant to be *honest*: run against an engine, it creates the same
 //! bottle the docker (or podman) backend creates through the engine API, from the same
 //! [`Plan`]. The printers are pure functions ([`render_up`], [`render_down`],
-//! [`render_cleanup`], [`render_ps`], [`render_exec`]) that the [`Backend`] methods of
-//! [`DryRun`] call and write to a sink, so tests can snapshot them directly.
+//! [`render_cleanup`], [`render_ps`], [`render_exec`], [`render_stop`], [`render_start`])
+//! that the [`Backend`] methods of [`DryRun`] call and write to a sink, so tests can
+//! snapshot them directly.
 //!
 //! # Design decisions
 //!
@@ -71,6 +72,12 @@
 //!   and removed with `xargs -r ... rm -f` / `network rm`: idempotent. `ps` prints its listing
 //!   commands and returns no bottles; `exec` prints `exec [-it] bottle-<slug>-agent CMD...`
 //!   and returns 0; `cleanup` returns nothing removed.
+//! - **stop, start.** `stop` lists the running containers by label (`ps -q`) and stops
+//!   them with `xargs -r ... stop`: idempotent. `start` prints one `start NAME` per container
+//!   of the plan, in plan order (the order `up` starts them in); `start` of a running
+//!   container changes nothing, and a missing one stops the script. The printed `up` does
+//!   not resume a stopped bottle as the engine backends' `up` does: its leftover probe
+//!   stops it, and the printed `start` is the way.
 #![deny(missing_docs)]
 
 mod render;
@@ -84,7 +91,8 @@ use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Res
 use bottle_core::plan::Plan;
 
 pub use render::{
-    render_cleanup, render_down, render_exec, render_ps, render_up, render_up_with, RenderError,
+    render_cleanup, render_down, render_exec, render_ps, render_start, render_stop, render_up,
+    render_up_with, RenderError,
 };
 
 /// The CLI syntax the scripts are printed in.
@@ -193,6 +201,16 @@ impl Backend for DryRun {
 
     async fn down(&self, slug: &str) -> Result<(), BackendError> {
         self.print(render_down(slug, self.cli))
+    }
+
+    async fn stop(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
+        self.print(render_stop(slug, self.cli))?;
+        Ok(Vec::new())
+    }
+
+    async fn start(&self, plan: &Plan) -> Result<Vec<String>, BackendError> {
+        self.print(render_start(plan, self.cli))?;
+        Ok(Vec::new())
     }
 
     async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use bottle_backend_shared::engine::{
-    Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
-    Settings,
+    Attached, BuildEvent, ContainerInfo, Engine, EngineError, ExecChunk, ExecState, ImageInfo,
+    ImportBody, Listed, Settings,
 };
 use bottle_backend_shared::images::BuildSpec;
 use bottle_core::backend::ExecOptions;
@@ -194,6 +194,15 @@ impl Engine for Podman {
         self.api.containers().get(id).start(None).await.map_err(ee)
     }
 
+    async fn stop_container(&self, id: &str) -> Result<(), EngineError> {
+        self.api
+            .containers()
+            .get(id)
+            .stop(&Default::default())
+            .await
+            .map_err(ee)
+    }
+
     async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError> {
         let c = self.api.containers().get(id).inspect().await.map_err(ee)?;
         Ok(c.network_settings
@@ -285,7 +294,7 @@ impl Engine for Podman {
 
     /// Through the module `raw`: podman-api's model of libpod's inspect output has no
     /// `RestartCount`.
-    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, EngineError> {
         // `id` is the engine's own (hex) id, from its container list.
         let path = format!("/libpod/containers/{id}/json");
         let answer = self
@@ -293,10 +302,39 @@ impl Engine for Podman {
             .json(hyper::Method::GET, &path, None)
             .await
             .map_err(raw_ee)?;
-        Ok(answer
-            .get("RestartCount")
-            .and_then(|n| n.as_u64())
-            .unwrap_or(0))
+        let state = answer.get("State");
+        let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+        // Podman 4 calls it `Health`, older releases `Healthcheck`; an empty status is none.
+        let health = state
+            .and_then(|s| s.get("Health").or_else(|| s.get("Healthcheck")))
+            .and_then(|h| text(h.get("Status")))
+            .filter(|h| !h.is_empty());
+        Ok(ContainerInfo {
+            restarts: answer
+                .get("RestartCount")
+                .and_then(|n| n.as_u64())
+                .unwrap_or(0),
+            started_at: ContainerInfo::started(text(state.and_then(|s| s.get("StartedAt")))),
+            health,
+        })
+    }
+
+    async fn output_log(&self, name: &str) -> Result<Vec<ExecChunk>, EngineError> {
+        let opts = ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let container = self.api.containers().get(name);
+        let mut stream = container.logs(&opts);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(ee)? {
+                TtyChunk::StdOut(bytes) => out.push(ExecChunk::Stdout(bytes.into())),
+                TtyChunk::StdErr(bytes) => out.push(ExecChunk::Stderr(bytes.into())),
+                TtyChunk::StdIn(_) => {}
+            }
+        }
+        Ok(out)
     }
 
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {

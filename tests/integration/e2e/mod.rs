@@ -174,6 +174,8 @@ macro_rules! suite {
             claude_code_works_in_a_bottle,
             run_takes_down_only_what_it_brought_up,
             a_killed_gate_restarts_and_serves_again,
+            stop_and_start_keep_the_mirror,
+            up_resumes_a_bottle_the_engine_stopped,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {

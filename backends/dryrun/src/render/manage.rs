@@ -1,7 +1,9 @@
-//! The printers of `down`, `cleanup`, `ps` and `exec`.
+//! The printers of `down`, `stop`, `start`, `cleanup`, `ps` and `exec`.
 
 use bottle_core::backend::ExecRequest;
-use bottle_core::plan::{resource_name, ContainerRole, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
+use bottle_core::plan::{
+    resource_name, ContainerRole, Plan, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG,
+};
 
 use super::checks::check_name;
 use super::script::Script;
@@ -46,6 +48,68 @@ pub fn render_down(slug: &str, cli: Cli) -> Result<String, RenderError> {
     s.line(format!(
         "printf '%s\\n' {}",
         q(&format!("bottle {slug} is down"))?
+    ));
+    Ok(s.finish())
+}
+
+/// Prints the script `bottle stop <slug>` amounts to: stop the running containers labelled
+/// `bottle.slug=<slug>`, keeping them and their networks. Stopping nothing succeeds.
+pub fn render_stop(slug: &str, cli: Cli) -> Result<String, RenderError> {
+    let p = cli.program();
+    let mut s = Script::default();
+    s.header(&format!(
+        "bottle stop: stops the running containers of bottle {}, found by label; keeps them, their networks and what they hold.",
+        c(slug)
+    ));
+    s.line("set -eu");
+    s.comment("Captured first, so that a failing listing stops the script (set -e).");
+    s.line(format!(
+        "containers=$({})",
+        qj([
+            p,
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label={LABEL_SLUG}={slug}")
+        ])?
+    ));
+    s.line(format!(
+        "printf '%s\\n' \"$containers\" | xargs -r {} >/dev/null",
+        qj([p, "stop"])?
+    ));
+    s.line(format!(
+        "printf '%s\\n' {}",
+        q(&format!(
+            "bottle {slug} is stopped; `bottle start {slug}` starts it again"
+        ))?
+    ));
+    Ok(s.finish())
+}
+
+/// Prints the script `bottle start` amounts to for `plan`: start its containers one after
+/// the other in plan order (`start` of a running container changes nothing). A missing
+/// container stops the script.
+pub fn render_start(plan: &Plan, cli: Cli) -> Result<String, RenderError> {
+    let mut s = Script::default();
+    s.header(&format!(
+        "bottle start: starts the containers of bottle {} in the plan's order, as up does.",
+        c(&plan.slug)
+    ));
+    s.comment(format!(
+        "A missing container stops the script: then `bottle down {0}` and `bottle up {0}`.",
+        c(&plan.slug)
+    ));
+    s.line("set -eu");
+    for container in &plan.containers {
+        check_name("container", &container.name)?;
+        s.line(format!(
+            "{} >/dev/null",
+            qj([cli.program(), "start", &container.name])?
+        ));
+    }
+    s.line(format!(
+        "printf '%s\\n' {}",
+        q(&format!("bottle {} is started", plan.slug))?
     ));
     Ok(s.finish())
 }

@@ -8,7 +8,7 @@ use super::{Engine, EngineError, Listed};
 use crate::resources::{self, Found};
 
 /// Every labelled container and network (of `slug`, or of every bottle).
-async fn find<E: Engine>(
+pub(super) async fn find<E: Engine>(
     e: &E,
     slug: Option<&str>,
 ) -> Result<(Vec<Found>, Vec<Found>), BackendError> {
@@ -47,9 +47,9 @@ async fn find<E: Engine>(
 /// between the list and its inspection has no count; that is no error.
 pub async fn ps<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
     let (mut containers, networks) = find(e, slug).await?;
-    let counts = join_all(containers.iter().map(|c| e.restart_count(&c.id))).await;
-    for (c, count) in containers.iter_mut().zip(counts) {
-        c.resource.restarts = count.ok();
+    let infos = join_all(containers.iter().map(|c| e.inspect_container(&c.id))).await;
+    for (c, info) in containers.iter_mut().zip(infos) {
+        c.resource.restarts = info.ok().map(|i| i.restarts);
     }
     Ok(resources::group(containers.into_iter().chain(networks)))
 }

@@ -41,6 +41,7 @@
 
 mod exec;
 mod images;
+mod lifecycle;
 mod manage;
 mod up;
 
@@ -62,6 +63,7 @@ pub use images::{
     build_image, build_images, ensure_base_image, ensure_image, ensure_plan_images, ensure_recipe,
     image_command, image_exists, image_inputs, import_rootfs, make_base_image,
 };
+pub use lifecycle::{container_output, start, status, stop};
 pub use manage::{audit_logs, cleanup, down, ps};
 pub use up::{run_container, up};
 
@@ -124,6 +126,44 @@ macro_rules! impl_backend {
                 request: &$crate::engine::__core::backend::ExecRequest,
             ) -> Result<i32, $crate::engine::__core::backend::BackendError> {
                 $crate::engine::exec(self, request).await
+            }
+
+            async fn stop(
+                &self,
+                slug: &str,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::Resource>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::stop(self, slug).await
+            }
+
+            async fn start(
+                &self,
+                plan: &$crate::engine::__core::plan::Plan,
+            ) -> Result<Vec<String>, $crate::engine::__core::backend::BackendError> {
+                $crate::engine::start(self, plan).await
+            }
+
+            async fn status(
+                &self,
+                slug: &str,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::ContainerStatus>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::status(self, slug).await
+            }
+
+            async fn container_output(
+                &self,
+                slug: &str,
+                role: &str,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::OutputChunk>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::container_output(self, slug, role).await
             }
 
             async fn audit_logs(
@@ -273,6 +313,25 @@ pub struct Listed {
     pub state: String,
 }
 
+/// What bottle reads of a container's life from its inspection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// How many times the engine restarted it by its restart policy.
+    pub restarts: u64,
+    /// When it last started (RFC 3339); `None` when it never did (the engines' zero time).
+    pub started_at: Option<String>,
+    /// Its health check's status, when it has a check.
+    pub health: Option<String>,
+}
+
+impl ContainerInfo {
+    /// `started_at` as engines write it, `None` for their zero time (`0001-01-01...`) or
+    /// nothing.
+    pub fn started(at: Option<String>) -> Option<String> {
+        at.filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
+    }
+}
+
 /// What bottle reads of an image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageInfo {
@@ -412,6 +471,10 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// Starts container `id`.
     async fn start_container(&self, id: &str) -> Result<(), EngineError>;
 
+    /// Stops container `id` (the engine's stop: its stop signal, then a kill after the
+    /// engine's default grace period), keeping it.
+    async fn stop_container(&self, id: &str) -> Result<(), EngineError>;
+
     /// The address container `id` has on network `network` (it runs), `None` when it has
     /// none there.
     async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError>;
@@ -429,13 +492,16 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// Whether container `name` runs.
     async fn container_running(&self, name: &str) -> Result<bool, EngineError>;
 
-    /// How many times the engine restarted container `id` by its restart policy (its
-    /// inspect output's `RestartCount`).
-    async fn restart_count(&self, id: &str) -> Result<u64, EngineError>;
+    /// What container `id`'s inspection says of its life: restarts by its restart policy
+    /// (`RestartCount`), when it last started, its health.
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, EngineError>;
 
     /// Everything container `name` has written on its standard output so far (its
     /// standard error left out): where sidecars write their audit lines.
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError>;
+
+    /// Everything container `name` has written so far, standard output and error, in order.
+    async fn output_log(&self, name: &str) -> Result<Vec<ExecChunk>, EngineError>;
 
     /// Image `name`, or `None` when there is none.
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError>;

@@ -20,7 +20,9 @@ struct Created {
 
 /// [`Backend::up`](bottle_core::backend::Backend::up): probes for leftovers, ensures the
 /// images, then creates; on failure removes exactly what it created (or keeps it with
-/// [`UpOptions::keep_on_failure`]) and says so in the error.
+/// [`UpOptions::keep_on_failure`]) and says so in the error. A bottle whose every network
+/// and container exists, each container having run before, is resumed instead: its
+/// stopped containers are started in plan order ([`start`](super::start)).
 pub async fn up<E: Engine>(e: &E, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
     if let Some((c, h)) = plan.unfillable_host() {
         return Err(BackendError::Other(format!(
@@ -28,7 +30,25 @@ pub async fn up<E: Engine>(e: &E, plan: &Plan, opts: &UpOptions) -> Result<(), B
             c.name, h.name, h.container, h.network
         )));
     }
-    probe_leftovers(e, plan).await?;
+    match probe_leftovers(e, plan).await {
+        Ok(()) => {}
+        // The whole bottle is there, stopped (`bottle stop`, the engine restarted) or
+        // running: start what does not run, as `bottle start` does.
+        Err(BackendError::Leftovers { .. }) if super::lifecycle::resumable(e, plan).await => {
+            let started = super::start(e, plan).await?;
+            e.progress(&if started.is_empty() {
+                format!("bottle '{}' is up already", plan.slug)
+            } else {
+                format!(
+                    "bottle '{}' existed, stopped: started {}",
+                    plan.slug,
+                    started.join(", ")
+                )
+            });
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    }
     ensure_plan_images(e, plan).await?;
     for warning in e.warnings(plan) {
         e.progress(&warning);
