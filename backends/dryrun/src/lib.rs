@@ -77,7 +77,10 @@
 //!   of the plan, in plan order (the order `up` starts them in); `start` of a running
 //!   container changes nothing, and a missing one stops the script. The printed `up` does
 //!   not resume a stopped bottle as the engine backends' `up` does: its leftover probe
-//!   stops it, and the printed `start` is the way.
+//!   stops it, and the printed `start` is the way. Unlike the engine backends' `start`, the printed one
+//!   does not point the agent's host entries at its sidecars' new addresses: on podman,
+//!   which re-addresses a container that starts again, the agent may then not reach its
+//!   gate until `down` and `up` (a known gap).
 #![deny(missing_docs)]
 
 mod render;

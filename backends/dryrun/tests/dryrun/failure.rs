@@ -3,7 +3,9 @@
 
 use std::fs;
 
-use bottle_backend_dryrun::{render_down, render_up, render_up_with, Cli};
+use bottle_backend_dryrun::{
+    render_down, render_start, render_stop, render_up, render_up_with, Cli,
+};
 use bottle_core::backend::UpOptions;
 
 use crate::support::{agent_only, demo, Fake, Run};
@@ -179,4 +181,67 @@ fn down_stops_when_the_engine_cannot_list() {
     let run = fake.run(&render_down("demo", Cli::Docker).unwrap());
     assert!(!run.success);
     assert_eq!(run.calls.len(), 1);
+}
+
+#[test]
+fn stop_stops_what_runs_and_keeps_it() {
+    for cli in Cli::ALL {
+        let fake = Fake::new();
+        fake.containers("c1\nc2\n");
+        fake.networks("n1\n");
+        let run = fake.run(&render_stop("demo", cli).unwrap());
+        assert!(run.success, "{}", run.stderr);
+        let calls: Vec<Vec<&str>> = run.calls.iter().map(|c| c.args()).collect();
+        // Running containers only (no -a), stopped, nothing removed, networks untouched.
+        assert_eq!(
+            calls,
+            [
+                vec!["ps", "-q", "--filter", "label=bottle.slug=demo"],
+                vec!["stop", "c1", "c2"],
+            ]
+        );
+        assert!(
+            run.stdout.contains("bottle demo is stopped"),
+            "{}",
+            run.stdout
+        );
+
+        // Nothing running: nothing stopped, success.
+        let run = Fake::new().run(&render_stop("demo", cli).unwrap());
+        assert!(run.success, "{}", run.stderr);
+        assert_eq!(run.calls.len(), 1);
+    }
+}
+
+#[test]
+fn start_goes_in_plan_order_and_stops_at_a_missing_container() {
+    let demo = demo();
+    let names: Vec<&str> = demo
+        .plan
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for cli in Cli::ALL {
+        let fake = Fake::new();
+        let run = fake.run(&render_start(&demo.plan, cli).unwrap());
+        assert!(run.success, "{}", run.stderr);
+        let started: Vec<&str> = run
+            .calls_to(&["start"])
+            .iter()
+            .map(|c| c.args()[1])
+            .collect();
+        assert_eq!(started, names);
+        assert!(
+            names.last().is_some_and(|n| n.ends_with("-agent")),
+            "{names:?}"
+        );
+
+        // The first start fails (its container is missing): the script stops there.
+        let fake = Fake::new();
+        fake.fail("start");
+        let run = fake.run(&render_start(&demo.plan, cli).unwrap());
+        assert!(!run.success);
+        assert_eq!(run.calls_to(&["start"]).len(), 1);
+    }
 }

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::Command;
 
 use bottle_backend_dryrun::{
-    render_cleanup, render_down, render_exec, render_ps, render_up, render_up_with, Cli,
+    render_cleanup, render_down, render_exec, render_ps, render_start, render_stop, render_up,
+    render_up_with, Cli,
 };
 use bottle_core::backend::{ExecRequest, UpOptions};
 use tempfile::TempDir;
@@ -52,6 +53,10 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
                 render_down(slug, cli).unwrap(),
             ));
             out.push((
+                format!("{n} stop {slug:?}"),
+                render_stop(slug, cli).unwrap(),
+            ));
+            out.push((
                 format!("{n} cleanup {slug:?}"),
                 render_cleanup(Some(slug), cli).unwrap(),
             ));
@@ -65,6 +70,14 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
             render_cleanup(None, cli).unwrap(),
         ));
         out.push((format!("{n} ps all"), render_ps(None, cli).unwrap()));
+        out.push((
+            format!("{n} start demo"),
+            render_start(&demo.plan, cli).unwrap(),
+        ));
+        out.push((
+            format!("{n} start hostile"),
+            render_start(&hostile(&marker), cli).unwrap(),
+        ));
         let request = ExecRequest {
             slug: "demo".to_owned(),
             command: vec!["sh".to_owned(), "-c".to_owned(), e.clone()],

@@ -4,12 +4,14 @@
 //! networks and what they hold (the gate's mirror, the audit lines in the engine's logs).
 //! `start` takes the plan: it starts the stopped containers in the plan's order, the order
 //! `up` starts them in (sidecars first; the agent, which needs their addresses, last), and
-//! refuses, naming what is missing and what to do, when the bottle is not all there.
+//! refuses, naming what is missing and what to do, when the bottle is not all there. After a
+//! start, a container's host entries for its sidecars are pointed at their addresses now
+//! (an engine may give a restarted container another one).
 
 use std::collections::HashMap;
 
-use bottle_core::backend::{BackendError, ContainerStatus, OutputChunk, Resource};
-use bottle_core::plan::{Plan, ResourceKind};
+use bottle_core::backend::{BackendError, ContainerStatus, ExecOptions, OutputChunk, Resource};
+use bottle_core::plan::{ContainerSpec, Plan, ResourceKind};
 use futures_util::future::join_all;
 
 use super::manage::find;
@@ -141,7 +143,82 @@ pub async fn start<E: Engine>(e: &E, plan: &Plan) -> Result<Vec<String>, Backend
             .map_err(|err| err.at(format!("start container {}", c.name)))?;
         started.push(c.name.clone());
     }
+    if !started.is_empty() {
+        for c in plan.containers.iter().filter(|c| !c.hosts_of.is_empty()) {
+            refresh_hosts(e, c, &found.containers).await?;
+        }
+    }
     Ok(started)
+}
+
+/// Points container `c`'s host entries for other containers ([`ContainerSpec::hosts_of`])
+/// at their addresses now. `up` wrote them at create time, and an engine may give a
+/// container another address when it starts again (podman 4 does, after a stop: measured;
+/// docker kept them), while it rewrites `/etc/hosts` from the create-time entries. The file
+/// is rewritten in place (it is a bind mount: no rename), as root, through an exec of `sh`.
+async fn refresh_hosts<E: Engine>(
+    e: &E,
+    c: &ContainerSpec,
+    ids: &HashMap<String, (String, String)>,
+) -> Result<(), BackendError> {
+    let mut drop = Vec::new();
+    let mut add = Vec::new();
+    for h in &c.hosts_of {
+        let action = || {
+            format!(
+                "find the address of container {} on network {} (the host entry {} of container {})",
+                h.container, h.network, h.name, c.name
+            )
+        };
+        let Some((id, _)) = ids.get(&h.container) else {
+            return Err(BackendError::Engine {
+                action: action(),
+                message: "it does not exist".to_owned(),
+            });
+        };
+        let ip = match e.address(id, &h.network).await {
+            Ok(Some(ip)) => ip,
+            Ok(None) => {
+                return Err(BackendError::Engine {
+                    action: action(),
+                    message: format!("it has no address on {}", h.network),
+                })
+            }
+            Err(err) => return Err(err.at(action())),
+        };
+        drop.push(h.name.clone());
+        add.push(format!("{ip}\t{}", h.name));
+    }
+    // Lines naming one of these hosts go; the fresh ones are added. Names and addresses
+    // are passed as arguments, never pasted into the script.
+    let script = r#"n=$1; shift; kept=$(awk -v n="$n" 'BEGIN { split(n, a, " "); for (i in a) drop[a[i]] = 1 } { for (i = 2; i <= NF; i++) if ($i in drop) next; print }' /etc/hosts) && { printf '%s\n' "$kept"; printf '%b\n' "$@"; } >/etc/hosts"#;
+    let mut command = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+        "sh".to_owned(),
+        drop.join(" "),
+    ];
+    command.extend(add);
+    let root = ExecOptions {
+        user: Some("0".to_owned()),
+        ..ExecOptions::default()
+    };
+    let out = super::exec::exec_output_with(e, &c.name, &command, &root).await?;
+    if out.code != 0 {
+        return Err(BackendError::Engine {
+            action: format!(
+                "point the host entries of container {} at the addresses its sidecars have now",
+                c.name
+            ),
+            message: format!(
+                "exit code {}: {}",
+                out.code,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// [`Backend::status`](bottle_core::backend::Backend::status): each container of `slug`

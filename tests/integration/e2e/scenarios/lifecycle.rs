@@ -27,6 +27,19 @@ fn state_of(status: &serde_json::Value, name: &str) -> String {
         .to_owned()
 }
 
+/// The gate's address on the bottle's internal network.
+fn gate_address(h: &Harness) -> String {
+    h.engine_ok(&[
+        "inspect",
+        "-f",
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            h.name("internal")
+        ),
+        &h.gate(),
+    ])
+}
+
 /// The upstream fixture is not part of the bottle's plan (it only carries its labels, for
 /// cleanup): started again by hand after the bottle's containers were stopped.
 fn restart_fixture(h: &Harness) {
@@ -128,9 +141,13 @@ pub fn stop_and_start_keep_the_mirror(engine: &'static Engine) {
     clone_matches(&h);
 
     // The gate's own output: its entrypoint served once per start.
-    let gate_log = expect_ok(
-        run(h.bottle().args(["logs", &h.slug, "--container", "gate"])),
-        "bottle logs --container gate",
+    // (Its standard error, where the entrypoint speaks, goes to ours.)
+    let out = run(h.bottle().args(["logs", &h.slug, "--container", "gate"]));
+    assert!(out.status.success(), "{}", show(&out));
+    let gate_log = said(&out);
+    assert!(
+        gate_log.contains("\"reason\":\"refreshed\""),
+        "the gate's audit lines are its standard output:\n{gate_log}"
     );
     assert_eq!(
         gate_log.matches("bottle-gate: serving").count(),
@@ -189,6 +206,15 @@ pub fn up_resumes_a_bottle_the_engine_stopped(engine: &'static Engine) {
         said(&up).contains("started") && said(&up).contains(&h.agent()),
         "{}",
         show(&up)
+    );
+    // The engine may have given the gate another address (podman does): the agent's host
+    // entry follows it.
+    let resolved = h.agent_ok(&format!("getent hosts {}", h.gate()));
+    let address = gate_address(&h);
+    assert_eq!(
+        resolved.split_whitespace().next(),
+        Some(address.as_str()),
+        "the agent's entry for the gate after the resume: {resolved}"
     );
     restart_fixture(&h);
     assert_eq!(status(&h)["state"], "running");
