@@ -290,10 +290,11 @@ mod tests {
 
     #[test]
     fn ago_reads_engine_and_gate_times() {
+        // Whole seconds, cut: 2m 29.877s is 2m 29s.
         let now = humantime::parse_rfc3339("2026-01-01T00:10:00Z").unwrap();
         assert_eq!(
             ago("2026-01-01T00:07:30.123456789Z", now).as_deref(),
-            Some("2m 30s")
+            Some("2m 29s")
         );
         assert_eq!(ago("2026-01-01T00:09:59.000Z", now).as_deref(), Some("1s"));
         assert_eq!(ago("garbage", now), None);
