@@ -190,9 +190,23 @@ pub fn human(s: &Status, now: SystemTime) -> String {
         Overall::Incomplete => "incomplete",
     };
     out.push_str(&format!("bottle {}: {state}\n", s.bottle));
+    // Columns as wide as their longest value, so long names keep the table aligned.
+    let names = s.containers.iter().map(|c| c.name.len());
+    let w = names
+        .chain(s.missing.iter().map(String::len))
+        .chain([9])
+        .max()
+        .unwrap_or(9);
+    let r = s
+        .containers
+        .iter()
+        .filter_map(|c| c.role.as_ref().map(String::len))
+        .chain([4])
+        .max()
+        .unwrap_or(4);
     if !s.containers.is_empty() || !s.missing.is_empty() {
         out.push_str(&format!(
-            "  {:<32} {:<8} {:<10} {:<10} {:<16} RESTARTS\n",
+            "  {:<w$} {:<r$} {:<10} {:<10} {:<16} RESTARTS\n",
             "CONTAINER", "ROLE", "STATE", "HEALTH", "UP"
         ));
     }
@@ -202,7 +216,7 @@ pub fn human(s: &Status, now: SystemTime) -> String {
             _ => "-".to_owned(),
         };
         out.push_str(&format!(
-            "  {:<32} {:<8} {:<10} {:<10} {:<16} {}\n",
+            "  {:<w$} {:<r$} {:<10} {:<10} {:<16} {}\n",
             c.name,
             c.role.as_deref().unwrap_or("-"),
             c.state,
@@ -212,7 +226,7 @@ pub fn human(s: &Status, now: SystemTime) -> String {
         ));
     }
     for m in &s.missing {
-        out.push_str(&format!("  {m:<32} {:<8} missing\n", "-"));
+        out.push_str(&format!("  {m:<w$} {:<r$} missing\n", "-"));
     }
     if !s.mirrors.is_empty() {
         out.push_str("  mirrors (the gate's, from its audit log):\n");
@@ -286,6 +300,49 @@ mod tests {
             Some("2026-01-01T00:00:02.000Z")
         );
         assert_eq!(got[1].last_refresh, None);
+    }
+
+    #[test]
+    fn the_table_keeps_long_names_aligned_and_says_what_to_do() {
+        let c = |name: &str, role: &str, state: &str| ContainerStatus {
+            name: name.to_owned(),
+            role: Some(role.to_owned()),
+            state: state.to_owned(),
+            health: None,
+            started_at: Some("2026-01-01T00:09:00Z".to_owned()),
+            restarts: Some(0),
+        };
+        let s = Status {
+            bottle: "b".to_owned(),
+            state: Overall::PartlyRunning,
+            containers: vec![
+                c("bottle-a-long-bottle-name-here-gate", "gate", "running"),
+                c("bottle-b-agent", "agent", "exited"),
+            ],
+            missing: vec![],
+            mirrors: vec![Mirror {
+                repo: "app".to_owned(),
+                last_refresh: Some("2026-01-01T00:08:00.000Z".to_owned()),
+                ..Mirror::default()
+            }],
+            hint: Some("`bottle start b`".to_owned()),
+        };
+        let now = humantime::parse_rfc3339("2026-01-01T00:10:00Z").unwrap();
+        let text = human(&s, now);
+        let state_at: Vec<Option<usize>> = text
+            .lines()
+            .skip(1)
+            .take(3)
+            .map(|l| l.find("STATE").or(l.find("running")).or(l.find("exited")))
+            .collect();
+        assert!(state_at.windows(2).all(|w| w[0] == w[1]), "{text}");
+        assert!(text.starts_with("bottle b: partly running\n"), "{text}");
+        assert!(text.contains(" 1m "), "uptime of the running gate: {text}");
+        assert!(
+            text.contains("refreshed 2026-01-01T00:08:00.000Z (2m ago)"),
+            "{text}"
+        );
+        assert!(text.ends_with("  hint: `bottle start b`\n"), "{text}");
     }
 
     #[test]
