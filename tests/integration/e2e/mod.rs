@@ -174,6 +174,11 @@ macro_rules! suite {
             claude_code_works_in_a_bottle,
             run_takes_down_only_what_it_brought_up,
             a_killed_gate_restarts_and_serves_again,
+            two_shells_pushing_one_branch_one_wins_each_round,
+            twenty_clones_and_five_pushes_at_once,
+            an_upstream_that_stops_answering_fails_push_and_clone_cleanly,
+            a_gate_killed_in_the_middle_of_a_push_forwards_nothing,
+            a_push_bigger_than_the_gates_memory_is_all_or_nothing,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {
