@@ -1,4 +1,10 @@
-//! Faults: a sidecar that fails is restarted by its engine and serves again.
+//! Faults: a bottle keeps its promises when parts fail or crowd it. A sidecar that fails
+//! is restarted by its engine and serves again; pushes racing for one branch, a crowd of
+//! clones and pushes, an upstream that stops answering, a gate killed or at its memory
+//! limit in the middle of a push: each ends with everything done or nothing, a message,
+//! and a next try that works. Faults are made deterministic (an upstream's processes
+//! stopped before the operation, a kill once the push says it is forwarding), never
+//! raced. docs/security.md ("When parts fail") lists what holds.
 
 use std::process::Output;
 use std::time::{Duration, Instant};
