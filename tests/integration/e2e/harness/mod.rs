@@ -278,6 +278,11 @@ impl Harness {
         run(&mut self.agent_cmd(script))
     }
 
+    /// Runs `sh -c script` in the agent, failing the test when it runs longer than `limit`.
+    pub fn agent_sh_limited(&self, script: &str, limit: Duration) -> Output {
+        run_limited(&mut self.agent_cmd(script), None, limit)
+    }
+
     /// Runs `sh -c script` in the agent with `input` on its stdin.
     pub fn agent_sh_input(&self, script: &str, input: &[u8]) -> Output {
         run_limited(&mut self.agent_cmd(script), Some(input), COMMAND_LIMIT)

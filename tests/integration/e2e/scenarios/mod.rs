@@ -22,7 +22,13 @@ mod faults;
 mod host;
 mod lifecycle;
 pub use cred::{a_route_adds_the_key_outside_the_agent, claude_code_works_in_a_bottle};
-pub use faults::a_killed_gate_restarts_and_serves_again;
+pub use faults::{
+    a_gate_container_killed_mid_push_comes_back_with_start,
+    a_gate_killed_in_the_middle_of_a_push_forwards_nothing,
+    a_killed_gate_restarts_and_serves_again, a_push_bigger_than_the_gates_memory_is_all_or_nothing,
+    an_upstream_that_stops_answering_fails_push_and_clone_cleanly,
+    twenty_clones_and_five_pushes_at_once, two_shells_pushing_one_branch_one_wins_each_round,
+};
 pub use host::the_agent_reaches_nothing_on_the_host;
 pub use lifecycle::{stop_and_start_keep_the_mirror, up_resumes_a_bottle_the_engine_stopped};
 
