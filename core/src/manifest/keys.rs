@@ -55,6 +55,7 @@ const BOTTLE: Shape = Table(&[
     ("image", Value),
     ("command", Value),
     ("env", Value),
+    ("env_file", Value),
     ("memory", Value),
     ("pids_limit", Value),
     ("cap_add", Value),

@@ -263,6 +263,7 @@ impl GitGate {
             command: None,
             user: Some(format!("{GATE_UID}:{GATE_UID}")),
             env: BTreeMap::new(),
+            host_env: BTreeMap::new(),
             labels: labels(slug, NAME),
             network: internal.to_owned(),
             connect: vec![egress.to_owned()],
