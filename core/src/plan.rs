@@ -609,14 +609,13 @@ impl HostValueSource {
         // Literal text waiting to be quoted as one piece: `prefix`, then text parts.
         let mut lit = prefix.to_owned();
         let mut w = String::new();
-        let mut flush =
-            |lit: &mut String, w: &mut String| -> Result<(), crate::quote::QuoteError> {
-                if !lit.is_empty() {
-                    w.push_str(&crate::quote::sh(lit)?);
-                    lit.clear();
-                }
-                Ok(())
-            };
+        let flush = |lit: &mut String, w: &mut String| -> Result<(), crate::quote::QuoteError> {
+            if !lit.is_empty() {
+                w.push_str(&crate::quote::sh(lit)?);
+                lit.clear();
+            }
+            Ok(())
+        };
         match self {
             HostValueSource::Template { template } => {
                 for part in &template.0 {

@@ -376,19 +376,16 @@ pub fn load(path: &Path) -> Result<Manifest, LoadError> {
 
 /// Parses and validates manifest text; `path` is used for messages and relative paths.
 pub fn parse(path: &Path, source: &str, env: &Env) -> Result<Manifest, ManifestError> {
-    // Every unknown key at once (serde would stop at the first).
-    if let Some(unknown) = keys::unknown_keys(source).filter(|u| !u.is_empty()) {
+    // Every unknown key, wrong type and missing key at once (serde would stop at the first).
+    if let Some(problems) = keys::check(source).filter(|p| !p.is_empty()) {
         return Err(ManifestError::new(
-            unknown
+            problems
                 .into_iter()
-                .map(|u| Diagnostic {
-                    location: Location::of_span(path, source, &u.span),
-                    message: format!("unknown key `{}`", u.key),
-                    hint: format!(
-                        "remove it or fix its spelling; the keys here are: {} (docs/manifest.md lists every key)",
-                        u.known.join(", ")
-                    ),
-                    field: u.field,
+                .map(|p| Diagnostic {
+                    location: Location::of_span(path, source, &p.span),
+                    message: p.message,
+                    hint: p.hint,
+                    field: p.field,
                 })
                 .collect(),
         ));
