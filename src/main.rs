@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod doctor;
 mod logs;
+mod resolved;
 mod run;
 mod validate;
 
@@ -234,6 +235,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dry = dry_run(&cli, Some(&manifest))?.is_some();
             let bottle = manifest.select(bottle.as_deref())?;
             render(bottle, out, dry).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Config { bottle, format } => {
+            let manifest = load_manifest(&cli)?;
+            print!(
+                "{}",
+                resolved::render(&manifest, bottle.as_deref(), format.json())?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Validate { bottle } => {
             let manifest = load_manifest(&cli)?;

@@ -213,7 +213,9 @@ pub fn plan_in(
 
 /// The variables of an `env_file`, in the compose format (`KEY=VALUE` lines, `#` comments,
 /// quotes, `export`), read with `dotenvy`. The error names the file, never a value.
-fn read_env_file(file: &Located<std::path::PathBuf>) -> Result<Vec<(String, String)>, PlanError> {
+pub fn read_env_file(
+    file: &Located<std::path::PathBuf>,
+) -> Result<Vec<(String, String)>, PlanError> {
     let fail = |why: String| {
         PlanError::from(ManifestError::new(vec![Diagnostic {
             location: file.location.clone(),

@@ -804,3 +804,46 @@ fn validate_checks_as_up_would_and_summarises() {
     assert_eq!(c, 2, "{out}");
     assert!(out.contains("ANTHROPIC_API_KEY is not set"), "{out}");
 }
+
+/// `bottle config` prints the manifest as `up` reads it: defaults filled in, the env_file
+/// merged under env, a `${VAR}` value as its reference and a route's key as its variable;
+/// no value from the host appears, in TOML or JSON.
+#[test]
+fn config_prints_the_resolved_manifest_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "FROM_FILE=\"file-secret-2291\"\nA=overridden\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bottle.toml"),
+        "[bottles.demo]\nimage = \"bottle-agent:latest\"\nenv_file = \".env\"\n\
+         env = { TOKEN = \"Bearer ${CFG_TOKEN}\", A = \"p$$w\", D = \"${CFG_UNSET:-dflt}\" }\n\
+         [bottles.demo.egress]\nallow = [\"api.example.com\"]\n\
+         [[bottles.demo.cred_proxy.routes]]\nname = \"api\"\nupstream = \"https://api.example.com\"\n\
+         header = \"x-api-key\"\nsecret_env = \"CFG_API_KEY\"\n",
+    )
+    .unwrap();
+    let cmd = |format: &str| {
+        let mut c = bottle(dir.path());
+        c.env("CFG_TOKEN", "tok-secret-8812")
+            .env("CFG_API_KEY", "sk-secret-3356")
+            .args(["config", "--format", format]);
+        c
+    };
+    let toml = ok(&mut cmd("table"));
+    let json = ok(&mut cmd("json"));
+    for out in [&toml, &json] {
+        for secret in ["file-secret-2291", "tok-secret-8812", "sk-secret-3356"] {
+            assert!(!out.contains(secret), "{secret} printed:\n{out}");
+        }
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        parsed["bottles"]["demo"]["env"]["TOKEN"],
+        "Bearer ${CFG_TOKEN}"
+    );
+    insta::assert_snapshot!("config_toml", toml);
+    insta::assert_snapshot!("config_json", json);
+}

@@ -174,6 +174,7 @@ macro_rules! suite {
             claude_code_works_in_a_bottle,
             run_takes_down_only_what_it_brought_up,
             a_killed_gate_restarts_and_serves_again,
+            host_env_values_reach_the_agent_and_are_never_printed,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {

@@ -20,9 +20,11 @@ use super::Engine;
 mod cred;
 mod faults;
 mod host;
+mod hostenv;
 pub use cred::{a_route_adds_the_key_outside_the_agent, claude_code_works_in_a_bottle};
 pub use faults::a_killed_gate_restarts_and_serves_again;
 pub use host::the_agent_reaches_nothing_on_the_host;
+pub use hostenv::host_env_values_reach_the_agent_and_are_never_printed;
 
 /// An AWS access key id of the shape gitleaks' `aws-access-token` rule looks for.
 const AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
