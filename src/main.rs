@@ -418,8 +418,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         open_settings(manifest.as_ref())?,
                     )
                     .await?;
-                    println!("backend {other}: nothing to check (it runs no engine)");
-                    return Ok(ExitCode::SUCCESS);
+                    if manifest
+                        .as_ref()
+                        .is_none_or(|m| doctor::identity_files(m).is_empty())
+                    {
+                        println!("backend {other}: nothing to check (it runs no engine)");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            if let Some(m) = &manifest {
+                checks.extend(doctor::identity_files(m));
+            }
+            // Images only on an engine that answered (else that is the problem to fix first).
+            let engine = matches!(name.as_str(), "docker" | "podman");
+            if engine
+                && !checks.iter().any(|c| {
+                    (c.name.ends_with("engine") || c.name == "podman service")
+                        && matches!(c.status, doctor::Status::Missing { .. })
+                })
+            {
+                if let Ok(backend) = open_backend(&cli, manifest.as_ref()).await {
+                    checks.extend(doctor::images(backend.as_ref(), manifest.as_ref()).await);
                 }
             }
             let healthy = doctor::report(&format!("bottle doctor: backend {name}"), &checks);

@@ -736,6 +736,35 @@ fn doctor_refuses_an_unknown_backend() {
     assert_eq!(c, 2, "{out}");
 }
 
+/// `doctor` checks the manifest's identity files as `up` reads them, whatever the backend:
+/// a usable key is ok; a public key or a passphrase-protected one makes the host unhealthy
+/// (exit 1) with what to do.
+#[test]
+fn doctor_checks_the_manifests_identity_files() {
+    let dir = project();
+    let out = ok(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert!(out.contains("ok       key demo/app"), "{out}");
+    let key = dir.path().join(".ssh/bottle_app");
+    std::fs::remove_file(&key).unwrap();
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    std::fs::rename(dir.path().join(".ssh/bottle_app.pub"), &key).unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert_eq!(c, 1, "{out}");
+    assert!(
+        out.contains("MISSING  key demo/app") && out.contains("is a public key"),
+        "{out}"
+    );
+    std::fs::remove_file(&key).unwrap();
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(&key));
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("protected by a passphrase"), "{out}");
+}
+
 #[test]
 fn usage_errors_exit_2_and_runtime_failures_exit_1() {
     let dir = tempfile::tempdir().unwrap();
