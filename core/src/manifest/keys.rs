@@ -219,9 +219,7 @@ fn hint(shape: &Shape) -> String {
     match shape {
         Str => "quote it: \"...\"".to_owned(),
         Int => "write the number without quotes or a fraction, e.g. 10".to_owned(),
-        ArrayOf(inner) if matches!(inner, Str) => {
-            "write a list in brackets, e.g. [\"a\", \"b\"]".to_owned()
-        }
+        ArrayOf(Str) => "write a list in brackets, e.g. [\"a\", \"b\"]".to_owned(),
         _ => "see docs/manifest.md for what it holds".to_owned(),
     }
 }

@@ -673,7 +673,6 @@ fn install_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
                 default_mode: Some(0o400),
                 // Podman 4.3 dereferences this field without checking it is set.
                 optional: Some(false),
-                ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         })
