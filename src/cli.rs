@@ -141,6 +141,14 @@ pub enum Command {
         /// Only this bottle [default: every bottle].
         bottle: Option<String>,
     },
+    /// Print the manifest as `up` reads it: defaults filled in, the env_file merged, secrets
+    /// hidden (values from the host as their ${VAR} references). TOML, or --format json.
+    Config {
+        /// Only this bottle [default: every bottle].
+        bottle: Option<String>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// List bottles and their containers.
     Ps {
         /// Only this bottle.

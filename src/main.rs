@@ -11,6 +11,7 @@ mod config;
 mod demo;
 mod doctor;
 mod logs;
+mod resolved;
 mod run;
 mod status;
 mod validate;
@@ -242,6 +243,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dry = dry_run(&cli, Some(&manifest))?.is_some();
             let bottle = manifest.select(bottle.as_deref())?;
             render(bottle, out, dry).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Config { bottle, format } => {
+            let manifest = load_manifest(&cli)?;
+            print!(
+                "{}",
+                resolved::render(&manifest, bottle.as_deref(), format.json())?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Validate { bottle } => {
             let manifest = load_manifest(&cli)?;
@@ -485,8 +494,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         open_settings(manifest.as_ref())?,
                     )
                     .await?;
-                    println!("backend {other}: nothing to check (it runs no engine)");
-                    return Ok(ExitCode::SUCCESS);
+                    if manifest
+                        .as_ref()
+                        .is_none_or(|m| doctor::identity_files(m).is_empty())
+                    {
+                        println!("backend {other}: nothing to check (it runs no engine)");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            if let Some(m) = &manifest {
+                checks.extend(doctor::identity_files(m));
+            }
+            // Images only on an engine that answered (else that is the problem to fix first).
+            let engine = matches!(name.as_str(), "docker" | "podman");
+            if engine
+                && !checks.iter().any(|c| {
+                    (c.name.ends_with("engine") || c.name == "podman service")
+                        && matches!(c.status, doctor::Status::Missing { .. })
+                })
+            {
+                if let Ok(backend) = open_backend(&cli, manifest.as_ref()).await {
+                    checks.extend(doctor::images(backend.as_ref(), manifest.as_ref()).await);
                 }
             }
             let healthy = doctor::report(&format!("bottle doctor: backend {name}"), &checks);

@@ -185,6 +185,19 @@ fn list(found: &[(ResourceKind, String)]) -> String {
         .join(", ")
 }
 
+/// How an image bottle builds stands on an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageState {
+    /// Present, built from the current inputs.
+    Fresh,
+    /// Present, built from other inputs: `bottle image build` rebuilds it (`up` would too).
+    Stale,
+    /// Present; whether it is current cannot be told (its build inputs are not found).
+    Present,
+    /// Not on the engine.
+    Missing,
+}
+
 /// A way of running bottles: an engine, a printer, or a plugin.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -276,6 +289,19 @@ pub trait Backend: Send + Sync {
     async fn image_command(&self, image: &str) -> Result<Vec<String>, BackendError> {
         Err(BackendError::Other(format!(
             "the {} backend cannot read the command of image {image}\n  hint: name the command after `--`, e.g. `bottle run -- claude`",
+            self.name()
+        )))
+    }
+
+    /// Whether each of bottle's built-in images (`which`) is on the engine and built from
+    /// the current inputs: `(tag, state)`. Backends that run no engine refuse.
+    async fn image_states(
+        &self,
+        which: &[&'static ImageRecipe],
+    ) -> Result<Vec<(&'static str, ImageState)>, BackendError> {
+        let _ = which;
+        Err(BackendError::Other(format!(
+            "the {} backend holds no images",
             self.name()
         )))
     }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the plan's serialised form. Bumped whenever a field changes meaning, so a
 /// plugin built against another version can refuse a plan instead of misreading it.
-pub const PLAN_FORMAT: u32 = 3;
+pub const PLAN_FORMAT: u32 = 4;
 
 /// Label naming the bottle a resource belongs to.
 pub const LABEL_SLUG: &str = "bottle.slug";
@@ -131,6 +131,19 @@ pub fn relative_file_path(path: &str) -> Result<String, &'static str> {
 }
 
 impl ContainerSpec {
+    /// Every environment variable with its value, [`ContainerSpec::host_env`]'s secrets
+    /// included: only for handing to an engine, never for printing.
+    pub fn env_exposed(&self) -> BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        for (k, v) in &self.host_env {
+            env.insert(
+                k.clone(),
+                String::from_utf8_lossy(v.value.expose()).into_owned(),
+            );
+        }
+        env
+    }
+
     /// Its files' paths relative to its root ([`relative_file_path`]), in order, when they
     /// can all be placed: each a plain file path with a mode of permission bits only (plus
     /// setuid, setgid and sticky) and no NUL byte, no two at one path, none below another
@@ -340,6 +353,11 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// Environment variables.
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are host secrets (the manifest's `${VAR}`
+    /// references, `env_file` entries): never printed; a printer shows or replays
+    /// [`HostValue::from`]. A name is in `env` or here, never both.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_env: BTreeMap<String, HostValue>,
     /// Labels, including [`LABEL_SLUG`] and [`LABEL_ROLE`].
     pub labels: BTreeMap<String, String>,
     /// The network the container is created on.
@@ -542,6 +560,112 @@ impl FileSource {
     /// Whether the bytes are a secret read from the host (never printed, never a label).
     pub fn is_secret(&self) -> bool {
         !matches!(self, FileSource::Text { .. })
+    }
+}
+
+/// An environment value taken from the host at plan time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostValue {
+    /// Where it came from: what may be shown instead of it.
+    pub from: HostValueSource,
+    /// The value at plan time.
+    pub value: SecretBytes,
+}
+
+/// Where a [`HostValue`] came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum HostValueSource {
+    /// An `env` value with `${VAR}` references, resolved in the planning process's
+    /// environment; a printer replays it from the environment its output runs in.
+    Template {
+        /// The value as written.
+        template: crate::interp::Template,
+    },
+    /// A variable of the bottle's `env_file`, read at plan time. A printer reads the
+    /// variable of the same name from the environment its output runs in (the file loaded
+    /// there, e.g. `set -a; . ./.env; set +a`).
+    EnvFile {
+        /// The file, absolute.
+        path: PathBuf,
+    },
+}
+
+impl HostValueSource {
+    /// `prefix` (e.g. `KEY=`), then the value, as a shell word that reads it from the
+    /// environment the shell runs in,
+    /// never holding it: `"${VAR?...}"` for a reference (an unset variable stops the
+    /// script, as it stopped the plan), `"${VAR:-default}"`, literal parts quoted, and for
+    /// an `env_file` entry the variable `key` itself. `what` names the value in the
+    /// message of an unset variable; it must hold no shell specials (`$`, `` ` ``, `"`,
+    /// `\`, `}`). Variable names are letters, digits and `_` (checked by the caller).
+    pub fn shell_word(
+        &self,
+        prefix: &str,
+        key: &str,
+        what: &str,
+    ) -> Result<String, crate::quote::QuoteError> {
+        use crate::interp::Part;
+        // Literal text waiting to be quoted as one piece: `prefix`, then text parts.
+        let mut lit = prefix.to_owned();
+        let mut w = String::new();
+        let flush = |lit: &mut String, w: &mut String| -> Result<(), crate::quote::QuoteError> {
+            if !lit.is_empty() {
+                w.push_str(&crate::quote::sh(lit)?);
+                lit.clear();
+            }
+            Ok(())
+        };
+        match self {
+            HostValueSource::Template { template } => {
+                for part in &template.0 {
+                    if !matches!(part, Part::Text { .. }) {
+                        flush(&mut lit, &mut w)?;
+                    }
+                    match part {
+                        Part::Text { text } => lit.push_str(text),
+                        Part::Var { var, default: None } => {
+                            w.push_str(&format!(
+                                "\"${{{var}?is not set: export it, for {what}}}\""
+                            ));
+                        }
+                        Part::Var {
+                            var,
+                            default: Some(d),
+                        } => {
+                            // Inside "${VAR:-...}" these still mean something: escape them.
+                            let mut e = String::new();
+                            for ch in d.chars() {
+                                if matches!(ch, '\\' | '"' | '$' | '`' | '}') {
+                                    e.push('\\');
+                                }
+                                e.push(ch);
+                            }
+                            w.push_str(&format!("\"${{{var}:-{e}}}\""));
+                        }
+                    }
+                }
+            }
+            HostValueSource::EnvFile { .. } => {
+                flush(&mut lit, &mut w)?;
+                w.push_str(&format!(
+                    "\"${{{key}?is not set: load the env_file first, e.g. set -a; . ./.env; set +a}}\""
+                ));
+            }
+        }
+        flush(&mut lit, &mut w)?;
+        if w.is_empty() {
+            w.push_str("''");
+        }
+        Ok(w)
+    }
+
+    /// What is shown in place of the value: `${VAR}` references, or the file's name.
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            HostValueSource::Template { template } => template.to_string(),
+            HostValueSource::EnvFile { path } => format!("${{{key}}} from {}", path.display()),
+        }
     }
 }
 

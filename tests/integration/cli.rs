@@ -736,6 +736,35 @@ fn doctor_refuses_an_unknown_backend() {
     assert_eq!(c, 2, "{out}");
 }
 
+/// `doctor` checks the manifest's identity files as `up` reads them, whatever the backend:
+/// a usable key is ok; a public key or a passphrase-protected one makes the host unhealthy
+/// (exit 1) with what to do.
+#[test]
+fn doctor_checks_the_manifests_identity_files() {
+    let dir = project();
+    let out = ok(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert!(out.contains("ok       key demo/app"), "{out}");
+    let key = dir.path().join(".ssh/bottle_app");
+    std::fs::remove_file(&key).unwrap();
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    std::fs::rename(dir.path().join(".ssh/bottle_app.pub"), &key).unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert_eq!(c, 1, "{out}");
+    assert!(
+        out.contains("MISSING  key demo/app") && out.contains("is a public key"),
+        "{out}"
+    );
+    std::fs::remove_file(&key).unwrap();
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(&key));
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("protected by a passphrase"), "{out}");
+}
+
 #[test]
 fn usage_errors_exit_2_and_runtime_failures_exit_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -873,4 +902,47 @@ fn stop_start_status_and_container_logs() {
         );
         assert_eq!(c, 1, "{args:?}: {out}");
     }
+}
+
+/// `bottle config` prints the manifest as `up` reads it: defaults filled in, the env_file
+/// merged under env, a `${VAR}` value as its reference and a route's key as its variable;
+/// no value from the host appears, in TOML or JSON.
+#[test]
+fn config_prints_the_resolved_manifest_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "FROM_FILE=\"file-secret-2291\"\nA=overridden\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bottle.toml"),
+        "[bottles.demo]\nimage = \"bottle-agent:latest\"\nenv_file = \".env\"\n\
+         env = { TOKEN = \"Bearer ${CFG_TOKEN}\", A = \"p$$w\", D = \"${CFG_UNSET:-dflt}\" }\n\
+         [bottles.demo.egress]\nallow = [\"api.example.com\"]\n\
+         [[bottles.demo.cred_proxy.routes]]\nname = \"api\"\nupstream = \"https://api.example.com\"\n\
+         header = \"x-api-key\"\nsecret_env = \"CFG_API_KEY\"\n",
+    )
+    .unwrap();
+    let cmd = |format: &str| {
+        let mut c = bottle(dir.path());
+        c.env("CFG_TOKEN", "tok-secret-8812")
+            .env("CFG_API_KEY", "sk-secret-3356")
+            .args(["config", "--format", format]);
+        c
+    };
+    let toml = ok(&mut cmd("table"));
+    let json = ok(&mut cmd("json"));
+    for out in [&toml, &json] {
+        for secret in ["file-secret-2291", "tok-secret-8812", "sk-secret-3356"] {
+            assert!(!out.contains(secret), "{secret} printed:\n{out}");
+        }
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        parsed["bottles"]["demo"]["env"]["TOKEN"],
+        "Bearer ${CFG_TOKEN}"
+    );
+    insta::assert_snapshot!("config_toml", toml);
+    insta::assert_snapshot!("config_json", json);
 }

@@ -146,7 +146,12 @@ impl Engine for Docker {
             entrypoint: c.entrypoint.clone(),
             cmd: c.command.clone(),
             user: c.user.clone(),
-            env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(
+                c.env_exposed()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
             labels: Some(c.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
                 network_mode: Some(c.network.clone()),

@@ -529,7 +529,7 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
     let mut spec = json!({
         "name": c.name,
         "image": c.image.name,
-        "env": c.env,
+        "env": c.env_exposed(),
         "labels": c.labels,
         "netns": { "nsmode": "bridge" },
         "Networks": BTreeMap::from([(c.network.clone(), json!({}))]),
@@ -582,6 +582,7 @@ mod tests {
             command: Some(vec!["sleep".into(), "1".into()]),
             user: Some("1000:1000".into()),
             env: BTreeMap::from([("A".into(), "1".into())]),
+            host_env: BTreeMap::new(),
             labels: labels("s", ContainerRole::AGENT),
             network: "net".into(),
             connect: vec![],

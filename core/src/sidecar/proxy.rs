@@ -171,6 +171,7 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
         ]),
         user: Some(format!("{}:{}", p.uid, p.uid)),
         env: BTreeMap::new(),
+        host_env: BTreeMap::new(),
         labels: labels(cx.slug, p.name),
         network: cx.internal.to_owned(),
         connect: vec![cx.egress.to_owned()],

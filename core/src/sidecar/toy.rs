@@ -41,7 +41,14 @@ impl Sidecar for Toy {
     }
 
     fn plan(&self, cx: &BottleContext<'_>) -> Result<Option<SidecarPlan>, PlanError> {
-        if cx.bottle.env.get("TOY").map(String::as_str) != Some("1") {
+        if cx
+            .bottle
+            .env
+            .get("TOY")
+            .and_then(|t| t.value.literal())
+            .as_deref()
+            != Some("1")
+        {
             return Ok(None);
         }
         let host = resource_name(cx.slug, NAME);
@@ -64,6 +71,7 @@ impl Sidecar for Toy {
             ]),
             user: None,
             env: BTreeMap::new(),
+            host_env: BTreeMap::new(),
             labels: labels(cx.slug, NAME),
             network: cx.internal.to_owned(),
             connect: Vec::new(),

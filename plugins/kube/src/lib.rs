@@ -17,6 +17,7 @@
 //! | ConfigMap | `bottle-S-gate-files` | the gate's scripts (entrypoint, pre-receive, access hook) |
 //! | Secret | `bottle-S-gate-secret` | each upstream's identity key and known_hosts; mounted only into the gate Pod's init container |
 //! | ConfigMap | `bottle-S-agent-files` | the agent's git config (the `insteadOf` rewrites to the gate) |
+//! | Secret | `bottle-S-agent-secret` | only when the bottle's `env` takes values from the host (`${VAR}`, `env_file`): each as the key `env.NAME`, which the agent Pod reads with `secretKeyRef` (never a literal in the Pod); omitted from the printed YAML like every Secret, its note creating it from the same variables |
 //! | Service | `bottle-S-gate` | port 9418 (`git`) to the gate Pod: the agent's `git://bottle-S-gate/NAME.git` resolves to it |
 //! | Pod | `bottle-S-gate` | the gate, user 10001, with an init container installing its files |
 //! | Pod | `bottle-S-agent` | the agent |

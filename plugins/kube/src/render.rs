@@ -9,8 +9,9 @@ use bottle_core::plan::{
 use bottle_core::quote;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, HostAlias, KeyToPath, Pod, PodSpec, ResourceRequirements, SeccompProfile, Secret,
-    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HostAlias, KeyToPath, Pod, PodSpec, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -294,6 +295,10 @@ struct Placement {
     config: BTreeMap<String, String>,
     /// Files for the Secret: key to bytes, and where each came from (for the note).
     secret: BTreeMap<String, (Vec<u8>, Source)>,
+    /// The plan's host values (`host_env`): Secret key (`env.NAME`) to bytes, and the shell
+    /// word that reads the value again (for the note). In the same Secret as the files,
+    /// but not mounted: the container reads each through `secretKeyRef`.
+    env_secret: BTreeMap<String, (Vec<u8>, String)>,
     /// Directories replaced by an emptyDir, filled by the install init container.
     roots: Vec<String>,
     /// `(key, in Secret?, file)` for each installed file.
@@ -350,6 +355,12 @@ fn key_for(path: &str, taken: &mut BTreeSet<String>) -> String {
     key
 }
 
+/// The Secret key of a host value: `env.` and its name (a Secret key allows
+/// `[-._a-zA-Z0-9]`; an environment variable's name is letters, digits and `_`).
+fn env_key(name: &str) -> String {
+    format!("env.{name}")
+}
+
 fn is_under(path: &str, dir: &str) -> bool {
     path == dir || path.starts_with(&format!("{dir}/"))
 }
@@ -359,6 +370,7 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
     let mut p = Placement {
         config: BTreeMap::new(),
         secret: BTreeMap::new(),
+        env_secret: BTreeMap::new(),
         roots: Vec::new(),
         installed: Vec::new(),
         relocated: Vec::new(),
@@ -413,6 +425,18 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
         }
         dirs.insert(dir.to_owned());
         p.installed.push((key, in_secret, f.clone()));
+    }
+    for (name, v) in &c.host_env {
+        let word = v
+            .from
+            .shell_word(
+                &format!("{}=", env_key(name)),
+                name,
+                &format!("{} env {name}", c.name),
+            )
+            .map_err(|e| RenderError(format!("container {}: env {name}: {e}", c.name)))?;
+        p.env_secret
+            .insert(env_key(name), (v.value.expose().to_vec(), word));
     }
     // Roots: directories not under another one.
     for d in &dirs {
@@ -517,11 +541,25 @@ fn env_vars(c: &ContainerSpec, p: &Placement) -> Vec<EnvVar> {
         ..EnvVar::default()
     };
     let plan = c.env.iter().map(|(k, v)| var(k, v.clone()));
+    // Host values come from the container's Secret, never written into the Pod.
+    let secret = format!("{}-secret", c.name);
+    let host = c.host_env.keys().map(|k| EnvVar {
+        name: k.clone(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.clone(),
+                key: env_key(k),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
     let relocated = p
         .relocated
         .iter()
         .map(|(key, _, name)| var(name, format!("{RELOCATED_DIR}/{key}")));
-    plan.chain(relocated).collect()
+    plan.chain(host).chain(relocated).collect()
 }
 
 /// The volumes of a Pod and the mounts of its containers.
@@ -621,10 +659,20 @@ fn install_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
             name: secret.clone(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.clone()),
+                // Only the files: the Secret's host values (`env.*`) are not files.
+                items: (!p.env_secret.is_empty()).then(|| {
+                    p.secret
+                        .keys()
+                        .map(|k| KeyToPath {
+                            key: k.clone(),
+                            path: k.clone(),
+                            mode: None,
+                        })
+                        .collect()
+                }),
                 default_mode: Some(0o400),
                 // Podman 4.3 dereferences this field without checking it is set.
                 optional: Some(false),
-                ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         })
@@ -845,7 +893,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
                 ..ConfigMap::default()
             }));
         }
-        if !p.secret.is_empty() {
+        if !p.secret.is_empty() || !p.env_secret.is_empty() {
             let name = format!("{}-secret", c.name);
             match opts.secrets {
                 Secrets::Include => objects.push(Object::Secret(Secret {
@@ -854,7 +902,9 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
                     data: Some(
                         p.secret
                             .iter()
-                            .map(|(k, (bytes, _))| (k.clone(), ByteString(bytes.clone())))
+                            .map(|(k, (bytes, _))| (k, bytes))
+                            .chain(p.env_secret.iter().map(|(k, (bytes, _))| (k, bytes)))
+                            .map(|(k, bytes)| (k.clone(), ByteString(bytes.clone())))
                             .collect(),
                     ),
                     ..Secret::default()
@@ -936,6 +986,9 @@ fn secret_note(name: &str, labels: &BTreeMap<String, String>, p: &Placement) -> 
                 }
             }
         }
+    }
+    for (_, word) in p.env_secret.values() {
+        let _ = write!(create, " --from-literal={word}");
     }
     let label: Vec<String> = labels.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
     let mut lines = vec![

@@ -325,3 +325,31 @@ fn a_route_key_from_the_environment_is_created_from_the_variable() {
     let with = yaml(&p, Secrets::Include, dir.path());
     assert!(with.contains("kind: Secret"), "{with}");
 }
+
+/// An `env` value from the host (`${VAR}`) reaches the container through its Secret
+/// (`secretKeyRef`), never as a literal in the Pod; the omitted Secret's note recreates it
+/// from the variable, and the Secret's files stay the only files mounted.
+#[test]
+fn a_host_env_value_is_a_secret_reference() {
+    use bottle_core::sidecar::{HostEnv, SIDECARS};
+    const TOKEN: &str = "tok-kube-5e21";
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[bottles.c]\nimage = \"bottle-agent:latest\"\nenv = { TOKEN = \"Bearer ${TEST_TOKEN}\" }\n";
+    let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
+    let env = HostEnv::Map([("TEST_TOKEN".to_owned(), TOKEN.to_owned())].into());
+    let p = planner::plan_in(m.select(Some("c")).unwrap(), SIDECARS, &env).unwrap();
+    let out = yaml(&p, Secrets::Omit, dir.path());
+    assert!(!out.contains(TOKEN), "the value leaked:\n{out}");
+    assert!(
+        out.contains(r#"--from-literal='env.TOKEN=Bearer '"${TEST_TOKEN?"#),
+        "{out}"
+    );
+    assert!(out.contains("secretKeyRef:"), "{out}");
+    assert!(out.contains("key: env.TOKEN"), "{out}");
+    assert!(out.contains("name: bottle-c-agent-secret"), "{out}");
+    let with = yaml(&p, Secrets::Include, dir.path());
+    assert!(
+        with.contains("kind: Secret") && with.contains("env.TOKEN:"),
+        "{with}"
+    );
+}

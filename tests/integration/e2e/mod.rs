@@ -183,6 +183,7 @@ macro_rules! suite {
             #[ignore = "podman: a started gate gets a new address (see the scenario)"]
             a_gate_container_killed_mid_push_comes_back_with_start,
             a_push_bigger_than_the_gates_memory_is_all_or_nothing,
+            host_env_values_reach_the_agent_and_are_never_printed,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {

@@ -153,6 +153,23 @@ pub(super) fn check_plan(plan: &Plan) -> Result<Vec<ContainerFiles<'_>>, RenderE
         for key in ct.env.keys() {
             check_key(&ct.name, "env", key)?;
         }
+        // A host value's key and variables go unquoted into `${...}`.
+        for (key, v) in &ct.host_env {
+            let vars: Vec<&str> = match &v.from {
+                plan::HostValueSource::Template { template } => template.vars().collect(),
+                plan::HostValueSource::EnvFile { .. } => vec![key.as_str()],
+            };
+            if let Some(bad) = std::iter::once(key.as_str())
+                .chain(vars)
+                .find(|n| !is_env_name(n))
+            {
+                return Err(RenderError::Key {
+                    container: ct.name.clone(),
+                    what: "env",
+                    key: bad.to_owned(),
+                });
+            }
+        }
         for key in ct.labels.keys() {
             check_key(&ct.name, "label", key)?;
         }

@@ -33,6 +33,15 @@ fn create_groups(
     for (k, v) in &ct.env {
         g.push(qj(["--env", &format!("{k}={v}")])?);
     }
+    for (k, v) in &ct.host_env {
+        // Read from the environment the script runs in: the value is never printed.
+        let what = format!("{} env {k}", ct.name);
+        g.push(format!(
+            "{} {}",
+            q("--env")?,
+            v.from.shell_word(&format!("{k}="), k, &what)?
+        ));
+    }
     if let Some(user) = &ct.user {
         g.push(qj(["--user", user])?);
     }
@@ -142,6 +151,7 @@ pub fn render_up_with(plan: &Plan, cli: Cli, opts: &UpOptions) -> Result<String,
         s: Script::default(),
     };
     up.header();
+    up.host_values()?;
     up.images()?;
     up.tar_check()?;
     up.leftovers()?;
@@ -195,6 +205,29 @@ impl Up<'_> {
             extra = if self.has_files { ", mktemp, GNU tar" } else { "" },
         ));
         self.s.line("set -eu");
+    }
+
+    /// Values from the host's environment (`host_env`): each expanded once, so that an unset
+    /// variable stops the script before anything is created, as it stopped the plan.
+    fn host_values(&mut self) -> Result<(), RenderError> {
+        let s = &mut self.s;
+        let mut first = true;
+        for ct in &self.plan.containers {
+            for (key, v) in &ct.host_env {
+                if std::mem::take(&mut first) {
+                    s.blank();
+                    s.comment("Values from the host's environment: read when the script runs, never printed.");
+                }
+                s.comment(format!(
+                    "{} env {key} = {}",
+                    c(&ct.name),
+                    c(&v.from.describe(key))
+                ));
+                let what = format!("{} env {key}", ct.name);
+                s.line(format!(": {}", v.from.shell_word("", key, &what)?));
+            }
+        }
+        Ok(())
     }
 
     /// One check per image. Nothing is pulled or built: `create` gets `--pull never` too.

@@ -57,7 +57,7 @@ command = ["claude", "--dangerously-skip-permissions"]
 memory = "2g"
 pids_limit = 512
 cap_add = ["CHOWN"]
-env = {{ ANTHROPIC_BASE_URL = "http://proxy:8080", GREETING = "it's $(not) run" }}
+env = {{ ANTHROPIC_BASE_URL = "http://proxy:8080", GREETING = "it's $$(not) run" }}
 
 [[bottles.demo.git]]
 name = "app"
@@ -145,6 +145,7 @@ fn container(slug: &str, role: &str, network: &str, files: Vec<FileSpec>) -> Con
         command: None,
         user: None,
         env: BTreeMap::new(),
+        host_env: BTreeMap::new(),
         labels: labels(slug, role),
         network: network.to_owned(),
         connect: Vec::new(),

@@ -61,7 +61,7 @@ use crate::images::{BuildOptions, BuildSpec};
 pub use exec::{exec, exec_output};
 pub use images::{
     build_image, build_images, ensure_base_image, ensure_image, ensure_plan_images, ensure_recipe,
-    image_command, image_exists, image_inputs, import_rootfs, make_base_image,
+    image_command, image_exists, image_inputs, image_states, import_rootfs, make_base_image,
 };
 pub use lifecycle::{container_output, start, status, stop};
 pub use manage::{audit_logs, cleanup, down, ps};
@@ -181,6 +181,16 @@ macro_rules! impl_backend {
                 image: &str,
             ) -> Result<Vec<String>, $crate::engine::__core::backend::BackendError> {
                 $crate::engine::image_command(self, image).await
+            }
+
+            async fn image_states(
+                &self,
+                which: &[&'static $crate::engine::__core::images::ImageRecipe],
+            ) -> Result<
+                Vec<(&'static str, $crate::engine::__core::backend::ImageState)>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::image_states(self, which).await
             }
 
             async fn build_images(

@@ -453,6 +453,7 @@ pub fn container(slug: &str, role: &str, image: &str, network: &str) -> Containe
         command: Some(vec!["sleep".into(), "3600".into()]),
         user: None,
         env: BTreeMap::new(),
+        host_env: BTreeMap::new(),
         labels: labels(slug, role),
         network: network.to_owned(),
         connect: vec![],

@@ -263,6 +263,7 @@ impl GitGate {
             command: None,
             user: Some(format!("{GATE_UID}:{GATE_UID}")),
             env: BTreeMap::new(),
+            host_env: BTreeMap::new(),
             labels: labels(slug, NAME),
             network: internal.to_owned(),
             connect: vec![egress.to_owned()],
@@ -343,7 +344,9 @@ impl Sidecar for GitGate {
 /// gets the rewrites.
 pub const AGENT_GITCONFIG: &str = "/etc/gitconfig";
 
-fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnostic> {
+/// Reads an upstream's identity file, refusing what the gate could not use (empty, a
+/// public key, a key behind a passphrase); `bottle doctor` checks with it too.
+pub fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnostic> {
     let path = &up.identity_file.value;
     match std::fs::read(path) {
         Ok(bytes) if bytes.is_empty() => Err(up.identity_file.diagnostic(

@@ -230,6 +230,13 @@ impl Harness {
         cmd
     }
 
+    /// `bottle --backend <engine's dry-run>`, as [`Harness::bottle`] otherwise.
+    pub fn dry_run(&self) -> Command {
+        let mut cmd = self.runner.bottle_env(self.dir(), &self.opts.bottle_env);
+        cmd.args(["--backend", self.engine.dry_run]);
+        cmd
+    }
+
     /// `bottle --backend <engine>` as the engine's user types it: in the scenario's
     /// directory, with the user's own HOME and configuration (for `doctor`, which checks them).
     pub fn bottle_at_home(&self) -> Command {
