@@ -18,9 +18,8 @@ use bottle_core::plan::{
 use futures_util::StreamExt;
 use podman_api::conn::TtyChunk;
 use podman_api::opts::{
-    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts,
-    ExecStartOpts, NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
-    UserOpt,
+    ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts, ExecStartOpts,
+    NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts, UserOpt,
 };
 use serde_json::json;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
@@ -203,18 +202,28 @@ impl Engine for Podman {
             .and_then(|ip| ip.parse().ok()))
     }
 
+    /// Through the module `raw`: podman-api asks for the volumes' removal as `v=true`,
+    /// which libpod 4.3 ignores (its parameter is `volumes`; measured: a container's
+    /// anonymous volumes outlived it). Both are sent, for libpod versions that read `v`.
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
-        let opts = ContainerDeleteOpts::builder()
-            .force(true)
-            .volumes(true)
-            .build();
-        self.api
-            .containers()
-            .get(id)
-            .delete(&opts)
+        let path = format!(
+            "/libpod/containers/{}?force=true&v=true&volumes=true",
+            raw::encode(id)
+        );
+        match self
+            .raw
+            .call(
+                hyper::Method::DELETE,
+                &path,
+                "application/json",
+                raw::full(bytes::Bytes::new()),
+            )
             .await
-            .map(|_| ())
-            .map_err(ee)
+        {
+            Ok(_) => Ok(()),
+            Err(e @ RawError::Status { status: 404, .. }) => Err(EngineError::not_found(e.text())),
+            Err(e) => Err(raw_ee(e)),
+        }
     }
 
     async fn list_containers(&self, slug: Option<&str>) -> Result<Vec<Listed>, EngineError> {
