@@ -169,6 +169,13 @@ impl ContainerSpec {
             if !seen.insert(rel.clone()) {
                 return Err((f, "the container has another file at this path".to_owned()));
             }
+            if self.copy_dir(f).is_none() {
+                return Err((
+                    f,
+                    "the container's root filesystem is read-only and none of its disk-backed writable paths holds this file"
+                        .to_owned(),
+                ));
+            }
             let mut dir = rel.as_str();
             while let Some((parent, _)) = dir.rsplit_once('/') {
                 dirs.insert(parent.to_owned());
@@ -189,6 +196,20 @@ impl ContainerSpec {
             ));
         }
         Ok(rels)
+    }
+
+    /// The directory `file` is copied into: `/` when the root filesystem is writable, else
+    /// the [`WritableOn::Disk`] path holding it (engines copy into a read-only container
+    /// only inside a volume); `None` when no such path holds it.
+    pub fn copy_dir(&self, file: &FileSpec) -> Option<&str> {
+        match &self.hardening.read_only_root {
+            None => Some("/"),
+            Some(writable) => writable
+                .iter()
+                .filter(|w| w.on == WritableOn::Disk && w.holds(&file.path))
+                .map(|w| w.path.as_str())
+                .max_by_key(|p| p.len()),
+        }
     }
 }
 
@@ -733,6 +754,60 @@ pub struct Hardening {
     /// plan's, on every engine.
     #[serde(default)]
     pub no_ipv6: bool,
+    /// A read-only root filesystem, with only these places writable; `None`: the image's
+    /// root filesystem is writable. A container's [`FileSpec`]s are copied in before it
+    /// starts, and engines copy into a read-only container only inside a volume: every
+    /// file of such a container lies under one of its [`Writable::Disk`] paths
+    /// ([`ContainerSpec::misplaced_files`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root: Option<Vec<Writable>>,
+}
+
+/// A writable place in a container whose root filesystem is read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writable {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// Where its bytes live.
+    pub on: WritableOn,
+}
+
+/// Where a [`Writable`] path's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum WritableOn {
+    /// The engine's own disk: an anonymous volume (docker, podman), an `emptyDir`
+    /// (Kubernetes). It starts with what the image holds at the path (owner and mode
+    /// included), outlives a restart of the container and is removed with it. Off the
+    /// container's layered root filesystem, so writes there are as fast as the host's disk
+    /// (a `fuse-overlayfs` root pays a FUSE round trip per file operation).
+    Disk,
+    /// Memory (tmpfs), at most `bytes`, counted against the container's memory limit;
+    /// empty at every start. Nothing can be copied there before the container starts.
+    Memory {
+        /// The most it may hold.
+        bytes: u64,
+    },
+}
+
+impl Writable {
+    /// `path` on the engine's disk.
+    pub fn disk(path: &str) -> Writable {
+        Writable {
+            path: path.to_owned(),
+            on: WritableOn::Disk,
+        }
+    }
+
+    /// Whether `file` lies under this path (both compared as [`relative_file_path`]s).
+    pub fn holds(&self, file: &str) -> bool {
+        match (relative_file_path(&self.path), relative_file_path(file)) {
+            (Ok(dir), Ok(file)) => file
+                .strip_prefix(&dir)
+                .is_some_and(|rest| rest.starts_with('/')),
+            _ => false,
+        }
+    }
 }
 
 impl Hardening {
@@ -746,6 +821,15 @@ impl Hardening {
             pids_limit,
             memory_bytes,
             no_ipv6: false,
+            read_only_root: None,
+        }
+    }
+
+    /// The same, with a read-only root filesystem where only `writable` may be written.
+    pub fn read_only(self, writable: Vec<Writable>) -> Hardening {
+        Hardening {
+            read_only_root: Some(writable),
+            ..self
         }
     }
 }
@@ -765,6 +849,18 @@ impl Hardening {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writable_place_holds_what_lies_below_it() {
+        let w = Writable::disk("/etc/bottle-gate");
+        assert!(w.holds("/etc/bottle-gate/entrypoint"));
+        assert!(w.holds("//etc/./bottle-gate/creds/a.key"));
+        assert!(!w.holds("/etc/bottle-gate"));
+        assert!(!w.holds("/etc/bottle-gatex/a"));
+        assert!(!w.holds("/etc/a"));
+        assert!(!w.holds("/etc/bottle-gate/../x"));
+        assert!(Writable::disk("/etc/bottle-gate/").holds("/etc/bottle-gate/a"));
+    }
 
     #[test]
     fn relative_file_paths() {

@@ -195,6 +195,7 @@ pub fn plan_in(
             memory_bytes: bottle.memory_bytes.unwrap_or(AGENT_MEMORY),
             // No way to the host through a bridge's link-local IPv6 address: see Hardening.
             no_ipv6: true,
+            read_only_root: None,
         },
         ports: Vec::new(),
         egress: Egress::Nothing,

@@ -24,7 +24,7 @@ use bottle_backend_shared::engine::{
 use bottle_backend_shared::images::{split_reference, BuildSpec};
 use bottle_backend_shared::resources;
 use bottle_core::backend::{BackendError, ExecOptions};
-use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind, Restart};
+use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind, Restart, WritableOn};
 use futures_util::StreamExt;
 
 use crate::{error_text, is_not_found, Docker};
@@ -141,8 +141,10 @@ impl Engine for Docker {
         if h.no_new_privileges {
             security_opt.push("no-new-privileges".to_owned());
         }
+        let (volumes, tmpfs) = writable_places(c);
         let body = ContainerCreateBody {
             image: Some(c.image.name.clone()),
+            volumes,
             entrypoint: c.entrypoint.clone(),
             cmd: c.command.clone(),
             user: c.user.clone(),
@@ -165,6 +167,8 @@ impl Engine for Docker {
                 init: Some(c.init),
                 restart_policy: Some(restart_policy(c.restart)),
                 sysctls: Some(h.sysctls().into_iter().collect()),
+                readonly_rootfs: Some(h.read_only_root.is_some()),
+                tmpfs,
                 extra_hosts: Some(
                     c.extra_hosts
                         .iter()
@@ -193,9 +197,9 @@ impl Engine for Docker {
             .id)
     }
 
-    async fn copy_in(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+    async fn copy_in(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), EngineError> {
         let options = UploadToContainerOptions {
-            path: "/".to_owned(),
+            path: dir.to_owned(),
             ..Default::default()
         };
         self.client
@@ -510,6 +514,27 @@ impl Engine for Docker {
         };
         self.client.resize_exec(id, options).await.map_err(ee)
     }
+}
+
+/// A read-only container's writable places as docker takes them: its disk-backed ones as
+/// anonymous volumes (`Volumes`, the `-v PATH` form, which `rm -v` removes with the
+/// container; docker fills a new one with what the image holds at the path, owner and
+/// mode included), its memory-backed ones as sized tmpfs mounts.
+fn writable_places(c: &ContainerSpec) -> (Option<Vec<String>>, Option<HashMap<String, String>>) {
+    let Some(writable) = &c.hardening.read_only_root else {
+        return (None, None);
+    };
+    let mut volumes = Vec::new();
+    let mut tmpfs = HashMap::new();
+    for w in writable {
+        match w.on {
+            WritableOn::Disk => volumes.push(w.path.clone()),
+            WritableOn::Memory { bytes } => {
+                tmpfs.insert(w.path.clone(), format!("size={bytes}"));
+            }
+        }
+    }
+    (Some(volumes), Some(tmpfs))
 }
 
 /// The plan's [`Restart`] as Docker's `HostConfig.RestartPolicy`.

@@ -13,14 +13,13 @@ use bottle_backend_shared::engine::{
 use bottle_backend_shared::images::BuildSpec;
 use bottle_core::backend::ExecOptions;
 use bottle_core::plan::{
-    ContainerSpec, NetworkSpec, Plan, ResourceKind, Restart, LABEL_MANAGED, LABEL_SLUG,
+    ContainerSpec, NetworkSpec, Plan, ResourceKind, Restart, WritableOn, LABEL_MANAGED, LABEL_SLUG,
 };
 use futures_util::StreamExt;
 use podman_api::conn::TtyChunk;
 use podman_api::opts::{
-    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts,
-    ExecStartOpts, NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
-    UserOpt,
+    ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts, ExecStartOpts,
+    NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts, UserOpt,
 };
 use serde_json::json;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
@@ -172,11 +171,11 @@ impl Engine for Podman {
 
     /// The Docker-compatible archive endpoint: it keeps each entry's uid/gid, where
     /// libpod's would chown everything to the container's user.
-    async fn copy_in(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+    async fn copy_in(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), EngineError> {
         self.api
             .containers()
             .get(id)
-            .copy_to("/", tar.into())
+            .copy_to(dir, tar.into())
             .await
             .map_err(ee)
     }
@@ -212,18 +211,28 @@ impl Engine for Podman {
             .and_then(|ip| ip.parse().ok()))
     }
 
+    /// Through the module `raw`: podman-api asks for the volumes' removal as `v=true`,
+    /// which libpod 4.3 ignores (its parameter is `volumes`; measured: a container's
+    /// anonymous volumes outlived it). Both are sent, for libpod versions that read `v`.
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
-        let opts = ContainerDeleteOpts::builder()
-            .force(true)
-            .volumes(true)
-            .build();
-        self.api
-            .containers()
-            .get(id)
-            .delete(&opts)
+        let path = format!(
+            "/libpod/containers/{}?force=true&v=true&volumes=true",
+            raw::encode(id)
+        );
+        match self
+            .raw
+            .call(
+                hyper::Method::DELETE,
+                &path,
+                "application/json",
+                raw::full(bytes::Bytes::new()),
+            )
             .await
-            .map(|_| ())
-            .map_err(ee)
+        {
+            Ok(_) => Ok(()),
+            Err(e @ RawError::Status { status: 404, .. }) => Err(EngineError::not_found(e.text())),
+            Err(e) => Err(raw_ee(e)),
+        }
     }
 
     async fn list_containers(&self, slug: Option<&str>) -> Result<Vec<Listed>, EngineError> {
@@ -559,6 +568,28 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
     if let Some(user) = &c.user {
         obj.insert("user".into(), json!(user));
     }
+    if let Some(writable) = &h.read_only_root {
+        // No tmpfs of podman's own at /tmp, /var/tmp and /run (its CLI's default with
+        // --read-only): what is writable is the plan's list, nothing more.
+        obj.insert("read_only_filesystem".into(), json!(true));
+        obj.insert("read_write_tmpfs".into(), json!(false));
+        let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
+        for w in writable {
+            match w.on {
+                // An anonymous volume (no name): filled from the image's path, removed
+                // with the container (`rm -v`).
+                WritableOn::Disk => volumes.push(json!({ "Name": "", "Dest": w.path })),
+                WritableOn::Memory { bytes } => mounts.push(json!({
+                    "destination": w.path,
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": [format!("size={bytes}")],
+                })),
+            }
+        }
+        obj.insert("volumes".into(), json!(volumes));
+        obj.insert("mounts".into(), json!(mounts));
+    }
     spec
 }
 
@@ -598,6 +629,7 @@ mod tests {
                 pids_limit: 64,
                 memory_bytes: 1 << 20,
                 no_ipv6: true,
+                read_only_root: None,
             },
             ports: Vec::new(),
             egress: Egress::Nothing,

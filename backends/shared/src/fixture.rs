@@ -76,6 +76,7 @@ pub fn upstream(u: &Upstream) -> ContainerSpec {
             pids_limit: 4096,
             memory_bytes: 4 << 30,
             no_ipv6: false,
+            read_only_root: None,
         },
         ports: vec![PortSpec {
             name: "ssh".to_owned(),
@@ -170,6 +171,7 @@ pub fn web(w: &Web) -> ContainerSpec {
             pids_limit: 256,
             memory_bytes: 256 << 20,
             no_ipv6: false,
+            read_only_root: None,
         },
         ports: vec![
             PortSpec {

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use bottle_core::plan::{
-    ContainerSpec, Egress, FileSource, FileSpec, Plan, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG,
+    ContainerSpec, Egress, FileSource, FileSpec, Plan, WritableOn, LABEL_MANAGED, LABEL_ROLE,
+    LABEL_SLUG,
 };
 use bottle_core::quote;
 use k8s_openapi::api::core::v1::{
@@ -697,6 +698,39 @@ fn install_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
     }
 }
 
+/// A read-only container's writable places: an emptyDir each (in memory, sized, for a
+/// [`WritableOn::Memory`] one), mounted read-write, except where the installed files'
+/// directories already are: those the plan lists as writable only because an engine
+/// copies files into a read-only container through a volume; here the install init
+/// container fills them and the main container mounts them read-only. An emptyDir starts
+/// empty (mode 0777), where an engine's volume starts with the image's directory.
+fn writable_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
+    let Some(writable) = &c.hardening.read_only_root else {
+        return;
+    };
+    let mut n = 0;
+    for w in writable {
+        if p.roots.iter().any(|root| is_under(&w.path, root)) {
+            continue;
+        }
+        n += 1;
+        let name = format!("{}-writable-{n}", c.name);
+        let empty_dir = match w.on {
+            WritableOn::Disk => EmptyDirVolumeSource::default(),
+            WritableOn::Memory { bytes } => EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity(bytes.to_string())),
+            },
+        };
+        m.add(Volume {
+            name: name.clone(),
+            empty_dir: Some(empty_dir),
+            ..Volume::default()
+        });
+        m.main.push(Mounts::mount(&name, &w.path, None));
+    }
+}
+
 /// The init container that installs the files with their modes and owners.
 fn install_container(
     c: &ContainerSpec,
@@ -779,6 +813,7 @@ fn main_container(
             run_as_group: user.map(|(_, g)| g),
             run_as_non_root: user.and_then(|(u, _)| (u != 0).then_some(true)),
             allow_privilege_escalation: Some(!h.no_new_privileges),
+            read_only_root_filesystem: h.read_only_root.is_some().then_some(true),
             capabilities: Some(Capabilities {
                 drop: (!h.cap_drop.is_empty()).then(|| h.cap_drop.clone()),
                 add: (!h.cap_add.is_empty()).then(|| h.cap_add.clone()),
@@ -825,6 +860,7 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
         install_volumes(c, &p, &mut m);
         init.push(install_container(c, &p, std::mem::take(&mut m.init))?);
     }
+    writable_volumes(c, &p, &mut m);
     let container = main_container(c, env_vars(c, &p), m.main)?;
 
     let mut labels = c.labels.clone();

@@ -168,13 +168,44 @@ fn the_secret_reaches_only_the_gate_and_its_key_is_installed_for_the_gate_user()
         s.volumes.iter().flatten().any(|v| v.secret.is_some())
     };
     assert!(uses_secret(gate) && !uses_secret(agent));
-    // The Secret is mounted only into the init container, never into the gate itself.
+    // The Secret is mounted only into the init container, never into the gate itself,
+    // whose files are read-only to it; its root filesystem is read-only, and it writes only
+    // to the plan's writable places, emptyDirs of their own.
     let main = &gate.containers[0];
-    assert!(main
+    let (read_only, writable): (Vec<_>, Vec<_>) = main
         .volume_mounts
         .iter()
         .flatten()
-        .all(|m| m.name != "bottle-demo-gate-secret" && m.read_only == Some(true)));
+        .partition(|m| m.read_only == Some(true));
+    assert!(read_only
+        .iter()
+        .all(|m| m.name != "bottle-demo-gate-secret"));
+    assert_eq!(
+        read_only
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect::<Vec<_>>(),
+        ["/etc/bottle-gate"]
+    );
+    assert_eq!(
+        writable
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect::<Vec<_>>(),
+        ["/git", "/var/lib/bottle-gate", "/tmp"]
+    );
+    assert!(writable.iter().all(|m| gate
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.name == m.name && v.empty_dir.is_some())));
+    assert_eq!(
+        main.security_context
+            .as_ref()
+            .unwrap()
+            .read_only_root_filesystem,
+        Some(true)
+    );
     let script = gate.init_containers.as_ref().unwrap()[0]
         .command
         .as_ref()

@@ -13,8 +13,8 @@ use crate::support::{agent_only, demo, Fake, Run};
 /// `rm -f` as each CLI spells a removal that does not wait for a stop.
 fn rm_f(cli: Cli) -> Vec<&'static str> {
     match cli {
-        Cli::Docker => vec!["rm", "-f"],
-        Cli::Podman => vec!["rm", "-f", "--time", "0"],
+        Cli::Docker => vec!["rm", "-f", "-v"],
+        Cli::Podman => vec!["rm", "-f", "-v", "--time", "0"],
     }
 }
 

@@ -122,8 +122,7 @@ fn an_environment_key_is_read_when_the_script_runs() {
     let key = run
         .calls_to(&["cp"])
         .iter()
-        .filter_map(|c| c.tar.as_deref())
-        .flat_map(crate::support::members)
+        .flat_map(|c| c.copied().1)
         .find(|m| m.path == "run/bottle-cred/api.key")
         .expect("the key reaches the cred sidecar");
     assert_eq!(key.bytes, KEY.as_bytes());

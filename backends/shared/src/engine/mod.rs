@@ -471,9 +471,11 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// Creates container `c` on its network, exactly as planned; returns its id.
     async fn create_container(&self, c: &ContainerSpec) -> Result<String, EngineError>;
 
-    /// Extracts the tar archive `tar` at `/` in container `id`, keeping each entry's
-    /// owner and mode.
-    async fn copy_in(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError>;
+    /// Extracts the tar archive `tar` into directory `dir` (absolute) of container `id`,
+    /// keeping each entry's owner and mode. `dir` is `/`, or a volume's path in a container
+    /// whose root filesystem is read-only (engines extract into such a container only
+    /// inside a volume: [`ContainerSpec::copy_dir`]).
+    async fn copy_in(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), EngineError>;
 
     /// Connects container `id` to network `network`.
     async fn connect(&self, id: &str, network: &str) -> Result<(), EngineError>;

@@ -1,9 +1,10 @@
 //! `up`: leftover probe, images, networks, containers, rollback.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use bottle_core::backend::{BackendError, UpOptions};
-use bottle_core::plan::{ContainerSpec, NetworkSpec, Plan};
+use bottle_core::plan::{ContainerSpec, FileSpec, NetworkSpec, Plan};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
@@ -221,13 +222,25 @@ async fn prepare_container<E: Engine>(
         .expect("lock")
         .push((id.clone(), c.name.clone()));
 
-    if !c.files.is_empty() {
-        let action = || format!("copy files into container {}", c.name);
-        let tar = archive::container_files(&c.files).map_err(|err| BackendError::Engine {
+    // One archive per directory the files are copied into (`/`, or each volume of a
+    // read-only container).
+    let mut by_dir: BTreeMap<&str, Vec<&FileSpec>> = BTreeMap::new();
+    for f in &c.files {
+        let dir = c.copy_dir(f).ok_or_else(|| BackendError::Engine {
+            action: format!("copy {} into container {}", f.path, c.name),
+            message: "its root filesystem is read-only and no disk-backed writable path of the plan holds the file".to_owned(),
+        })?;
+        by_dir.entry(dir).or_default().push(f);
+    }
+    for (dir, files) in by_dir {
+        let action = || format!("copy files into {dir} of container {}", c.name);
+        let tar = archive::container_files(dir, &files).map_err(|err| BackendError::Engine {
             action: action(),
             message: format!("cannot build the archive: {err}"),
         })?;
-        e.copy_in(&id, tar).await.map_err(|err| err.at(action()))?;
+        e.copy_in(&id, dir, tar)
+            .await
+            .map_err(|err| err.at(action()))?;
     }
 
     for network in &c.connect {

@@ -437,6 +437,7 @@ pub fn hardening() -> Hardening {
         pids_limit: 64,
         memory_bytes: 64 << 20,
         no_ipv6: false,
+        read_only_root: None,
     }
 }
 

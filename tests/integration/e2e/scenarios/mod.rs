@@ -878,7 +878,33 @@ pub fn down_removes_everything_and_is_idempotent(engine: &'static Engine) {
         4,
         "gate, proxy, agent and fixture before down"
     );
+    // The sidecars' roots are read-only; what they may write are volumes of their own (the
+    // gate's config, mirrors, home and /tmp; the proxy's config), which go with them.
+    let volumes = h.engine_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}",
+        &h.gate(),
+        &h.name("proxy"),
+    ]);
+    let volumes: Vec<&str> = volumes.split_whitespace().collect();
+    assert_eq!(volumes.len(), 5, "the sidecars' volumes: {volumes:?}");
+    for (container, path) in [(h.gate(), "/usr/local/bin/x"), (h.name("proxy"), "/etc/x")] {
+        let write = h.engine(&["exec", &container, "sh", "-c", &format!("echo x >{path}")]);
+        assert!(
+            !write.status.success() && said(&write).contains("Read-only file system"),
+            "{container} wrote {path}\n{}",
+            show(&write)
+        );
+    }
     expect_ok(run(h.bottle().args(["down", &h.slug])), "bottle down");
+    let left = h.engine_ok(&["volume", "ls", "-q"]);
+    for v in &volumes {
+        assert!(
+            !left.lines().any(|l| l.trim() == *v),
+            "down left volume {v}"
+        );
+    }
     for (how, list) in [("labelled", labelled as Lister), ("named", named)] {
         assert_eq!(
             list(&h, "container"),
