@@ -20,8 +20,8 @@ use super::Engine;
 mod cred;
 mod faults;
 mod host;
-mod lifecycle;
 mod hostenv;
+mod lifecycle;
 pub use cred::{a_route_adds_the_key_outside_the_agent, claude_code_works_in_a_bottle};
 pub use faults::{
     a_gate_container_killed_mid_push_comes_back_with_start,
@@ -31,8 +31,8 @@ pub use faults::{
     twenty_clones_and_five_pushes_at_once, two_shells_pushing_one_branch_one_wins_each_round,
 };
 pub use host::the_agent_reaches_nothing_on_the_host;
-pub use lifecycle::{stop_and_start_keep_the_mirror, up_resumes_a_bottle_the_engine_stopped};
 pub use hostenv::host_env_values_reach_the_agent_and_are_never_printed;
+pub use lifecycle::{stop_and_start_keep_the_mirror, up_resumes_a_bottle_the_engine_stopped};
 
 /// An AWS access key id of the shape gitleaks' `aws-access-token` rule looks for.
 const AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
