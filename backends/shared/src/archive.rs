@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn files_keep_mode_owner_and_bytes() {
-        let files = vec![
+        let files = [
             FileSpec {
                 relocate_env: None,
                 path: "/etc/x/a".into(),
