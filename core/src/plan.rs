@@ -801,7 +801,10 @@ impl Writable {
 
     /// Whether `file` lies under this path (both compared as [`relative_file_path`]s).
     pub fn holds(&self, file: &str) -> bool {
-        match (relative_file_path(&self.path), relative_file_path(file)) {
+        match (
+            relative_file_path(self.path.trim_end_matches('/')),
+            relative_file_path(file),
+        ) {
             (Ok(dir), Ok(file)) => file
                 .strip_prefix(&dir)
                 .is_some_and(|rest| rest.starts_with('/')),
