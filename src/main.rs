@@ -12,13 +12,15 @@ mod logs;
 mod run;
 mod validate;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bottle_core::backend::{Backend, BackendError, ExecRequest, UpOptions};
+use bottle_core::backend::{Backend, BackendError, ExecRequest, Scope, UpOptions};
 use bottle_core::manifest::{self, LoadError, Manifest, MANIFEST_FILE};
 use bottle_core::planner::{self, PlanError};
+use bottle_core::project::{InvalidProject, Project};
 use clap::Parser;
 
 use cli::{Cli, Command, ImageCommand, InitAgent};
@@ -209,6 +211,52 @@ async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<
     .await
 }
 
+/// The project commands act in, by the documented precedence: `-p/--project-name`, else
+/// `BOTTLE_PROJECT` (an empty value is no value), else the manifest's `[settings] project`,
+/// else the manifest's directory name normalised as Compose does (the current directory's
+/// when there is no manifest). A name given explicitly is checked, never rewritten.
+fn project(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Project> {
+    let invalid = |e: InvalidProject, from: &str, hint: &str| -> anyhow::Error {
+        UsageError(format!("{e} ({from})\n  hint: {hint}")).into()
+    };
+    if let Some(name) = &cli.project_name {
+        return Project::new(name).map_err(|e| invalid(e, "from --project-name", "e.g. -p my-app"));
+    }
+    if let Some(name) = std::env::var("BOTTLE_PROJECT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        return Project::new(&name).map_err(|e| {
+            invalid(
+                e,
+                "from BOTTLE_PROJECT",
+                "set BOTTLE_PROJECT to e.g. my-app, or unset it",
+            )
+        });
+    }
+    if let Some(p) = manifest.and_then(|m| m.settings.project.as_ref()) {
+        return Ok(p.value.clone());
+    }
+    let dir = match manifest {
+        Some(m) => m
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned(),
+        None => PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&dir)
+        .with_context(|| format!("cannot resolve the directory {}", dir.display()))?;
+    Project::from_dir(&dir).map_err(|e| {
+        invalid(
+            e,
+            &format!("the name of {}, the default project", dir.display()),
+            "name the project with -p NAME, BOTTLE_PROJECT or `project = \"NAME\"` under [settings]",
+        )
+    })
+}
+
 /// The bottle a command acts on: the named one (these commands find resources by label, so
 /// a bottle of another project's manifest is fine), or the one the manifest implies.
 fn bottle_name(manifest: Option<&Manifest>, name: Option<&str>) -> anyhow::Result<String> {
@@ -232,12 +280,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render { bottle, out } => {
             let manifest = load_manifest(&cli)?;
             let dry = dry_run(&cli, Some(&manifest))?.is_some();
+            let project = project(&cli, Some(&manifest))?;
             let bottle = manifest.select(bottle.as_deref())?;
-            render(bottle, out, dry).map(|_| ExitCode::SUCCESS)
+            render(bottle, &project, out, dry).map(|_| ExitCode::SUCCESS)
         }
         Command::Validate { bottle } => {
             let manifest = load_manifest(&cli)?;
-            validate::run(&manifest, bottle.as_deref()).map(|_| ExitCode::SUCCESS)
+            let project = project(&cli, Some(&manifest))?;
+            validate::run(&manifest, &project, bottle.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -250,8 +300,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_on_failure,
         } => {
             let manifest = load_manifest(&cli)?;
+            let project = project(&cli, Some(&manifest))?;
             let bottle = manifest.select(bottle.as_deref())?;
-            let plan = planner::plan(bottle)?;
+            let plan = planner::plan(bottle, &project)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
             backend
                 .up(
@@ -265,10 +316,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Down { bottle } => {
             let manifest = try_manifest(&cli)?;
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            logs::save_before_down(backend.as_ref(), &slug).await;
-            backend.down(&slug).await?;
+            logs::save_before_down(backend.as_ref(), project.as_str(), &slug).await;
+            backend
+                .down(&Scope::bottle(project.as_str(), &slug))
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs {
@@ -286,16 +340,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "drop --dry-run: `bottle logs` only reads (the engine's logs, or the log `down` saved)",
                 ));
             }
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             let filter = logs::Filter {
                 denied: *denied,
                 since: *since,
             };
-            logs::run(backend.as_ref(), &slug, &filter, format.json(), *follow).await?;
+            logs::run(
+                backend.as_ref(),
+                project.as_str(),
+                &slug,
+                &filter,
+                format.json(),
+                *follow,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ps { bottle, format } => {
+        Command::Ps {
+            bottle,
+            all,
+            format,
+        } => {
             let manifest = try_manifest(&cli)?;
             if format.json() {
                 if let Some(dry) = dry_run(&cli, manifest.as_ref())? {
@@ -306,8 +373,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ));
                 }
             }
+            let scope = Scope {
+                project: if *all {
+                    None
+                } else {
+                    Some(project(&cli, manifest.as_ref())?.to_string())
+                },
+                bottle: bottle.clone(),
+                // Resources of a bottle older than projects belong to none: shown everywhere,
+                // so that they are found.
+                unlabelled: true,
+                stopped_only: false,
+            };
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            let found = backend.ps(bottle.as_deref()).await?;
+            let found = backend.ps(&scope).await?;
             if format.json() {
                 println!("{}", serde_json::to_string_pretty(&found)?);
             } else if backend.name().starts_with("dry-run") {
@@ -316,8 +395,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("no bottles");
             } else {
                 println!(
-                    "{:<20} {:<10} {:<10} {:<32} STATE",
-                    "BOTTLE", "KIND", "ROLE", "NAME"
+                    "{:<16} {:<16} {:<10} {:<10} {:<40} STATE",
+                    "PROJECT", "BOTTLE", "KIND", "ROLE", "NAME"
                 );
                 for b in &found {
                     for r in &b.resources {
@@ -329,23 +408,84 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             _ => String::new(),
                         };
                         println!(
-                            "{:<20} {:<10} {:<10} {:<32} {}{restarts}",
-                            b.slug, r.kind, role, r.name, r.state
+                            "{:<16} {:<16} {:<10} {:<10} {:<40} {}{restarts}",
+                            b.project.as_deref().unwrap_or("-"),
+                            b.slug,
+                            r.kind,
+                            role,
+                            r.name,
+                            r.state
                         );
                     }
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cleanup { bottle } => {
+        Command::Cleanup { bottle, all, yes } => {
             let manifest = try_manifest(&cli)?;
+            let scope = if *all {
+                Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                }
+            } else {
+                let project = project(&cli, manifest.as_ref())?;
+                Scope {
+                    project: Some(project.to_string()),
+                    bottle: bottle.clone(),
+                    // By name, also the same-named bottle made before projects.
+                    unlabelled: bottle.is_some(),
+                    stopped_only: true,
+                }
+            };
+            let dry = dry_run(&cli, manifest.as_ref())?.is_some();
+            let ask = *all && !*yes && !dry;
+            if ask && !std::io::stdin().is_terminal() {
+                // Refused before the engine is even asked: nothing could be confirmed.
+                return Err(UsageError(
+                    "cleanup --all removes every bottle's containers and networks on the engine (every project's, running ones included), and there is no terminal to ask for confirmation\n  hint: pass --yes to remove them, or run `bottle cleanup` to remove only this project's stopped bottles".to_owned(),
+                )
+                .into());
+            }
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            let removed = backend.cleanup(bottle.as_deref()).await?;
-            if !backend.name().starts_with("dry-run") {
+            if ask {
+                let found = backend.ps(&scope).await?;
+                if found.is_empty() {
+                    println!("nothing to clean up");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                confirm_cleanup_all(&found)?;
+            }
+            // What stays: bottles with something running (cleanup leaves them to `down`).
+            let live = if scope.stopped_only && !dry {
+                backend
+                    .ps(&Scope {
+                        stopped_only: false,
+                        ..scope.clone()
+                    })
+                    .await?
+                    .into_iter()
+                    .filter(|b| {
+                        b.resources
+                            .iter()
+                            .any(|r| bottle_core::backend::is_live_state(&r.state))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let removed = backend.cleanup(&scope).await?;
+            if !dry {
                 for r in &removed {
                     println!("removed {} {}", r.kind, r.name);
                 }
-                if removed.is_empty() {
+                for b in &live {
+                    println!(
+                        "left running: bottle '{}' (`bottle down {}` takes it down)",
+                        b.slug, b.slug
+                    );
+                }
+                if removed.is_empty() && live.is_empty() {
                     println!("nothing to clean up");
                 }
             }
@@ -458,6 +598,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Exec(args) => {
             let manifest = try_manifest(&cli)?;
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), args.bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             let tty = args.tty.wanted();
@@ -467,6 +608,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.command.clone()
             };
             let request = ExecRequest {
+                project: project.to_string(),
                 slug,
                 command,
                 tty,
@@ -494,11 +636,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             let manifest = load_manifest(&cli)?;
+            let project = project(&cli, Some(&manifest))?;
             let bottle = manifest.select(args.bottle.as_deref())?;
-            let plan = planner::plan(bottle)?;
+            let plan = planner::plan(bottle, &project)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
             run::run(backend.as_ref(), &plan, args).await
         }
+    }
+}
+
+/// Asks on the terminal before `cleanup --all` removes `found` (every project's, running
+/// ones included).
+fn confirm_cleanup_all(found: &[bottle_core::backend::BottleStatus]) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let resources: usize = found.iter().map(|b| b.resources.len()).sum();
+    let projects: std::collections::BTreeSet<&str> = found
+        .iter()
+        .map(|b| b.project.as_deref().unwrap_or("-"))
+        .collect();
+    let what = format!(
+        "{resources} containers and networks of {} bottles in {} projects ({}), running ones included",
+        found.len(),
+        projects.len(),
+        projects.iter().copied().collect::<Vec<_>>().join(", ")
+    );
+    eprint!("bottle: remove {what}? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(UsageError("cleanup --all: not confirmed; nothing removed".to_owned()).into())
     }
 }
 
@@ -584,11 +753,16 @@ fn bottle_name_from(raw: &str) -> String {
 /// scripts, the agent's git config, a sidecar's config) under `out/<role>/<path>`, with
 /// their modes, and prints each path. Files read from the host (identity keys) are never
 /// written. In a dry run (`dry`) prints the paths and writes nothing.
-fn render(bottle: &manifest::Bottle, out: &Path, dry: bool) -> anyhow::Result<()> {
+fn render(
+    bottle: &manifest::Bottle,
+    project: &Project,
+    out: &Path,
+    dry: bool,
+) -> anyhow::Result<()> {
     use bottle_core::plan::FileSource;
     use std::os::unix::fs::PermissionsExt;
 
-    let plan = bottle_core::planner::plan(bottle)?;
+    let plan = bottle_core::planner::plan(bottle, project)?;
     let mut written = 0;
     for container in &plan.containers {
         for file in &container.files {

@@ -133,7 +133,11 @@ mod tests {
         let manifest =
             bottle_core::manifest::parse(&path, &text, &bottle_core::manifest::Env::current())
                 .unwrap();
-        let plan = bottle_core::planner::plan(manifest.select(Some("t")).unwrap()).unwrap();
+        let plan = bottle_core::planner::plan(
+            manifest.select(Some("t")).unwrap(),
+            &bottle_core::project::Project::new("bench").unwrap(),
+        )
+        .unwrap();
         let stage = dir.path().join("stage");
         // Giving files to the gate's user needs root; elsewhere only the shape is checked.
         let Ok(text) = render(&plan, &stage) else {

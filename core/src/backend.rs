@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::images::ImageRecipe;
-use crate::plan::{Plan, ResourceKind};
+use crate::plan::{Plan, ResourceKind, LABEL_MANAGED, LABEL_PROJECT, LABEL_SLUG};
 
 /// Options of `bottle up`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,9 +19,80 @@ pub struct UpOptions {
     pub keep_on_failure: bool,
 }
 
+/// Which resources `ps`, `down`, `cleanup` and `logs` act on, by label.
+///
+/// A resource is in scope when it carries [`LABEL_MANAGED`], its [`LABEL_SLUG`] is
+/// [`Scope::bottle`] (when set), and its [`LABEL_PROJECT`] is [`Scope::project`] (when set)
+/// or it has no project label at all and [`Scope::unlabelled`] is set: resources made by a
+/// bottle older than projects belong to no project, so only `ps`, `--all` and a bottle's
+/// own name reach them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Only this project's resources; `None`: every project's (`cleanup --all`).
+    pub project: Option<String>,
+    /// Only this bottle's; `None`: every bottle's.
+    pub bottle: Option<String>,
+    /// Also resources without a [`LABEL_PROJECT`] label.
+    #[serde(default)]
+    pub unlabelled: bool,
+    /// `cleanup` only: leave alone every bottle with a container that runs (or restarts, or
+    /// is paused), removing only stopped bottles and orphaned resources.
+    #[serde(default)]
+    pub stopped_only: bool,
+}
+
+impl Scope {
+    /// One bottle of a project, and the same-named bottle of no project (`down`, `logs`,
+    /// `cleanup NAME`).
+    pub fn bottle(project: &str, bottle: &str) -> Scope {
+        Scope {
+            project: Some(project.to_owned()),
+            bottle: Some(bottle.to_owned()),
+            unlabelled: true,
+            stopped_only: false,
+        }
+    }
+
+    /// Whether a resource with these labels is in scope (`get` reads one label).
+    pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        if get(LABEL_MANAGED).is_none() {
+            return false;
+        }
+        if let Some(b) = &self.bottle {
+            if get(LABEL_SLUG) != Some(b.as_str()) {
+                return false;
+            }
+        }
+        match (&self.project, get(LABEL_PROJECT)) {
+            (None, _) => true,
+            (Some(p), Some(q)) => p == q,
+            (Some(_), None) => self.unlabelled,
+        }
+    }
+
+    /// How commands name it to the user: `bottle 'demo' of project 'web'`, `project 'web'`,
+    /// `every project`.
+    pub fn describe(&self) -> String {
+        match (&self.project, &self.bottle) {
+            (Some(p), Some(b)) => format!("bottle '{b}' of project '{p}'"),
+            (Some(p), None) => format!("project '{p}'"),
+            (None, Some(b)) => format!("bottle '{b}' of every project"),
+            (None, None) => "every project".to_owned(),
+        }
+    }
+}
+
+/// Whether an engine's container state is a live one: `cleanup` without `--all` leaves a
+/// bottle with such a container alone.
+pub fn is_live_state(state: &str) -> bool {
+    matches!(state, "running" | "restarting" | "paused")
+}
+
 /// A command to run in a bottle's agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecRequest {
+    /// The bottle's project.
+    pub project: String,
     /// The bottle's slug.
     pub slug: String,
     /// The command and its arguments.
@@ -76,6 +147,10 @@ pub struct Resource {
 /// A bottle as found on the engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BottleStatus {
+    /// The project it belongs to (its `bottle.project` label); `None` for resources made
+    /// by a bottle older than projects.
+    #[serde(default)]
+    pub project: Option<String>,
     /// The bottle's slug.
     pub slug: String,
     /// Its containers and networks.
@@ -154,24 +229,24 @@ pub trait Backend: Send + Sync {
     /// `opts.keep_on_failure`.
     async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError>;
 
-    /// Stops and removes the bottle's containers and networks. Succeeds when there is
-    /// nothing to remove.
-    async fn down(&self, slug: &str) -> Result<(), BackendError>;
+    /// Stops and removes the containers and networks in `scope` (one bottle: see
+    /// [`Scope::bottle`]). Succeeds when there is nothing to remove.
+    async fn down(&self, scope: &Scope) -> Result<(), BackendError>;
 
-    /// Lists bottles (all, or the one with `slug`) and their resources, by label.
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError>;
+    /// Lists the bottles in `scope` and their resources, by label.
+    async fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError>;
 
-    /// Removes every labelled leftover (of every bottle, or of `slug`); returns what it
-    /// removed.
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError>;
+    /// Removes the labelled resources in `scope` (with [`Scope::stopped_only`], only those
+    /// of bottles with nothing live); returns what it removed.
+    async fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError>;
 
     /// Runs a command in the bottle's agent; returns its exit code.
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError>;
 
     /// The audit lines of the bottle's containers that write them (label `bottle.audit`),
     /// running or stopped. Backends that keep no logs refuse.
-    async fn audit_logs(&self, slug: &str) -> Result<Vec<AuditStream>, BackendError> {
-        let _ = slug;
+    async fn audit_logs(&self, scope: &Scope) -> Result<Vec<AuditStream>, BackendError> {
+        let _ = scope;
         Err(BackendError::Other(format!(
             "the {} backend cannot read a bottle's logs\n  hint: use --backend docker or podman",
             self.name()

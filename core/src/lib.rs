@@ -24,6 +24,7 @@ pub mod images;
 pub mod manifest;
 pub mod plan;
 pub mod planner;
+pub mod project;
 pub mod quote;
 pub mod sidecar;
 pub mod template;

@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn the_spec_says_exactly_what_the_plan_says() {
         let c = ContainerSpec {
-            name: resource_name("s", ContainerRole::AGENT),
+            name: resource_name("p", "s", ContainerRole::AGENT),
             role: ContainerRole::agent(),
             image: ImageRef {
                 name: "img:1".into(),
@@ -544,7 +544,7 @@ mod tests {
             command: Some(vec!["sleep".into(), "1".into()]),
             user: Some("1000:1000".into()),
             env: BTreeMap::from([("A".into(), "1".into())]),
-            labels: labels("s", ContainerRole::AGENT),
+            labels: labels("p", "s", ContainerRole::AGENT),
             network: "net".into(),
             connect: vec![],
             extra_hosts: BTreeMap::from([("v6".into(), "2001:db8::1".parse().unwrap())]),

@@ -73,7 +73,11 @@ const BOTTLE: Shape = Table(&[
 const MANIFEST: Shape = Table(&[
     (
         "settings",
-        Table(&[("backend", Value), ("podman_socket", Value)]),
+        Table(&[
+            ("backend", Value),
+            ("podman_socket", Value),
+            ("project", Value),
+        ]),
     ),
     ("bottles", Named(&BOTTLE)),
 ]);

@@ -98,8 +98,13 @@ fn an_environment_key_is_read_when_the_script_runs() {
         "TEST_ROUTE_KEY".to_owned(),
         KEY.to_owned(),
     )]));
-    let plan =
-        bottle_core::planner::plan_in(manifest.select(Some("c")).unwrap(), SIDECARS, &env).unwrap();
+    let plan = bottle_core::planner::plan_in(
+        manifest.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .unwrap();
     let script = render_up(&plan, Cli::Docker).unwrap();
     assert!(!script.contains(KEY));
     assert!(script.contains("\"${TEST_ROUTE_KEY:?"), "{script}");

@@ -94,29 +94,29 @@ macro_rules! impl_backend {
 
             async fn down(
                 &self,
-                slug: &str,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<(), $crate::engine::__core::backend::BackendError> {
-                $crate::engine::down(self, slug).await
+                $crate::engine::down(self, scope).await
             }
 
             async fn ps(
                 &self,
-                slug: Option<&str>,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::BottleStatus>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::ps(self, slug).await
+                $crate::engine::ps(self, scope).await
             }
 
             async fn cleanup(
                 &self,
-                slug: Option<&str>,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::Resource>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::cleanup(self, slug).await
+                $crate::engine::cleanup(self, scope).await
             }
 
             async fn exec(
@@ -128,12 +128,12 @@ macro_rules! impl_backend {
 
             async fn audit_logs(
                 &self,
-                slug: &str,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::AuditStream>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::audit_logs(self, slug).await
+                $crate::engine::audit_logs(self, scope).await
             }
 
             async fn image_command(

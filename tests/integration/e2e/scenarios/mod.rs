@@ -20,9 +20,11 @@ use super::Engine;
 mod cred;
 mod faults;
 mod host;
+mod projects;
 pub use cred::{a_route_adds_the_key_outside_the_agent, claude_code_works_in_a_bottle};
 pub use faults::a_killed_gate_restarts_and_serves_again;
 pub use host::the_agent_reaches_nothing_on_the_host;
+pub use projects::two_projects_with_one_bottle_name_keep_apart;
 
 /// An AWS access key id of the shape gitleaks' `aws-access-token` rule looks for.
 const AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
@@ -1350,9 +1352,9 @@ fn labelled(h: &Harness, kind: &str) -> Vec<String> {
     listed(h, kind, &format!("label=bottle.slug={}", h.slug))
 }
 
-/// The bottle's containers or networks, by name (`bottle-<slug>-...`), labelled or not.
+/// The bottle's containers or networks, by name (`bottle-<project>-<slug>-...`), labelled or not.
 fn named(h: &Harness, kind: &str) -> Vec<String> {
-    listed(h, kind, &format!("name=bottle-{}-", h.slug))
+    listed(h, kind, &format!("name={}", h.name("")))
 }
 
 fn listed(h: &Harness, kind: &str, filter: &str) -> Vec<String> {
