@@ -283,3 +283,80 @@ impl fmt::Debug for dyn Backend {
         write!(f, "Backend({})", self.name())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn matches(scope: &Scope, l: &BTreeMap<String, String>) -> bool {
+        scope.matches(|k| l.get(k).map(String::as_str))
+    }
+
+    #[test]
+    fn scopes_select_by_project_bottle_and_missing_labels() {
+        let ours = labels(&[
+            (LABEL_MANAGED, "3"),
+            (LABEL_PROJECT, "web"),
+            (LABEL_SLUG, "demo"),
+        ]);
+        let theirs = labels(&[
+            (LABEL_MANAGED, "3"),
+            (LABEL_PROJECT, "api"),
+            (LABEL_SLUG, "demo"),
+        ]);
+        let legacy = labels(&[(LABEL_MANAGED, "3"), (LABEL_SLUG, "demo")]);
+        let foreign = labels(&[(LABEL_PROJECT, "web"), (LABEL_SLUG, "demo")]);
+
+        let one = Scope::bottle("web", "demo");
+        assert!(matches(&one, &ours));
+        assert!(
+            !matches(&one, &theirs),
+            "another project's bottle of one name"
+        );
+        assert!(matches(&one, &legacy), "by name, one made before projects");
+        assert!(
+            !matches(&one, &foreign),
+            "not bottle's without bottle.managed"
+        );
+        assert!(!matches(&Scope::bottle("web", "other"), &ours));
+
+        let project = Scope {
+            project: Some("web".to_owned()),
+            stopped_only: true,
+            ..Scope::default()
+        };
+        assert!(matches(&project, &ours));
+        assert!(!matches(&project, &theirs));
+        assert!(
+            !matches(&project, &legacy),
+            "a project's cleanup leaves others' old ones"
+        );
+
+        let all = Scope {
+            unlabelled: true,
+            ..Scope::default()
+        };
+        for l in [&ours, &theirs, &legacy] {
+            assert!(matches(&all, l));
+        }
+        assert!(!matches(&all, &foreign));
+    }
+
+    #[test]
+    fn live_states_are_running_restarting_and_paused() {
+        for s in ["running", "restarting", "paused"] {
+            assert!(is_live_state(s), "{s}");
+        }
+        for s in ["exited", "created", "dead", ""] {
+            assert!(!is_live_state(s), "{s}");
+        }
+    }
+}
