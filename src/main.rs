@@ -714,8 +714,9 @@ fn init(path: &Path, force: bool, agent: Option<InitAgent>, dry: bool) -> anyhow
 }
 
 /// The name `init` gives a bottle: the manifest's directory's, made a valid bottle name
-/// (lowercase letters, digits and single `-`, at most 40), else `agent`. Resources are
-/// named after the bottle, so two projects' bottles keep apart.
+/// (lowercase letters, digits and single `-`, at most 40), else `agent`: a name that says
+/// where it came from in `ps`. (The project, also the directory's name by default, is what
+/// keeps two directories' bottles apart.)
 fn init_bottle_name(manifest: &Path) -> String {
     let dir = manifest
         .parent()
