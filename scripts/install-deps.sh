@@ -11,8 +11,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 say() { printf '==> %s\n' "$*" >&2; }
 
 # Debian packages: debootstrap builds the local base image; openssh-server is the
-# upstream of the host-level gate test; shellcheck checks the rendered scripts.
-packages="git openssh-client openssh-server debootstrap shellcheck ca-certificates python3-pip unzip"
+# upstream of the host-level gate test; shellcheck checks the rendered scripts; g++
+# builds libFuzzer for the fuzz targets.
+packages="git openssh-client openssh-server debootstrap shellcheck ca-certificates python3-pip unzip g++"
 missing=
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -77,4 +78,11 @@ else
 	claude_target="$HOME/.local/share/bottle/claude"
 	install_pinned claude "$here/claude-image/claude.lock" --version "$claude_target"
 	say "bottle finds it with: export BOTTLE_CLAUDE=$claude_target"
+fi
+
+# cargo-fuzz, pinned, for the fuzz targets scripts/test.sh runs (fuzz/, docs/security.md).
+cargo_fuzz_version=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $cargo_fuzz_version"; then
+	say "installing cargo-fuzz $cargo_fuzz_version"
+	cargo install --quiet --locked cargo-fuzz --version "$cargo_fuzz_version"
 fi

@@ -16,6 +16,25 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# The fuzz targets (fuzz/; docs/security.md, "Fuzzing"): each for a bounded time from its
+# committed corpus (new inputs go to a scratch directory, so the tree stays clean). A crash
+# or a hang fails the run; libFuzzer leaves the input in fuzz/artifacts/<target>/.
+# cargo-fuzz needs nightly flags, which the stable toolchain accepts with RUSTC_BOOTSTRAP=1.
+fuzz_seconds=${BOTTLE_FUZZ_SECONDS:-60}
+echo "==> cargo fuzz: each target for $fuzz_seconds s" >&2
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build)
+for target in $(cd fuzz && cargo fuzz list); do
+	scratch=$(mktemp -d)
+	fuzz_status=0
+	(cd fuzz && RUSTC_BOOTSTRAP=1 timeout $((fuzz_seconds + 300)) cargo fuzz run "$target" "$scratch" "corpus/$target" -- \
+		-max_total_time="$fuzz_seconds" -timeout=10 -print_final_stats=1) || fuzz_status=$?
+	rm -rf "$scratch"
+	if [ "$fuzz_status" -ne 0 ]; then
+		echo "test: fuzz target $target failed (exit $fuzz_status); the input is in fuzz/artifacts/$target/" >&2
+		exit 1
+	fi
+done
 # Podman, rootful (root's API service) and rootless (an unprivileged user made here,
 # with its own service), for the podman backend's tests and the end-to-end suite.
 rootless_user=${BOTTLE_E2E_ROOTLESS_USER:-bottle-rl}

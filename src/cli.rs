@@ -15,6 +15,10 @@ Examples:
   bottle run -- claude --dangerously-skip-permissions
                                        up, Claude Code in the agent, down when it exits
   bottle ps --format json              list bottles and their containers, as JSON
+  bottle status demo                   its containers, uptime, the gate's mirrors' last refresh
+  bottle stop demo                     stop bottle 'demo', keeping its mirrors and audit log
+  bottle start demo                    start it again (`bottle up demo` does too)
+  bottle logs demo --container gate    the gate container's own output
   bottle down demo                     stop and remove bottle 'demo'
   bottle cleanup                       remove this project's stopped bottles and leftovers
   bottle -p web ps                     list the bottles of project 'web'
@@ -33,14 +37,15 @@ The project is -p/--project-name, else BOTTLE_PROJECT, else [settings] project, 
 manifest's directory name (Compose's rule: lowercased, only [a-z0-9_-] kept). Resources are
 named bottle-<project>-<bottle>-<role> (shortened with a hash past 63 bytes).
 
---dry-run changes nothing: up, down, cleanup, exec and run print the script they would
-run; init and render print what they would write; ps prints the listing commands (not
-with --format json); logs, image build and demo are refused.
+--dry-run changes nothing: up, down, stop, start, cleanup, exec and run print the script
+they would run; init and render print what they would write; ps prints the listing
+commands (not with --format json); logs, status, image build and demo are refused.
 
 Exit codes:
   0    success
-  1    a runtime failure (the engine, a file, a bottle that is not running)
+  1    a runtime failure (the engine, a file, ...)
   2    a usage or manifest error
+  125  exec: the bottle's agent is not running, so the command did not run
   N    exec and run: the command's own exit code (128+N when run is stopped by signal N)";
 
 /// Run an AI coding agent in a sandboxed container whose only ways out are sidecars you
@@ -66,7 +71,7 @@ pub struct Cli {
     pub manifest_short: Option<PathBuf>,
 
     /// The project the bottles belong to: their resources' names and labels carry it, and
-    /// ps, down, logs, exec and cleanup act within it [default: BOTTLE_PROJECT, else
+    /// every command acts within it (but ps --all and cleanup --all) [default: BOTTLE_PROJECT, else
     /// [settings] project, else the manifest's directory name, normalised as Compose does].
     #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
     pub project_name: Option<String>,
@@ -98,12 +103,37 @@ pub enum Command {
         /// The bottle [default: the only one, or 'default'].
         bottle: Option<String>,
     },
+    /// Stop a bottle's containers and keep them: its networks, the gate's mirrors and the
+    /// audit log stay; `bottle start` (or `bottle up`) starts it again.
+    Stop {
+        /// The bottle [default: the only one, or 'default'].
+        bottle: Option<String>,
+    },
+    /// Start a stopped (or partly stopped) bottle's containers again, in the order `up`
+    /// starts them (the sidecars, then the agent). Needs the manifest.
+    Start {
+        /// The bottle [default: the only one, or 'default'].
+        bottle: Option<String>,
+    },
+    /// Show a bottle's containers (state, health, uptime, restarts), the gate's mirrors with
+    /// their last refresh, and what to do when it is stopped or incomplete.
+    Status {
+        /// The bottle [default: the only one, or 'default'].
+        bottle: Option<String>,
+        /// `json`: the status as one JSON object.
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// Show the bottle's audit log: every decision of its sidecars (what the egress proxy
     /// let through or refused, the gate's verdicts), merged by time. When the bottle is not
-    /// up, the log `down` saved last.
+    /// up, the log `down` saved last. With --container, one container's own output instead.
     Logs {
         /// The bottle [default: the only one, or 'default'].
         bottle: Option<String>,
+        /// Instead of the audit log, everything this container wrote (its engine logs, standard
+        /// output and error), by role: gate, proxy, cred, agent.
+        #[arg(long, value_name = "ROLE", conflicts_with_all = ["denied", "follow", "since", "json", "format"])]
+        container: Option<String>,
         /// Only refusals.
         #[arg(long)]
         denied: bool,
@@ -123,6 +153,14 @@ pub enum Command {
         /// Only this bottle [default: every bottle].
         bottle: Option<String>,
     },
+    /// Print the manifest as `up` reads it: defaults filled in, the env_file merged, secrets
+    /// hidden (values from the host as their ${VAR} references). TOML, or --format json.
+    Config {
+        /// Only this bottle [default: every bottle].
+        bottle: Option<String>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// List the project's bottles and their containers (and any made by a bottle older than
     /// projects, shown as project '-').
     Ps {
@@ -136,9 +174,12 @@ pub enum Command {
         format: FormatArgs,
     },
     /// Remove the project's leftovers: the containers and networks of its bottles that have
-    /// nothing running (stopped, failed or orphaned); `down` takes a running bottle down.
+    /// nothing running and cannot be resumed (a failed up, an orphan). A complete stopped
+    /// bottle (`bottle stop`'s) is kept: name it or pass --all to remove it. `down` takes a
+    /// running bottle down.
     Cleanup {
-        /// Only this bottle's leftovers (also one made by a bottle older than projects).
+        /// Only this bottle, if nothing of it runs, stopped or not (also one made by a bottle
+        /// older than projects).
         #[arg(conflicts_with = "all")]
         bottle: Option<String>,
         /// Every container and network labelled by bottle on the engine: every project's,
@@ -250,7 +291,8 @@ Examples:
   bottle exec -- git status
   bottle exec demo -u root -w /work -e GIT_TRACE=1 -- git fetch
 
-Exits with the command's code; when the bottle is not running, says so and exits 1.";
+Exits with the command's code; when the bottle's agent is not running, says so and exits
+125 (the command did not run; `bottle up` or `bottle start` starts the bottle).";
 
 const COMPLETIONS: &str = "\
 Examples:

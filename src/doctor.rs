@@ -339,3 +339,60 @@ pub fn report(title: &str, checks: &[Check]) -> bool {
     }
     healthy
 }
+
+/// The manifest's identity files, as `up` reads them: readable, a private key, without a
+/// passphrase (the gate has no one to type it).
+pub fn identity_files(manifest: &bottle_core::manifest::Manifest) -> Vec<Check> {
+    let mut out = Vec::new();
+    for bottle in manifest.bottles.values() {
+        for up in &bottle.git {
+            let name = format!("key {}/{}", bottle.name, up.name);
+            out.push(match bottle_core::sidecar::gate::read_identity(up) {
+                Ok(_) => ok(&name, up.identity_file.value.display().to_string()),
+                Err(d) => missing(&name, format!("{}: {}", d.location, d.message), d.hint),
+            });
+        }
+    }
+    out
+}
+
+/// The images `up` needs (the sidecars', and the agents' bottle builds for the manifest's
+/// bottles, or the demo agent's without one) on `backend`: missing or stale ones are a
+/// warning, since `up` builds them itself (slowly) and `bottle image build` does it now.
+pub async fn images(
+    backend: &dyn bottle_core::backend::Backend,
+    manifest: Option<&bottle_core::manifest::Manifest>,
+) -> Vec<Check> {
+    use bottle_core::backend::ImageState;
+    use bottle_core::images;
+    let mut which: Vec<&'static bottle_core::images::ImageRecipe> =
+        vec![&images::GATE, &images::PROXY];
+    let agents: Vec<&'static bottle_core::images::ImageRecipe> = match manifest {
+        Some(m) => m
+            .bottles
+            .values()
+            .filter_map(|b| images::recipe_for_tag(&b.image))
+            .collect(),
+        None => vec![&images::AGENT],
+    };
+    for r in agents {
+        if !which.iter().any(|w| w.tag == r.tag) {
+            which.push(r);
+        }
+    }
+    match backend.image_states(&which).await {
+        Ok(states) => states
+            .into_iter()
+            .map(|(tag, state)| {
+                let name = format!("image {tag}");
+                match state {
+                    ImageState::Fresh => ok(&name, "present, built from the current inputs"),
+                    ImageState::Stale => check(&name, Status::Warn("built from other inputs: `bottle image build` rebuilds it (`up` would, taking minutes)".to_owned())),
+                    ImageState::Present => ok(&name, "present (whether it is current cannot be told: its build inputs are not found, see above)"),
+                    ImageState::Missing => check(&name, Status::Warn("not on the engine: `bottle image build` builds it (`up` would, taking minutes)".to_owned())),
+                }
+            })
+            .collect(),
+        Err(e) => vec![missing("images", e.to_string(), "fix the engine first (above)")],
+    }
+}

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use bottle_core::backend::{AuditStream, Backend, Scope};
+use bottle_core::backend::{AuditStream, Backend, OutputChunk, Scope};
 use bottle_proxy_config::{rfc3339_millis, AuditRecord, Decision};
 
 /// What to show.
@@ -249,4 +249,31 @@ pub async fn save_before_down(backend: &dyn Backend, project: &str, slug: &str) 
         Ok(None) => {}
         Err(e) => eprintln!("bottle: warning: could not save the audit log of '{slug}': {e:#}"),
     }
+}
+
+/// `bottle logs --container ROLE`: everything the bottle's container of that role wrote, as
+/// the engine kept it (not the audit log): its standard output to ours, its standard error
+/// to ours.
+pub async fn container_output(
+    backend: &dyn Backend,
+    project: &str,
+    slug: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let chunks = backend
+        .container_output(&Scope::bottle(project, slug), role)
+        .await?;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    for chunk in chunks {
+        match chunk {
+            OutputChunk::Stdout(b) => out.write_all(&b)?,
+            OutputChunk::Stderr(b) => {
+                out.flush()?;
+                err.write_all(&b)?
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
 }

@@ -1,7 +1,9 @@
 //! `bottle`: the command-line front end. Parses arguments, finds the manifest and the
 //! backend, plans, and hands the plan to the backend. Exit codes: 0 success, 1 a runtime
 //! failure, 2 a usage or manifest error (clap's own usage errors exit 2 too); `exec` and
-//! `run` exit with their command's code.
+//! `run` exit with their command's code, and `exec` exits 125 when the agent is not running
+//! (podman's and `docker run`'s code for "the engine's side failed, the command did not
+//! run"; 1 would be taken for the command's own failure).
 
 mod backends;
 mod cli;
@@ -9,7 +11,9 @@ mod config;
 mod demo;
 mod doctor;
 mod logs;
+mod resolved;
 mod run;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -30,11 +34,14 @@ use cli::{Cli, Command, ImageCommand, InitAgent};
 #[error("{0}")]
 struct UsageError(String);
 
-/// `exec` found no running agent: exits 1, never a code the command could have chosen
-/// unseen (its message says the command did not run).
+/// `exec` found no running agent: exits [`NOT_RUNNING_CODE`], so that a script tells it
+/// from the command's own failure (its message says the command did not run).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct NotRunning(String);
+
+/// The exit code of `exec` on a bottle whose agent is not running.
+const NOT_RUNNING_CODE: u8 = 125;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -69,6 +76,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     });
     if usage {
         2
+    } else if err.chain().any(|e| e.is::<NotRunning>()) {
+        NOT_RUNNING_CODE
     } else {
         1
     }
@@ -284,6 +293,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bottle = manifest.select(bottle.as_deref())?;
             render(bottle, &project, out, dry).map(|_| ExitCode::SUCCESS)
         }
+        Command::Config { bottle, format } => {
+            let manifest = load_manifest(&cli)?;
+            print!(
+                "{}",
+                resolved::render(&manifest, bottle.as_deref(), format.json())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { bottle } => {
             let manifest = load_manifest(&cli)?;
             let project = project(&cli, Some(&manifest))?;
@@ -325,8 +342,78 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stop { bottle } => {
+            let manifest = try_manifest(&cli)?;
+            let project = project(&cli, manifest.as_ref())?;
+            let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let stopped = backend
+                .stop(&Scope::bottle(project.as_str(), &slug))
+                .await?;
+            if !backend.name().starts_with("dry-run") {
+                if stopped.is_empty() {
+                    println!("bottle {slug}: nothing was running");
+                }
+                for r in &stopped {
+                    println!("stopped {} {}", r.kind, r.name);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start { bottle } => {
+            let manifest = load_manifest(&cli)?;
+            let bottle = manifest.select(bottle.as_deref())?;
+            let project = project(&cli, Some(&manifest))?;
+            let plan = planner::plan(bottle, &project)?;
+            let backend = open_backend(&cli, Some(&manifest)).await?;
+            let started = backend.start(&plan).await?;
+            if !backend.name().starts_with("dry-run") {
+                if started.is_empty() {
+                    println!("bottle {}: running already", plan.slug);
+                }
+                for name in &started {
+                    println!("started container {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { bottle, format } => {
+            let manifest = try_manifest(&cli)?;
+            if let Some(dry) = dry_run(&cli, manifest.as_ref())? {
+                return Err(refused_by_dry_run(
+                    "status has nothing to show in a dry run",
+                    dry,
+                    "drop --dry-run: `bottle status` only reads from the engine",
+                ));
+            }
+            let project = project(&cli, manifest.as_ref())?;
+            let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
+            // With the manifest's bottle: its containers (to name missing ones) and mirrors.
+            let known = manifest
+                .as_ref()
+                .and_then(|m| m.bottles.get(&slug))
+                .map(|b| -> anyhow::Result<_> {
+                    let repos = b.git.iter().map(|g| g.name.clone()).collect::<Vec<_>>();
+                    Ok((planner::plan(b, &project)?, repos))
+                })
+                .transpose()?;
+            let backend = open_backend(&cli, manifest.as_ref()).await?;
+            let (plan, repos) = match &known {
+                Some((plan, repos)) => (Some(plan), repos.as_slice()),
+                None => (None, &[][..]),
+            };
+            let found =
+                status::gather(backend.as_ref(), project.as_str(), &slug, plan, repos).await?;
+            if format.json() {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                print!("{}", status::human(&found, std::time::SystemTime::now()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Logs {
             bottle,
+            container,
             denied,
             format,
             follow,
@@ -343,6 +430,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
+            if let Some(role) = container {
+                logs::container_output(backend.as_ref(), project.as_str(), &slug, role).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let filter = logs::Filter {
                 denied: *denied,
                 since: *since,
@@ -384,6 +475,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // so that they are found.
                 unlabelled: true,
                 stopped_only: false,
+                keep_complete: false,
             };
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             let found = backend.ps(&scope).await?;
@@ -436,6 +528,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     // By name, also the same-named bottle made before projects.
                     unlabelled: bottle.is_some(),
                     stopped_only: true,
+                    // Unnamed, a stopped bottle that `start` can resume is kept: no engine
+                    // tells one stopped on purpose (`bottle stop`) from one stopped by a
+                    // reboot, and removing it would lose the gate's mirrors and the log.
+                    keep_complete: bottle.is_none(),
                 }
             };
             let dry = dry_run(&cli, manifest.as_ref())?.is_some();
@@ -456,11 +552,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 confirm_cleanup_all(&found)?;
             }
-            // What stays: bottles with something running (cleanup leaves them to `down`).
-            let live = if scope.stopped_only && !dry {
+            // What stays: bottles with something running (cleanup leaves them to `down`) and,
+            // unnamed, complete stopped ones (`start` resumes them).
+            let (live, kept): (Vec<_>, Vec<_>) = if scope.stopped_only && !dry {
                 backend
                     .ps(&Scope {
                         stopped_only: false,
+                        keep_complete: false,
                         ..scope.clone()
                     })
                     .await?
@@ -469,10 +567,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         b.resources
                             .iter()
                             .any(|r| bottle_core::backend::is_live_state(&r.state))
+                            || (scope.keep_complete
+                                && bottle_core::backend::is_complete_stopped(&b.resources))
                     })
-                    .collect()
+                    .partition(|b| {
+                        b.resources
+                            .iter()
+                            .any(|r| bottle_core::backend::is_live_state(&r.state))
+                    })
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             let removed = backend.cleanup(&scope).await?;
             if !dry {
@@ -485,7 +589,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         b.slug, b.slug
                     );
                 }
-                if removed.is_empty() && live.is_empty() {
+                for b in &kept {
+                    println!(
+                        "kept stopped: bottle '{0}' (`bottle start {0}` resumes it; `bottle cleanup {0}` or `bottle down {0}` removes it)",
+                        b.slug
+                    );
+                }
+                if removed.is_empty() && live.is_empty() && kept.is_empty() {
                     println!("nothing to clean up");
                 }
             }
@@ -549,8 +659,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         open_settings(manifest.as_ref())?,
                     )
                     .await?;
-                    println!("backend {other}: nothing to check (it runs no engine)");
-                    return Ok(ExitCode::SUCCESS);
+                    if manifest
+                        .as_ref()
+                        .is_none_or(|m| doctor::identity_files(m).is_empty())
+                    {
+                        println!("backend {other}: nothing to check (it runs no engine)");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            if let Some(m) = &manifest {
+                checks.extend(doctor::identity_files(m));
+            }
+            // Images only on an engine that answered (else that is the problem to fix first).
+            let engine = matches!(name.as_str(), "docker" | "podman");
+            if engine
+                && !checks.iter().any(|c| {
+                    (c.name.ends_with("engine") || c.name == "podman service")
+                        && matches!(c.status, doctor::Status::Missing { .. })
+                })
+            {
+                if let Ok(backend) = open_backend(&cli, manifest.as_ref()).await {
+                    checks.extend(doctor::images(backend.as_ref(), manifest.as_ref()).await);
                 }
             }
             let healthy = doctor::report(&format!("bottle doctor: backend {name}"), &checks);
@@ -618,7 +748,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
                 Err(BackendError::NotRunning { slug, role }) => {
                     let mut message = format!(
-                        "bottle '{slug}' has no running {role} container, so the command did not run\n  hint: start it with `bottle up {slug}`"
+                        "bottle '{slug}' has no running {role} container, so the command did not run\n  hint: start it with `bottle up {slug}` (which also starts a stopped bottle), then run the command again"
                     );
                     // `bottle exec ls`: the name may have been meant as the command.
                     let in_manifest = manifest

@@ -152,7 +152,10 @@ mod tests {
             json!(["internal", "egress"])
         );
         assert_eq!(v["services"]["agent"]["networks"], json!(["internal"]));
-        assert_eq!(v["services"]["gate"]["container_name"], "bottle-t-gate");
+        assert_eq!(
+            v["services"]["gate"]["container_name"],
+            "bottle-bench-t-gate"
+        );
         assert_eq!(v["services"]["gate"]["user"], "10001:10001");
         assert_eq!(v["services"]["gate"]["cap_drop"], json!(["ALL"]));
         let volumes = v["services"]["gate"]["volumes"].as_array().unwrap();
@@ -161,7 +164,7 @@ mod tests {
             .unwrap()
             .ends_with(":/etc/bottle-gate/creds/app.key:ro")));
         assert_eq!(
-            std::fs::read(stage.join("bottle-t-gate/etc/bottle-gate/creds/app.key")).unwrap(),
+            std::fs::read(stage.join("bottle-bench-t-gate/etc/bottle-gate/creds/app.key")).unwrap(),
             b"not a real key\n"
         );
     }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::images::ImageRecipe;
-use crate::plan::{Plan, ResourceKind, LABEL_MANAGED, LABEL_PROJECT, LABEL_SLUG};
+use crate::plan::{ContainerRole, Plan, ResourceKind, LABEL_MANAGED, LABEL_PROJECT, LABEL_SLUG};
 
 /// Options of `bottle up`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +39,13 @@ pub struct Scope {
     /// is paused), removing only stopped bottles and orphaned resources.
     #[serde(default)]
     pub stopped_only: bool,
+    /// `cleanup` without a bottle name only (with [`Scope::stopped_only`]): also leave alone
+    /// every complete stopped bottle, one with an agent container and no container that
+    /// never started: what `bottle stop` leaves and `bottle start` resumes. Nothing on an
+    /// engine tells a bottle stopped on purpose from one stopped otherwise (a reboot), so
+    /// plain `cleanup` removes only what cannot be resumed: failed `up`s and orphans.
+    #[serde(default)]
+    pub keep_complete: bool,
 }
 
 impl Scope {
@@ -50,6 +57,7 @@ impl Scope {
             bottle: Some(bottle.to_owned()),
             unlabelled: true,
             stopped_only: false,
+            keep_complete: false,
         }
     }
 
@@ -86,6 +94,29 @@ impl Scope {
 /// bottle with such a container alone.
 pub fn is_live_state(state: &str) -> bool {
     matches!(state, "running" | "restarting" | "paused")
+}
+
+/// Whether an engine's container state is one of a container never started (what a failed
+/// `up --keep-on-failure` leaves): docker's `created`, podman's `created`, `configured` or
+/// `initialized`.
+pub fn is_never_started_state(state: &str) -> bool {
+    matches!(state, "created" | "configured" | "initialized")
+}
+
+/// Whether a bottle's resources are a complete stopped bottle, which plain `cleanup` keeps
+/// (see [`Scope::keep_complete`]): nothing live, an agent container, and every container
+/// started once.
+pub fn is_complete_stopped<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> bool {
+    let containers: Vec<&Resource> = resources
+        .into_iter()
+        .filter(|r| r.kind == ResourceKind::Container)
+        .collect();
+    containers
+        .iter()
+        .any(|r| r.role.as_deref() == Some(ContainerRole::AGENT))
+        && containers
+            .iter()
+            .all(|r| !is_live_state(&r.state) && !is_never_started_state(&r.state))
 }
 
 /// A command to run in a bottle's agent.
@@ -157,6 +188,37 @@ pub struct BottleStatus {
     pub resources: Vec<Resource>,
 }
 
+/// One container of a bottle as `bottle status` shows it: what [`Resource`] says of it, and
+/// what the engine's inspection adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    /// Its name.
+    pub name: String,
+    /// Its `bottle.role` label (`agent`, `gate`, ...), when it has one.
+    pub role: Option<String>,
+    /// The engine's state (`running`, `exited`, `created`, ...).
+    pub state: String,
+    /// Its health check's verdict (`healthy`, `starting`, ...), when it has a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// When it last started (RFC 3339, as the engine says it); `None`: never started, or the
+    /// backend does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// How many times the engine restarted it by its restart policy, when the backend knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u64>,
+}
+
+/// One chunk of a container's own output (`bottle logs --container`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputChunk {
+    /// From its standard output.
+    Stdout(Vec<u8>),
+    /// From its standard error.
+    Stderr(Vec<u8>),
+}
+
 /// What one container of a bottle wrote as audit lines (its standard output).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditStream {
@@ -211,12 +273,35 @@ pub enum BackendError {
     Other(String),
 }
 
+impl BackendError {
+    /// The refusal of a backend that cannot do `what` (stop, start, read a container's
+    /// output): names the backend and the ones that can.
+    pub fn unsupported(backend: &str, what: &str) -> BackendError {
+        BackendError::Other(format!(
+            "the {backend} backend cannot {what}\n  hint: use --backend docker or podman"
+        ))
+    }
+}
+
 fn list(found: &[(ResourceKind, String)]) -> String {
     found
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// How an image bottle builds stands on an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageState {
+    /// Present, built from the current inputs.
+    Fresh,
+    /// Present, built from other inputs: `bottle image build` rebuilds it (`up` would too).
+    Stale,
+    /// Present; whether it is current cannot be told (its build inputs are not found).
+    Present,
+    /// Not on the engine.
+    Missing,
 }
 
 /// A way of running bottles: an engine, a printer, or a plugin.
@@ -243,6 +328,58 @@ pub trait Backend: Send + Sync {
     /// Runs a command in the bottle's agent; returns its exit code.
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError>;
 
+    /// Stops the bottle's running containers, keeping them, their networks and their state
+    /// (the gate's mirror, the audit log); returns the containers it stopped. Backends that
+    /// run no engine refuse.
+    async fn stop(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        let _ = scope;
+        Err(BackendError::unsupported(self.name(), "stop a bottle"))
+    }
+
+    /// Starts the stopped containers of the bottle of `plan`, which must all exist, in the
+    /// plan's order (sidecars before the agent, as `up` does); returns the names it started
+    /// (none: it was running). Backends that run no engine refuse.
+    async fn start(&self, plan: &Plan) -> Result<Vec<String>, BackendError> {
+        let _ = plan;
+        Err(BackendError::unsupported(self.name(), "start a bottle"))
+    }
+
+    /// The containers of the bottle of `scope` with what the engine says of each (state,
+    /// health, when it started, restarts). Default: what [`Backend::ps`] says, without
+    /// health or start time.
+    async fn status(&self, scope: &Scope) -> Result<Vec<ContainerStatus>, BackendError> {
+        let found = self.ps(scope).await?;
+        Ok(found
+            .into_iter()
+            .filter(|b| Some(&b.slug) == scope.bottle.as_ref())
+            .flat_map(|b| b.resources)
+            .filter(|r| r.kind == ResourceKind::Container)
+            .map(|r| ContainerStatus {
+                name: r.name,
+                role: r.role,
+                state: r.state,
+                health: None,
+                started_at: None,
+                restarts: r.restarts,
+            })
+            .collect())
+    }
+
+    /// Everything the bottle's container of role `role` wrote on its standard output and
+    /// error, in order (its engine's logs; not the audit log). Backends that keep no logs
+    /// refuse.
+    async fn container_output(
+        &self,
+        scope: &Scope,
+        role: &str,
+    ) -> Result<Vec<OutputChunk>, BackendError> {
+        let _ = (scope, role);
+        Err(BackendError::unsupported(
+            self.name(),
+            "read a container's output",
+        ))
+    }
+
     /// The audit lines of the bottle's containers that write them (label `bottle.audit`),
     /// running or stopped. Backends that keep no logs refuse.
     async fn audit_logs(&self, scope: &Scope) -> Result<Vec<AuditStream>, BackendError> {
@@ -259,6 +396,19 @@ pub trait Backend: Send + Sync {
     async fn image_command(&self, image: &str) -> Result<Vec<String>, BackendError> {
         Err(BackendError::Other(format!(
             "the {} backend cannot read the command of image {image}\n  hint: name the command after `--`, e.g. `bottle run -- claude`",
+            self.name()
+        )))
+    }
+
+    /// Whether each of bottle's built-in images (`which`) is on the engine and built from
+    /// the current inputs: `(tag, state)`. Backends that run no engine refuse.
+    async fn image_states(
+        &self,
+        which: &[&'static ImageRecipe],
+    ) -> Result<Vec<(&'static str, ImageState)>, BackendError> {
+        let _ = which;
+        Err(BackendError::Other(format!(
+            "the {} backend holds no images",
             self.name()
         )))
     }
@@ -348,6 +498,40 @@ mod tests {
             assert!(matches(&all, l));
         }
         assert!(!matches(&all, &foreign));
+    }
+
+    #[test]
+    fn a_complete_stopped_bottle_has_an_agent_and_every_container_started_once() {
+        let c = |role: &str, state: &str| Resource {
+            kind: ResourceKind::Container,
+            name: format!("bottle-p-b-{role}"),
+            role: Some(role.to_owned()),
+            state: state.to_owned(),
+            restarts: None,
+        };
+        let net = Resource {
+            kind: ResourceKind::Network,
+            name: "bottle-p-b-internal".to_owned(),
+            role: Some("internal".to_owned()),
+            state: String::new(),
+            restarts: None,
+        };
+        // What `bottle stop` leaves.
+        let stopped = [c("gate", "exited"), c("agent", "exited"), net.clone()];
+        assert!(is_complete_stopped(&stopped));
+        // Something runs: not stopped.
+        assert!(!is_complete_stopped(&[
+            c("gate", "running"),
+            c("agent", "exited")
+        ]));
+        // No agent (an orphan, or an `up` that failed before the agent): incomplete.
+        assert!(!is_complete_stopped(&[c("gate", "exited"), net.clone()]));
+        assert!(!is_complete_stopped(&[net]));
+        // A container never started (a failed `up --keep-on-failure`): incomplete.
+        assert!(!is_complete_stopped(&[
+            c("gate", "exited"),
+            c("agent", "created")
+        ]));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub use sidecar::gate;
 pub mod backend;
 pub mod diag;
 pub mod images;
+pub mod interp;
 pub mod manifest;
 pub mod plan;
 pub mod planner;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the plan's serialised form. Bumped whenever a field changes meaning, so a
 /// plugin built against another version can refuse a plan instead of misreading it.
-pub const PLAN_FORMAT: u32 = 3;
+pub const PLAN_FORMAT: u32 = 4;
 
 /// Label naming the bottle a resource belongs to (its name in the manifest).
 pub const LABEL_SLUG: &str = "bottle.slug";
@@ -138,6 +138,19 @@ pub fn relative_file_path(path: &str) -> Result<String, &'static str> {
 }
 
 impl ContainerSpec {
+    /// Every environment variable with its value, [`ContainerSpec::host_env`]'s secrets
+    /// included: only for handing to an engine, never for printing.
+    pub fn env_exposed(&self) -> BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        for (k, v) in &self.host_env {
+            env.insert(
+                k.clone(),
+                String::from_utf8_lossy(v.value.expose()).into_owned(),
+            );
+        }
+        env
+    }
+
     /// Its files' paths relative to its root ([`relative_file_path`]), in order, when they
     /// can all be placed: each a plain file path with a mode of permission bits only (plus
     /// setuid, setgid and sticky) and no NUL byte, no two at one path, none below another
@@ -163,6 +176,13 @@ impl ContainerSpec {
             if !seen.insert(rel.clone()) {
                 return Err((f, "the container has another file at this path".to_owned()));
             }
+            if self.copy_dir(f).is_none() {
+                return Err((
+                    f,
+                    "the container's root filesystem is read-only and none of its disk-backed writable paths holds this file"
+                        .to_owned(),
+                ));
+            }
             let mut dir = rel.as_str();
             while let Some((parent, _)) = dir.rsplit_once('/') {
                 dirs.insert(parent.to_owned());
@@ -183,6 +203,20 @@ impl ContainerSpec {
             ));
         }
         Ok(rels)
+    }
+
+    /// The directory `file` is copied into: `/` when the root filesystem is writable, else
+    /// the [`WritableOn::Disk`] path holding it (engines copy into a read-only container
+    /// only inside a volume); `None` when no such path holds it.
+    pub fn copy_dir(&self, file: &FileSpec) -> Option<&str> {
+        match &self.hardening.read_only_root {
+            None => Some("/"),
+            Some(writable) => writable
+                .iter()
+                .filter(|w| w.on == WritableOn::Disk && w.holds(&file.path))
+                .map(|w| w.path.as_str())
+                .max_by_key(|p| p.len()),
+        }
     }
 }
 
@@ -383,6 +417,11 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// Environment variables.
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are host secrets (the manifest's `${VAR}`
+    /// references, `env_file` entries): never printed; a printer shows or replays
+    /// [`HostValue::from`]. A name is in `env` or here, never both.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_env: BTreeMap<String, HostValue>,
     /// Labels, including [`LABEL_SLUG`] and [`LABEL_ROLE`].
     pub labels: BTreeMap<String, String>,
     /// The network the container is created on.
@@ -588,6 +627,112 @@ impl FileSource {
     }
 }
 
+/// An environment value taken from the host at plan time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostValue {
+    /// Where it came from: what may be shown instead of it.
+    pub from: HostValueSource,
+    /// The value at plan time.
+    pub value: SecretBytes,
+}
+
+/// Where a [`HostValue`] came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum HostValueSource {
+    /// An `env` value with `${VAR}` references, resolved in the planning process's
+    /// environment; a printer replays it from the environment its output runs in.
+    Template {
+        /// The value as written.
+        template: crate::interp::Template,
+    },
+    /// A variable of the bottle's `env_file`, read at plan time. A printer reads the
+    /// variable of the same name from the environment its output runs in (the file loaded
+    /// there, e.g. `set -a; . ./.env; set +a`).
+    EnvFile {
+        /// The file, absolute.
+        path: PathBuf,
+    },
+}
+
+impl HostValueSource {
+    /// `prefix` (e.g. `KEY=`), then the value, as a shell word that reads it from the
+    /// environment the shell runs in,
+    /// never holding it: `"${VAR?...}"` for a reference (an unset variable stops the
+    /// script, as it stopped the plan), `"${VAR:-default}"`, literal parts quoted, and for
+    /// an `env_file` entry the variable `key` itself. `what` names the value in the
+    /// message of an unset variable; it must hold no shell specials (`$`, `` ` ``, `"`,
+    /// `\`, `}`). Variable names are letters, digits and `_` (checked by the caller).
+    pub fn shell_word(
+        &self,
+        prefix: &str,
+        key: &str,
+        what: &str,
+    ) -> Result<String, crate::quote::QuoteError> {
+        use crate::interp::Part;
+        // Literal text waiting to be quoted as one piece: `prefix`, then text parts.
+        let mut lit = prefix.to_owned();
+        let mut w = String::new();
+        let flush = |lit: &mut String, w: &mut String| -> Result<(), crate::quote::QuoteError> {
+            if !lit.is_empty() {
+                w.push_str(&crate::quote::sh(lit)?);
+                lit.clear();
+            }
+            Ok(())
+        };
+        match self {
+            HostValueSource::Template { template } => {
+                for part in &template.0 {
+                    if !matches!(part, Part::Text { .. }) {
+                        flush(&mut lit, &mut w)?;
+                    }
+                    match part {
+                        Part::Text { text } => lit.push_str(text),
+                        Part::Var { var, default: None } => {
+                            w.push_str(&format!(
+                                "\"${{{var}?is not set: export it, for {what}}}\""
+                            ));
+                        }
+                        Part::Var {
+                            var,
+                            default: Some(d),
+                        } => {
+                            // Inside "${VAR:-...}" these still mean something: escape them.
+                            let mut e = String::new();
+                            for ch in d.chars() {
+                                if matches!(ch, '\\' | '"' | '$' | '`' | '}') {
+                                    e.push('\\');
+                                }
+                                e.push(ch);
+                            }
+                            w.push_str(&format!("\"${{{var}:-{e}}}\""));
+                        }
+                    }
+                }
+            }
+            HostValueSource::EnvFile { .. } => {
+                flush(&mut lit, &mut w)?;
+                w.push_str(&format!(
+                    "\"${{{key}?is not set: load the env_file first, e.g. set -a; . ./.env; set +a}}\""
+                ));
+            }
+        }
+        flush(&mut lit, &mut w)?;
+        if w.is_empty() {
+            w.push_str("''");
+        }
+        Ok(w)
+    }
+
+    /// What is shown in place of the value: `${VAR}` references, or the file's name.
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            HostValueSource::Template { template } => template.to_string(),
+            HostValueSource::EnvFile { path } => format!("${{{key}}} from {}", path.display()),
+        }
+    }
+}
+
 /// Bytes that must not be shown: `Debug` prints only their length. They serialise as
 /// base64 so a plan can cross to a plugin as JSON.
 #[derive(Clone, PartialEq, Eq)]
@@ -652,6 +797,63 @@ pub struct Hardening {
     /// plan's, on every engine.
     #[serde(default)]
     pub no_ipv6: bool,
+    /// A read-only root filesystem, with only these places writable; `None`: the image's
+    /// root filesystem is writable. A container's [`FileSpec`]s are copied in before it
+    /// starts, and engines copy into a read-only container only inside a volume: every
+    /// file of such a container lies under one of its [`Writable::Disk`] paths
+    /// ([`ContainerSpec::misplaced_files`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root: Option<Vec<Writable>>,
+}
+
+/// A writable place in a container whose root filesystem is read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writable {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// Where its bytes live.
+    pub on: WritableOn,
+}
+
+/// Where a [`Writable`] path's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum WritableOn {
+    /// The engine's own disk: an anonymous volume (docker, podman), an `emptyDir`
+    /// (Kubernetes). It starts with what the image holds at the path (owner and mode
+    /// included), outlives a restart of the container and is removed with it. Off the
+    /// container's layered root filesystem, so writes there are as fast as the host's disk
+    /// (a `fuse-overlayfs` root pays a FUSE round trip per file operation).
+    Disk,
+    /// Memory (tmpfs), at most `bytes`, counted against the container's memory limit;
+    /// empty at every start. Nothing can be copied there before the container starts.
+    Memory {
+        /// The most it may hold.
+        bytes: u64,
+    },
+}
+
+impl Writable {
+    /// `path` on the engine's disk.
+    pub fn disk(path: &str) -> Writable {
+        Writable {
+            path: path.to_owned(),
+            on: WritableOn::Disk,
+        }
+    }
+
+    /// Whether `file` lies under this path (both compared as [`relative_file_path`]s).
+    pub fn holds(&self, file: &str) -> bool {
+        // A trailing '/' names the same directory (relative_file_path refuses it: a file
+        // path cannot end in one).
+        let dir = self.path.trim_end_matches('/');
+        match (relative_file_path(dir), relative_file_path(file)) {
+            (Ok(dir), Ok(file)) => file
+                .strip_prefix(&dir)
+                .is_some_and(|rest| rest.starts_with('/')),
+            _ => false,
+        }
+    }
 }
 
 impl Hardening {
@@ -665,6 +867,15 @@ impl Hardening {
             pids_limit,
             memory_bytes,
             no_ipv6: false,
+            read_only_root: None,
+        }
+    }
+
+    /// The same, with a read-only root filesystem where only `writable` may be written.
+    pub fn read_only(self, writable: Vec<Writable>) -> Hardening {
+        Hardening {
+            read_only_root: Some(writable),
+            ..self
         }
     }
 }
@@ -684,6 +895,18 @@ impl Hardening {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writable_place_holds_what_lies_below_it() {
+        let w = Writable::disk("/etc/bottle-gate");
+        assert!(w.holds("/etc/bottle-gate/entrypoint"));
+        assert!(w.holds("//etc/./bottle-gate/creds/a.key"));
+        assert!(!w.holds("/etc/bottle-gate"));
+        assert!(!w.holds("/etc/bottle-gatex/a"));
+        assert!(!w.holds("/etc/a"));
+        assert!(!w.holds("/etc/bottle-gate/../x"));
+        assert!(Writable::disk("/etc/bottle-gate/").holds("/etc/bottle-gate/a"));
+    }
 
     #[test]
     fn relative_file_paths() {

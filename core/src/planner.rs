@@ -9,11 +9,13 @@
 use std::collections::BTreeMap;
 
 pub use crate::diag::PlanError;
+use crate::diag::{Diagnostic, ManifestError};
 use crate::images;
-use crate::manifest::Bottle;
+use crate::manifest::{Bottle, Located};
 use crate::plan::{
-    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, HostOf, ImageRef,
-    NetworkRole, NetworkSpec, Plan, Reach, Restart, LABEL_AUDIT, PLAN_FORMAT,
+    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, HostOf, HostValue,
+    HostValueSource, ImageRef, NetworkRole, NetworkSpec, Plan, Reach, Restart, SecretBytes,
+    LABEL_AUDIT, PLAN_FORMAT,
 };
 use crate::project::Project;
 use crate::sidecar::{BottleContext, HostEnv, Sidecar, SIDECARS};
@@ -106,8 +108,52 @@ pub fn plan_in(
         }
         containers.push(container);
     }
-    // What the manifest sets wins over what sidecars offer (e.g. a proxy variable).
-    agent_env.extend(bottle.env.clone());
+    // What the manifest sets wins over what sidecars offer (e.g. a proxy variable); its
+    // `env` wins over its `env_file`.
+    let mut host_values = BTreeMap::new();
+    if let Some(file) = &bottle.env_file {
+        for (key, value) in read_env_file(file)? {
+            agent_env.remove(&key);
+            host_values.insert(
+                key,
+                HostValue {
+                    from: HostValueSource::EnvFile {
+                        path: file.value.clone(),
+                    },
+                    value: SecretBytes::new(value.into_bytes()),
+                },
+            );
+        }
+    }
+    let mut missing = Vec::new();
+    for (key, template) in &bottle.env {
+        if let Some(text) = template.value.literal() {
+            host_values.remove(key);
+            agent_env.insert(key.clone(), text);
+            continue;
+        }
+        match template.value.resolve(|var| host_env.var(var)) {
+            Ok(value) => {
+                agent_env.remove(key);
+                host_values.insert(
+                    key.clone(),
+                    HostValue {
+                        from: HostValueSource::Template {
+                            template: template.value.clone(),
+                        },
+                        value: SecretBytes::new(value.into_bytes()),
+                    },
+                );
+            }
+            Err(var) => missing.push(template.diagnostic(
+                format!("bottle '{}': the environment variable {var} is not set", bottle.name),
+                format!("export {var}=... in the shell that runs bottle, or write ${{{var}:-default}} for a default"),
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ManifestError::new(missing).into());
+    }
 
     let mut networks = vec![NetworkSpec {
         name: internal.clone(),
@@ -142,6 +188,7 @@ pub fn plan_in(
         command: bottle.command.clone(),
         user: None,
         env: agent_env,
+        host_env: host_values,
         labels: labels(project, &slug, ContainerRole::AGENT),
         network: internal,
         connect: Vec::new(),
@@ -158,6 +205,7 @@ pub fn plan_in(
             memory_bytes: bottle.memory_bytes.unwrap_or(AGENT_MEMORY),
             // No way to the host through a bridge's link-local IPv6 address: see Hardening.
             no_ipv6: true,
+            read_only_root: None,
         },
         ports: Vec::new(),
         egress: Egress::Nothing,
@@ -173,4 +221,49 @@ pub fn plan_in(
         networks,
         containers,
     })
+}
+
+/// The variables of an `env_file`, in the compose format (`KEY=VALUE` lines, `#` comments,
+/// quotes, `export`), read with `dotenvy`. The error names the file, never a value.
+pub fn read_env_file(
+    file: &Located<std::path::PathBuf>,
+) -> Result<Vec<(String, String)>, PlanError> {
+    let fail = |why: String| {
+        PlanError::from(ManifestError::new(vec![Diagnostic {
+            location: file.location.clone(),
+            field: file.field.clone(),
+            message: format!("cannot read the env_file {}: {why}", file.value.display()),
+            hint: "write KEY=VALUE lines (compose's .env format), or remove env_file".to_owned(),
+        }]))
+    };
+    let iter = dotenvy::from_path_iter(&file.value).map_err(|e| fail(describe(&e, None)))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in iter {
+        let last = out.last().map(|(k, _)| k.as_str());
+        let (key, value) = item.map_err(|e| fail(describe(&e, last)))?;
+        if !crate::interp::is_var_name(&key) || value.contains('\0') {
+            return Err(fail(format!(
+                "'{}' is not a variable name, or its value holds a NUL",
+                key.escape_debug()
+            )));
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// dotenvy's error without the text of the line (which may hold a secret); `after` is the
+/// last variable read before it.
+fn describe(e: &dotenvy::Error, after: Option<&str>) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, at) => format!(
+            "the line {} does not parse at its character {} (not shown: it may hold a secret)",
+            after.map_or("holding the first variable".to_owned(), |k| format!(
+                "after {k}'s"
+            )),
+            at + 1
+        ),
+        dotenvy::Error::Io(io) => io.to_string(),
+        _ => "it does not parse".to_owned(),
+    }
 }

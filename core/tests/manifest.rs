@@ -95,6 +95,28 @@ fn every_unknown_key_is_reported_at_once() {
     assert!(e.contains("6 problems"), "{e}");
 }
 
+/// Wrong types and missing keys are reported with the unknown keys, all in one run, each
+/// with its full path and plain words (no `expected i64`).
+#[test]
+fn every_type_error_and_missing_key_is_reported_at_once() {
+    let text = format!(
+        "[settings]\nbackend = 3\n\n[bottles.demo]\nimage = [\"img\"]\npids_limit = \"ten\"\n\
+         env = {{ A = 1, B = \"ok\" }}\ncap_add = \"NET_ADMIN\"\nmemroy = \"1g\"\n{}{}\
+         [bottles.demo.egress]\nallow = [\"a.example\", 443]\n\
+         [[bottles.demo.cred_proxy.routes]]\nname = \"a\"\nheader = true\n\
+         [bottles.other]\ncommand = \"sleep infinity\"\n",
+        git_entry("app", "git@h:x.git", ""),
+        git_entry(
+            "lib",
+            "git@h:y.git",
+            "max_push_mb = \"ten\"\nmax_scan_mb = 1.5\nextra_hosts = [\"h\"]"
+        ),
+    );
+    let e = errors(&text);
+    assert!(!e.contains("expected"), "{e}");
+    insta::assert_snapshot!(e);
+}
+
 #[test]
 fn duplicate_git_names_are_refused() {
     let e = errors(&format!(

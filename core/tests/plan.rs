@@ -208,6 +208,81 @@ fn sidecars_restart_on_failure_bounded_and_old_plans_still_read() {
     assert!(old.containers.iter().all(|c| c.restart == Restart::No));
 }
 
+/// Every sidecar runs on a read-only root filesystem, writable only where the plan says
+/// (on the engine's disk), and every file it is given lies in one of those places, where
+/// engines can copy it; the agent's root stays writable. A plan written before the field
+/// reads as writable roots.
+#[test]
+fn sidecars_have_read_only_roots_and_their_files_fit_their_writable_places() {
+    use bottle_core::plan::WritableOn;
+    let fx = common::Fixture::new();
+    let m = fx.parse(&common::example()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("demo")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
+    for c in &plan.containers {
+        if c.role.is_agent() {
+            assert_eq!(c.hardening.read_only_root, None);
+            continue;
+        }
+        let writable = c.hardening.read_only_root.as_ref().unwrap_or_else(|| {
+            panic!("{}: a sidecar's root is read-only", c.name);
+        });
+        assert!(
+            writable.iter().all(|w| w.on == WritableOn::Disk),
+            "{}",
+            c.name
+        );
+        assert!(!c.files.is_empty(), "{}", c.name);
+        c.relative_file_paths()
+            .unwrap_or_else(|(f, why)| panic!("{}: {}: {why}", c.name, f.path));
+        for f in &c.files {
+            assert_ne!(c.copy_dir(f), Some("/"), "{}: {}", c.name, f.path);
+        }
+    }
+    let gate = plan.container("gate").unwrap();
+    let paths: Vec<&str> = gate
+        .hardening
+        .read_only_root
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|w| w.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/etc/bottle-gate", "/git", "/var/lib/bottle-gate", "/tmp"]
+    );
+    let key = gate
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(".key"))
+        .unwrap();
+    assert_eq!(gate.copy_dir(key), Some("/etc/bottle-gate"));
+
+    // A file outside every writable place of a read-only container cannot be placed.
+    let mut bad = gate.clone();
+    bad.files[0].path = "/usr/local/bin/evil".to_owned();
+    let (f, why) = bad.relative_file_paths().unwrap_err();
+    assert_eq!(f.path, "/usr/local/bin/evil");
+    assert!(why.contains("read-only"), "{why}");
+
+    let mut json = serde_json::to_value(&plan).unwrap();
+    for c in json["containers"].as_array_mut().unwrap() {
+        c["hardening"]
+            .as_object_mut()
+            .unwrap()
+            .remove("read_only_root");
+    }
+    let old: bottle_core::plan::Plan = serde_json::from_value(json).unwrap();
+    assert!(old
+        .containers
+        .iter()
+        .all(|c| c.hardening.read_only_root.is_none()));
+}
+
 /// Every bottle has an egress proxy: the agent is pointed at it (the manifest's env wins),
 /// it gets the manifest's lists and the bottle's own names, and its output is audit lines.
 #[test]

@@ -30,6 +30,7 @@ use tokio_rustls::TlsConnector;
 use crate::audit::Audit;
 use crate::body::{audited_response, full, strip_hop_by_hop, Body, BoxError, Counted};
 use crate::net::{connect_checked, resolve_checked, Unreachable};
+use crate::request::{has_dot_segment, route_path, route_target};
 use crate::resolve::SharedResolver;
 use crate::rules::{Entry, Host, List};
 use crate::server::{serve, ConnGuard, Handler, RespFuture};
@@ -158,8 +159,7 @@ impl Cred {
         rec.method = Some(req.method().to_string());
         // Never the query string: it may carry tokens.
         rec.path = Some(req.uri().path().to_string());
-        let path = req.uri().path().trim_start_matches('/');
-        let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+        let (name, rest) = route_path(req.uri().path());
         let Some(route) = self.routes.iter().find(|r| r.name == name) else {
             let known: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
             let msg = format!(
@@ -171,7 +171,7 @@ impl Cred {
         };
         // A dot segment would let the upstream resolve the path outside the route's
         // base; refuse it rather than guess how the upstream normalises.
-        if rest.split('/').any(is_dot_segment) {
+        if has_dot_segment(rest) {
             rec.reason = "bad-request".into();
             rec.route = Some(route.name.clone());
             let msg = format!(
@@ -191,11 +191,7 @@ impl Cred {
         rec.decision = Decision::Allow;
         rec.reason = "allowed".into();
 
-        let mut target = format!("{}/{rest}", route.base);
-        if let Some(q) = req.uri().query() {
-            target.push('?');
-            target.push_str(q);
-        }
+        let target = route_target(&route.base, rest, req.uri().query());
         let uri = Uri::builder()
             .scheme(route.scheme.clone())
             .authority(route.authority.clone())
@@ -263,12 +259,6 @@ impl Handler for Cred {
         );
         self.answer(StatusCode::SERVICE_UNAVAILABLE, rec, msg)
     }
-}
-
-/// `.` or `..`, also percent-encoded (`%2e`, `%2E`).
-fn is_dot_segment(seg: &str) -> bool {
-    let lower = seg.to_ascii_lowercase().replace("%2e", ".");
-    lower == "." || lower == ".."
 }
 
 fn default_port(scheme: &http::uri::Scheme) -> u16 {

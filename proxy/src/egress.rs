@@ -23,6 +23,7 @@ use crate::resolve::SharedResolver;
 /// The buffer of each direction of a CONNECT tunnel.
 const TUNNEL_BUFFER: usize = 64 * 1024;
 
+use crate::request::{connect_target, forward_target, BadForward};
 use crate::rules::{suggested_entry, Host, Reason, Rules, Verdict};
 use crate::server::{serve, ConnGuard, Handler, RespFuture};
 use crate::{Error, Running};
@@ -212,10 +213,7 @@ impl Egress {
         guard: Arc<ConnGuard>,
     ) -> Response<Body> {
         let mut rec = self.base_record(Decision::Deny, "bad-request", req.method());
-        let Some((host, port)) = req.uri().authority().and_then(|a| {
-            let host = Host::parse(a.host()).ok()?;
-            Some((host, a.port_u16()?))
-        }) else {
+        let Some((host, port)) = connect_target(req.uri()) else {
             let msg = format!(
                 "bottle: CONNECT needs host:port, not {:?}",
                 req.uri().to_string()
@@ -273,43 +271,42 @@ impl Egress {
         let mut rec = self.base_record(Decision::Deny, "not-a-proxy-request", req.method());
         rec.path = Some(req.uri().path().to_string());
         let uri = req.uri().clone();
-        let Some(authority) = uri.authority().cloned() else {
-            let msg = format!(
-                "bottle: this is bottle '{}''s egress proxy, not a web server: send proxy requests (absolute URLs, or CONNECT for https) by setting HTTP_PROXY and HTTPS_PROXY",
-                self.cfg.bottle
-            );
-            return self.refuse(StatusCode::BAD_REQUEST, rec, msg);
-        };
-        if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-            rec.reason = "bad-request".into();
-            let msg = format!("bottle: only http:// URLs are forwarded; use CONNECT for {uri}");
-            return self.refuse(StatusCode::BAD_REQUEST, rec, msg);
-        }
-        let Ok(host) = Host::parse(authority.host()) else {
-            rec.reason = "bad-request".into();
-            let msg = format!("bottle: invalid host in {uri}");
-            return self.refuse(StatusCode::BAD_REQUEST, rec, msg);
-        };
-        let port = authority.port_u16().unwrap_or(80);
-        if let Some(h) = req.headers().get(http::header::HOST) {
-            let agrees = h
-                .to_str()
-                .ok()
-                .and_then(|s| s.parse::<http::uri::Authority>().ok())
-                .and_then(|a| Some((Host::parse(a.host()).ok()?, a.port_u16().unwrap_or(80))))
-                .is_some_and(|(hh, hp)| hh == host && hp == port);
-            if !agrees {
+        let (host, port) = match forward_target(&uri, req.headers().get(http::header::HOST)) {
+            Ok(target) => target,
+            Err(BadForward::NotProxyRequest) => {
+                let msg = format!(
+                    "bottle: this is bottle '{}''s egress proxy, not a web server: send proxy requests (absolute URLs, or CONNECT for https) by setting HTTP_PROXY and HTTPS_PROXY",
+                    self.cfg.bottle
+                );
+                return self.refuse(StatusCode::BAD_REQUEST, rec, msg);
+            }
+            Err(BadForward::NotHttp) => {
+                rec.reason = "bad-request".into();
+                let msg = format!("bottle: only http:// URLs are forwarded; use CONNECT for {uri}");
+                return self.refuse(StatusCode::BAD_REQUEST, rec, msg);
+            }
+            Err(BadForward::InvalidHost) => {
+                rec.reason = "bad-request".into();
+                let msg = format!("bottle: invalid host in {uri}");
+                return self.refuse(StatusCode::BAD_REQUEST, rec, msg);
+            }
+            Err(BadForward::HostMismatch(host, port)) => {
                 rec.reason = "host-mismatch".into();
                 rec.host = Some(host.to_string());
                 rec.port = Some(port);
+                let sent = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .map(|h| h.as_bytes())
+                    .unwrap_or_default();
                 let msg = format!(
                     "bottle: refused {} {host}:{port}: the Host header {:?} does not name the URL's host",
                     req.method(),
-                    String::from_utf8_lossy(h.as_bytes())
+                    String::from_utf8_lossy(sent)
                 );
                 return self.refuse(StatusCode::FORBIDDEN, rec, msg);
             }
-        }
+        };
         let verb = req.method().to_string();
         let (stream, _addr) = match self.open(&verb, &host, port, &mut rec).await {
             Ok(x) => x,
@@ -328,7 +325,11 @@ impl Egress {
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         if !parts.headers.contains_key(http::header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            // forward_target found an authority in the URL.
+            if let Some(v) = uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
                 parts.headers.insert(http::header::HOST, v);
             }
         }

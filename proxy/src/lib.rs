@@ -47,6 +47,7 @@ mod body;
 pub mod cred;
 pub mod egress;
 mod net;
+pub mod request;
 pub mod resolve;
 /// The entry syntax and the matcher, shared with bottle's manifest validation.
 pub use bottle_proxy_config::rules;

@@ -749,6 +749,35 @@ fn doctor_refuses_an_unknown_backend() {
     assert_eq!(c, 2, "{out}");
 }
 
+/// `doctor` checks the manifest's identity files as `up` reads them, whatever the backend:
+/// a usable key is ok; a public key or a passphrase-protected one makes the host unhealthy
+/// (exit 1) with what to do.
+#[test]
+fn doctor_checks_the_manifests_identity_files() {
+    let dir = project();
+    let out = ok(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert!(out.contains("ok       key demo/app"), "{out}");
+    let key = dir.path().join(".ssh/bottle_app");
+    std::fs::remove_file(&key).unwrap();
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    std::fs::rename(dir.path().join(".ssh/bottle_app.pub"), &key).unwrap();
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert_eq!(c, 1, "{out}");
+    assert!(
+        out.contains("MISSING  key demo/app") && out.contains("is a public key"),
+        "{out}"
+    );
+    std::fs::remove_file(&key).unwrap();
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(&key));
+    let (c, out) = code(bottle(dir.path()).args(["--backend", "dry-run", "doctor"]));
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("protected by a passphrase"), "{out}");
+}
+
 #[test]
 fn usage_errors_exit_2_and_runtime_failures_exit_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -954,13 +983,137 @@ fn cleanup_all_asks_first_and_refuses_without_a_terminal() {
         "{out}"
     );
     assert!(!out.contains("bottle.project="), "{out}");
-    // Without --all: this project's stopped bottles only.
+    // Without --all: this project's stopped bottles only, keeping complete stopped ones
+    // (and saying so); by name, a stopped bottle goes whole.
     let out = ok(bottle(dir.path()).args(["--dry-run", "cleanup"]));
     assert!(
         out.contains("--filter 'label=bottle.project=cli'") && out.contains("status=running"),
         "{out}"
     );
+    assert!(
+        out.contains("status=created") && out.contains("kept stopped"),
+        "{out}"
+    );
+    let out = ok(bottle(dir.path()).args(["--dry-run", "cleanup", "demo"]));
+    assert!(
+        out.contains("status=running") && !out.contains("kept stopped"),
+        "{out}"
+    );
     // A bottle name and --all do not go together.
     let (c, out) = code(bottle(dir.path()).args(["cleanup", "--all", "demo"]));
     assert_eq!(c, 2, "{out}");
+}
+
+/// `stop`, `start`, `status` and `logs --container`: their help, their dry-run scripts (the
+/// plan's order for `start`), and their refusals.
+#[test]
+fn stop_start_status_and_container_logs() {
+    let dir = project();
+    for command in ["stop", "start", "status", "logs"] {
+        let help = ok(bottle(dir.path())
+            .env("COLUMNS", "100")
+            .args([command, "--help"]));
+        insta::assert_snapshot!(format!("help_{command}"), help);
+    }
+
+    // stop: the running containers found by label, stopped, kept.
+    let out = ok(bottle(dir.path()).args(["--dry-run", "stop"]));
+    assert!(
+        out.contains(
+            "containers=$(docker ps -q --filter 'label=bottle.managed' --filter 'label=bottle.project=cli' --filter 'label=bottle.slug=demo')"
+        ) && out.contains("xargs -r docker stop"),
+        "{out}"
+    );
+    assert!(!out.contains(" rm "), "stop removes nothing:\n{out}");
+    // start: the plan's containers, one by one, the agent last.
+    let out = ok(bottle(dir.path()).args(["--backend", "dry-run-podman", "start"]));
+    let starts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("podman start "))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "podman start bottle-cli-demo-gate >/dev/null",
+            "podman start bottle-cli-demo-proxy >/dev/null",
+            "podman start bottle-cli-demo-agent >/dev/null",
+        ],
+        "{out}"
+    );
+
+    // start plans, so it needs the manifest; stop does not.
+    let empty = tempfile::tempdir().unwrap();
+    let (c, out) = code(bottle(empty.path()).args(["--dry-run", "start", "demo"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("no bottle.toml"), "{out}");
+    ok(bottle(empty.path()).args(["--dry-run", "stop", "demo"]));
+
+    // status reads the engine: refused in a dry run, nothing on stdout.
+    let (c, out, err) = outputs(bottle(dir.path()).args(["--dry-run", "status"]));
+    assert_eq!((c, out.as_str()), (2, ""), "{err}");
+    insta::assert_snapshot!("dry_run_status_refused", err);
+
+    // --container shows a container's output, not audit records: no audit filters with it.
+    let (c, out) = code(bottle(dir.path()).args(["logs", "--container", "gate", "--denied"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("cannot be used with"), "{out}");
+
+    // An engine that is not there is a runtime failure.
+    for args in [
+        &["status"][..],
+        &["stop"],
+        &["start"],
+        &["logs", "--container", "gate"],
+    ] {
+        let (c, out) = code(
+            bottle(dir.path())
+                .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+                .args(["--backend", "docker"])
+                .args(args),
+        );
+        assert_eq!(c, 1, "{args:?}: {out}");
+    }
+}
+
+/// `bottle config` prints the manifest as `up` reads it: defaults filled in, the env_file
+/// merged under env, a `${VAR}` value as its reference and a route's key as its variable;
+/// no value from the host appears, in TOML or JSON.
+#[test]
+fn config_prints_the_resolved_manifest_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "FROM_FILE=\"file-secret-2291\"\nA=overridden\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bottle.toml"),
+        "[bottles.demo]\nimage = \"bottle-agent:latest\"\nenv_file = \".env\"\n\
+         env = { TOKEN = \"Bearer ${CFG_TOKEN}\", A = \"p$$w\", D = \"${CFG_UNSET:-dflt}\" }\n\
+         [bottles.demo.egress]\nallow = [\"api.example.com\"]\n\
+         [[bottles.demo.cred_proxy.routes]]\nname = \"api\"\nupstream = \"https://api.example.com\"\n\
+         header = \"x-api-key\"\nsecret_env = \"CFG_API_KEY\"\n",
+    )
+    .unwrap();
+    let cmd = |format: &str| {
+        let mut c = bottle(dir.path());
+        c.env("CFG_TOKEN", "tok-secret-8812")
+            .env("CFG_API_KEY", "sk-secret-3356")
+            .args(["config", "--format", format]);
+        c
+    };
+    let toml = ok(&mut cmd("table"));
+    let json = ok(&mut cmd("json"));
+    for out in [&toml, &json] {
+        for secret in ["file-secret-2291", "tok-secret-8812", "sk-secret-3356"] {
+            assert!(!out.contains(secret), "{secret} printed:\n{out}");
+        }
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        parsed["bottles"]["demo"]["env"]["TOKEN"],
+        "Bearer ${CFG_TOKEN}"
+    );
+    insta::assert_snapshot!("config_toml", toml);
+    insta::assert_snapshot!("config_json", json);
 }

@@ -1408,3 +1408,58 @@ fn findings_accepted_in_the_manifest_go_through_and_no_others() {
     rig.commit(&work, "accepted path");
     rig.accepted(&work, &["main"]);
 }
+
+/// Two forwards that both pass their leases race for the upstream's ref lock; the loser's
+/// upstream says "cannot lock ref ...: is at X but expected Y". Made deterministic here by
+/// an upstream pre-receive hook that moves the branch once, after the lease was checked and
+/// before receive-pack locks it. The gate says what happened (another push got there
+/// first, not a fault) and what to do; nothing moves on the gate, and the upstream keeps
+/// the other push.
+#[test]
+fn a_push_losing_the_upstream_ref_lock_is_explained() {
+    if !require_tools() {
+        return;
+    }
+    let rig = Rig::start(Options::default());
+    let work = rig.clone("agent");
+    let gate_before = rig.gate_rev("refs/heads/main");
+    let hook = rig.upstream.join("hooks/pre-receive");
+    fs::write(
+        &hook,
+        "#!/bin/sh\n\
+         # Once: another push lands on main between the lease check and the lock.\n\
+         [ -e racer-done ] && exit 0\n\
+         : >racer-done\n\
+         unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
+         c=$(git commit-tree -p refs/heads/main -m racer 'refs/heads/main^{tree}') &&\n\
+         git update-ref refs/heads/main \"$c\" && echo \"$c\" >racer-commit\n",
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(work.join("mine.txt"), "mine\n").unwrap();
+    rig.commit(&work, "mine");
+    let out = run(rig
+        .git()
+        .arg("-C")
+        .arg(&work)
+        .args(["push", "origin", "main"]));
+    let said = text(&out);
+    assert!(
+        !out.status.success(),
+        "the push that lost the lock succeeded:\n{said}"
+    );
+    for want in [
+        "but expected",
+        "another push reached the upstream of",
+        "not a fault",
+        "fetch, rebase and push again",
+    ] {
+        assert!(
+            said.contains(want),
+            "the refusal does not say {want:?}:\n{said}"
+        );
+    }
+    let racer = fs::read_to_string(rig.upstream.join("racer-commit")).expect("the racer ran");
+    assert_eq!(rig.upstream_rev("refs/heads/main"), racer.trim());
+    assert_eq!(rig.gate_rev("refs/heads/main"), gate_before);
+}

@@ -78,8 +78,8 @@ fn bottle(dir: &Path) -> Command {
         .env_remove("BOTTLE_KUBE_SECRETS")
         .env_remove("BOTTLE_KUBE_NAMESPACE")
         .env_remove("BOTTLE_KUBECTL")
-        // Never a real cluster from a test.
-        .env("BOTTLE_KUBE_APPLY", "0")
+        // Unset: the plugin prints and never reaches a cluster.
+        .env_remove("BOTTLE_KUBE_APPLY")
         .env("RUST_BACKTRACE", "0");
     cmd
 }
@@ -150,11 +150,11 @@ fn a_good_plugin_is_listed_and_works_as_a_backend() {
     ]));
     assert_eq!(c, 3, "{out}");
     assert!(out.contains(r#"["echo", "hi"]"#), "{out}");
-    // A bottle that is not running is told apart from a command that failed: exit 1 and
+    // A bottle that is not running is told apart from a command that failed: exit 125 and
     // a message saying the command did not run; a name that may be the command, a hint.
     let (c, out) =
         code(bottle(dir.path()).args([&flag(&good), "--backend", "test-good", "exec", "stopped"]));
-    assert_eq!(c, 1, "{out}");
+    assert_eq!(c, 125, "{out}");
     assert!(
         out.contains("bottle 'stopped' has no running agent container, so the command did not run")
             && out.contains("hint: start it with `bottle up stopped`")
@@ -469,6 +469,25 @@ fn kube_prints_the_bottle_without_its_key_unless_asked() {
         "{out}"
     );
 
+    // The plugin ABI has no stop, start or container output: each a clear refusal.
+    for args in [
+        &["stop", "demo"][..],
+        &["start", "demo"],
+        &["logs", "demo", "--container", "gate"],
+    ] {
+        let (c, out) = code(
+            bottle(dir.path())
+                .args([&flag(&kube), "--backend", "kube"])
+                .args(args),
+        );
+        assert_eq!(c, 1, "{args:?}: {out}");
+        assert!(
+            out.contains("error: the kube backend cannot ")
+                && out.contains("hint: use --backend docker or podman"),
+            "{args:?}: {out}"
+        );
+    }
+
     let out = ok(bottle(dir.path()).args([&flag(&kube), "--backend", "kube", "down", "demo"]));
     assert_eq!(
         out.trim(),
@@ -476,22 +495,81 @@ fn kube_prints_the_bottle_without_its_key_unless_asked() {
     );
 }
 
-#[test]
-fn kube_applies_with_kubectl_when_a_cluster_is_configured() {
-    let dir = project();
-    let kube = lib("kube");
-    // A stand-in kubectl: logs each call and its stdin, answers like kubectl would.
-    let log = dir.path().join("kubectl.log");
-    let fake = dir.path().join("kubectl");
+/// A stand-in kubectl in `dir`: logs each call (`ARGS ...`) and what `apply` reads, says
+/// a context is configured, and succeeds.
+fn fake_kubectl(dir: &Path) -> (PathBuf, PathBuf) {
+    let log = dir.join("kubectl.log");
+    let fake = dir.join("kubectl");
     std::fs::write(
         &fake,
         format!(
-            "#!/bin/sh\nlog={}\necho \"ARGS $*\" >> \"$log\"\ncase \"$*\" in\n*' apply '*) cat >> \"$log\" ;;\nesac\nexit 0\n",
+            "#!/bin/sh\nlog={}\necho \"ARGS $*\" >> \"$log\"\ncase \"$*\" in\n*' apply '*) cat >> \"$log\" ;;\n*current-context*) echo a-real-looking-context ;;\nesac\nexit 0\n",
             sh_quote(&log.display().to_string())
         ),
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (fake, log)
+}
+
+/// Without BOTTLE_KUBE_APPLY the plugin prints, even with a kubectl that has a context on
+/// PATH: every command prints what it would run and kubectl is never called.
+#[test]
+fn kube_prints_by_default_and_never_calls_kubectl() {
+    let dir = project();
+    let kube = lib("kube");
+    let (fake, log) = fake_kubectl(dir.path());
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kube_cmd = |args: &[&str]| {
+        let mut cmd = bottle(dir.path());
+        cmd.env("BOTTLE_KUBECTL", &fake)
+            .env("PATH", &path)
+            .args([&flag(&kube), "--backend", "kube"])
+            .args(args);
+        cmd
+    };
+    let out = run(&mut kube_cmd(&["up", "demo"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("kind: Pod\n"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kube: printed bottle 'demo', applied nothing; BOTTLE_KUBE_APPLY=1 applies it with kubectl"),
+        "{stderr}"
+    );
+    for args in [
+        &["down", "demo"][..],
+        &["ps"],
+        &["cleanup", "demo"],
+        &["exec", "demo", "--", "true"],
+    ] {
+        let out = ok(&mut kube_cmd(args));
+        assert!(
+            out.contains(&format!("{} ", fake.display())),
+            "{args:?}: {out}"
+        );
+    }
+    assert!(
+        !log.exists(),
+        "kubectl was called without BOTTLE_KUBE_APPLY:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // An unknown value is refused, naming the variable.
+    let (c, out) = code(kube_cmd(&["up", "demo"]).env("BOTTLE_KUBE_APPLY", "maybe"));
+    assert_ne!(c, 0, "{out}");
+    assert!(out.contains("BOTTLE_KUBE_APPLY=maybe"), "{out}");
+    assert!(!log.exists());
+}
+
+#[test]
+fn kube_applies_with_kubectl_when_asked() {
+    let dir = project();
+    let kube = lib("kube");
+    let (fake, log) = fake_kubectl(dir.path());
     let mut cmd = bottle(dir.path());
     cmd.env("BOTTLE_KUBE_APPLY", "1")
         .env("BOTTLE_KUBECTL", &fake)

@@ -18,13 +18,13 @@ use bollard::query_parameters::{
     UploadToContainerOptions,
 };
 use bottle_backend_shared::engine::{
-    Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
-    Settings,
+    Attached, BuildEvent, ContainerInfo, Engine, EngineError, ExecChunk, ExecState, ImageInfo,
+    ImportBody, Listed, Settings,
 };
 use bottle_backend_shared::images::{split_reference, BuildSpec};
 use bottle_backend_shared::resources;
 use bottle_core::backend::{BackendError, ExecOptions};
-use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind, Restart};
+use bottle_core::plan::{ContainerSpec, NetworkSpec, ResourceKind, Restart, WritableOn};
 use futures_util::StreamExt;
 
 use crate::{error_text, is_not_found, Docker};
@@ -141,12 +141,19 @@ impl Engine for Docker {
         if h.no_new_privileges {
             security_opt.push("no-new-privileges".to_owned());
         }
+        let (volumes, tmpfs) = writable_places(c);
         let body = ContainerCreateBody {
             image: Some(c.image.name.clone()),
+            volumes,
             entrypoint: c.entrypoint.clone(),
             cmd: c.command.clone(),
             user: c.user.clone(),
-            env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(
+                c.env_exposed()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
             labels: Some(c.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
                 network_mode: Some(c.network.clone()),
@@ -160,6 +167,8 @@ impl Engine for Docker {
                 init: Some(c.init),
                 restart_policy: Some(restart_policy(c.restart)),
                 sysctls: Some(h.sysctls().into_iter().collect()),
+                readonly_rootfs: Some(h.read_only_root.is_some()),
+                tmpfs,
                 extra_hosts: Some(
                     c.extra_hosts
                         .iter()
@@ -188,9 +197,9 @@ impl Engine for Docker {
             .id)
     }
 
-    async fn copy_in(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+    async fn copy_in(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), EngineError> {
         let options = UploadToContainerOptions {
-            path: "/".to_owned(),
+            path: dir.to_owned(),
             ..Default::default()
         };
         self.client
@@ -212,6 +221,10 @@ impl Engine for Docker {
 
     async fn start_container(&self, id: &str) -> Result<(), EngineError> {
         self.client.start_container(id, None).await.map_err(ee)
+    }
+
+    async fn stop_container(&self, id: &str) -> Result<(), EngineError> {
+        self.client.stop_container(id, None).await.map_err(ee)
     }
 
     async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError> {
@@ -287,11 +300,41 @@ impl Engine for Docker {
         Ok(c.state.and_then(|s| s.running) == Some(true))
     }
 
-    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, EngineError> {
         let c = self.client.inspect_container(id, None).await.map_err(ee)?;
-        Ok(c.restart_count
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0))
+        let state = c.state.unwrap_or_default();
+        Ok(ContainerInfo {
+            restarts: c
+                .restart_count
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            started_at: ContainerInfo::started(state.started_at),
+            health: state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
+        })
+    }
+
+    async fn output_log(&self, name: &str) -> Result<Vec<ExecChunk>, EngineError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(name, Some(options));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item.map_err(ee)? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.push(ExecChunk::Stdout(message))
+                }
+                LogOutput::StdErr { message } => out.push(ExecChunk::Stderr(message)),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok(out)
     }
 
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
@@ -471,6 +514,27 @@ impl Engine for Docker {
         };
         self.client.resize_exec(id, options).await.map_err(ee)
     }
+}
+
+/// A read-only container's writable places as docker takes them: its disk-backed ones as
+/// anonymous volumes (`Volumes`, the `-v PATH` form, which `rm -v` removes with the
+/// container; docker fills a new one with what the image holds at the path, owner and
+/// mode included), its memory-backed ones as sized tmpfs mounts.
+fn writable_places(c: &ContainerSpec) -> (Option<Vec<String>>, Option<HashMap<String, String>>) {
+    let Some(writable) = &c.hardening.read_only_root else {
+        return (None, None);
+    };
+    let mut volumes = Vec::new();
+    let mut tmpfs = HashMap::new();
+    for w in writable {
+        match w.on {
+            WritableOn::Disk => volumes.push(w.path.clone()),
+            WritableOn::Memory { bytes } => {
+                tmpfs.insert(w.path.clone(), format!("size={bytes}"));
+            }
+        }
+    }
+    (Some(volumes), Some(tmpfs))
 }
 
 /// The plan's [`Restart`] as Docker's `HostConfig.RestartPolicy`.

@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo(plan: &bottle_core::plan::Plan) -> Result<(), bottle_core::backend::BackendError> {
 //! use bottle_core::backend::{Backend, UpOptions};
-//! let docker = bottle_backend_docker::Docker::connect().await?; // DOCKER_HOST or the default socket
+//! let docker = bottle_backend_docker::Docker::connect().await?; // as the docker CLI chooses
 //! docker.up(plan, &UpOptions::default()).await?;
 //! # Ok(()) }
 //! ```
@@ -17,6 +17,10 @@
 //!   understands. [`Docker::connect`] pings the engine, then negotiates the version (the
 //!   lower of bollard's and the engine's), so the same binary talks to old and new engines.
 //!   `unix://`, `tcp://` and `http://` addresses work (bollard's default features).
+//! - **The docker CLI's engine.** [`Docker::connect`] picks the engine as the `docker`
+//!   command does ([`context`]): `DOCKER_HOST`, else the context `DOCKER_CONTEXT` or
+//!   `docker context use` named, else the default socket. So `bottle` and the `docker`
+//!   lines of the dry-run script reach the same engine. bollard reads no contexts itself.
 //! - **Leftovers first.** `up` probes every name the plan would create *before* it builds
 //!   an image or creates anything, and fails with [`BackendError::Leftovers`] (which names
 //!   `bottle cleanup`). A crashed earlier run can therefore never be half-adopted.
@@ -87,6 +91,7 @@
 
 #![deny(missing_docs)]
 
+pub mod context;
 mod engine;
 pub mod images;
 
@@ -126,18 +131,25 @@ impl fmt::Debug for Docker {
 }
 
 impl Docker {
-    /// Connects to the engine named by `DOCKER_HOST` (`unix://PATH`, `tcp://HOST:PORT` or
-    /// `http://HOST:PORT`), or [`DEFAULT_HOST`] when it is unset; pings it and negotiates
-    /// the API version.
+    /// Connects to the engine the docker CLI would use ([`context::resolve`]): `DOCKER_HOST`
+    /// (`unix://PATH`, `tcp://HOST:PORT` or `http://HOST:PORT`), else the docker context
+    /// named by `DOCKER_CONTEXT` or the CLI configuration's `currentContext`, else
+    /// [`DEFAULT_HOST`]; pings it and negotiates the API version.
     ///
-    /// A missing socket, a stopped engine or an unsupported address is
-    /// [`BackendError::Unavailable`], naming the address and how to fix it.
+    /// A missing socket, a stopped engine, an unsupported address or a context that cannot
+    /// be read is [`BackendError::Unavailable`], naming the address (and the context) and
+    /// how to fix it.
     pub async fn connect() -> Result<Docker, BackendError> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-        Docker::connect_to(&host).await
+        let endpoint = context::resolve(&|name| std::env::var(name).ok())?;
+        match Docker::connect_to(&endpoint.host).await {
+            Err(BackendError::Unavailable { message, hint }) if endpoint.origin != context::Origin::DockerHost && endpoint.origin != context::Origin::Default => {
+                Err(BackendError::Unavailable {
+                    message: format!("{message} (the address of {})", endpoint.origin.describe()),
+                    hint: format!("{hint}; or choose another engine with DOCKER_CONTEXT, `docker context use`, or DOCKER_HOST"),
+                })
+            }
+            other => other,
+        }
     }
 
     /// Connects to the engine at `host` (same forms as `DOCKER_HOST`), ignoring the

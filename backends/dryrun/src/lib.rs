@@ -5,8 +5,9 @@
 //! The printed `up` script is meant to be *honest*: run against an engine, it creates the same
 //! bottle the docker (or podman) backend creates through the engine API, from the same
 //! [`Plan`]. The printers are pure functions ([`render_up`], [`render_down`],
-//! [`render_cleanup`], [`render_ps`], [`render_exec`]) that the [`Backend`] methods of
-//! [`DryRun`] call and write to a sink, so tests can snapshot them directly.
+//! [`render_cleanup`], [`render_ps`], [`render_exec`], [`render_stop`], [`render_start`])
+//! that the [`Backend`] methods of [`DryRun`] call and write to a sink, so tests can
+//! snapshot them directly.
 //!
 //! # Design decisions
 //!
@@ -74,6 +75,15 @@
 //!   and removed with `xargs -r ... rm -f` / `network rm`: idempotent. `ps` prints its listing
 //!   commands and returns no bottles; `exec` prints `exec [-it] bottle-<project>-<slug>-agent CMD...`
 //!   and returns 0; `cleanup` returns nothing removed.
+//! - **stop, start.** `stop` lists the running containers by label (`ps -q`) and stops
+//!   them with `xargs -r ... stop`: idempotent. `start` prints one `start NAME` per container
+//!   of the plan, in plan order (the order `up` starts them in); `start` of a running
+//!   container changes nothing, and a missing one stops the script. The printed `up` does
+//!   not resume a stopped bottle as the engine backends' `up` does: its leftover probe
+//!   stops it, and the printed `start` is the way. Unlike the engine backends' `start`, the printed one
+//!   does not point the agent's host entries at its sidecars' new addresses: on podman,
+//!   which re-addresses a container that starts again, the agent may then not reach its
+//!   gate until `down` and `up` (a known gap).
 #![deny(missing_docs)]
 
 mod render;
@@ -89,7 +99,8 @@ use bottle_core::backend::{
 use bottle_core::plan::Plan;
 
 pub use render::{
-    render_cleanup, render_down, render_exec, render_ps, render_up, render_up_with, RenderError,
+    render_cleanup, render_down, render_exec, render_ps, render_start, render_stop, render_up,
+    render_up_with, RenderError,
 };
 
 /// The CLI syntax the scripts are printed in.
@@ -198,6 +209,16 @@ impl Backend for DryRun {
 
     async fn down(&self, scope: &Scope) -> Result<(), BackendError> {
         self.print(render_down(scope, self.cli))
+    }
+
+    async fn stop(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        self.print(render_stop(scope, self.cli))?;
+        Ok(Vec::new())
+    }
+
+    async fn start(&self, plan: &Plan) -> Result<Vec<String>, BackendError> {
+        self.print(render_start(plan, self.cli))?;
+        Ok(Vec::new())
     }
 
     async fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError> {

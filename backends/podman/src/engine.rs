@@ -7,20 +7,19 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use bottle_backend_shared::engine::{
-    Attached, BuildEvent, Engine, EngineError, ExecChunk, ExecState, ImageInfo, ImportBody, Listed,
-    Settings,
+    Attached, BuildEvent, ContainerInfo, Engine, EngineError, ExecChunk, ExecState, ImageInfo,
+    ImportBody, Listed, Settings,
 };
 use bottle_backend_shared::images::BuildSpec;
 use bottle_core::backend::ExecOptions;
 use bottle_core::plan::{
-    ContainerSpec, NetworkSpec, Plan, ResourceKind, Restart, LABEL_MANAGED, LABEL_SLUG,
+    ContainerSpec, NetworkSpec, Plan, ResourceKind, Restart, WritableOn, LABEL_MANAGED, LABEL_SLUG,
 };
 use futures_util::StreamExt;
 use podman_api::conn::TtyChunk;
 use podman_api::opts::{
-    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts,
-    ExecStartOpts, NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
-    UserOpt,
+    ContainerListFilter, ContainerListOpts, ContainerLogsOpts, ExecCreateOpts, ExecStartOpts,
+    NetworkConnectOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts, UserOpt,
 };
 use serde_json::json;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
@@ -172,11 +171,11 @@ impl Engine for Podman {
 
     /// The Docker-compatible archive endpoint: it keeps each entry's uid/gid, where
     /// libpod's would chown everything to the container's user.
-    async fn copy_in(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+    async fn copy_in(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), EngineError> {
         self.api
             .containers()
             .get(id)
-            .copy_to("/", tar.into())
+            .copy_to(dir, tar.into())
             .await
             .map_err(ee)
     }
@@ -194,6 +193,15 @@ impl Engine for Podman {
         self.api.containers().get(id).start(None).await.map_err(ee)
     }
 
+    async fn stop_container(&self, id: &str) -> Result<(), EngineError> {
+        self.api
+            .containers()
+            .get(id)
+            .stop(&Default::default())
+            .await
+            .map_err(ee)
+    }
+
     async fn address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, EngineError> {
         let c = self.api.containers().get(id).inspect().await.map_err(ee)?;
         Ok(c.network_settings
@@ -203,18 +211,28 @@ impl Engine for Podman {
             .and_then(|ip| ip.parse().ok()))
     }
 
+    /// Through the module `raw`: podman-api asks for the volumes' removal as `v=true`,
+    /// which libpod 4.3 ignores (its parameter is `volumes`; measured: a container's
+    /// anonymous volumes outlived it). Both are sent, for libpod versions that read `v`.
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
-        let opts = ContainerDeleteOpts::builder()
-            .force(true)
-            .volumes(true)
-            .build();
-        self.api
-            .containers()
-            .get(id)
-            .delete(&opts)
+        let path = format!(
+            "/libpod/containers/{}?force=true&v=true&volumes=true",
+            raw::encode(id)
+        );
+        match self
+            .raw
+            .call(
+                hyper::Method::DELETE,
+                &path,
+                "application/json",
+                raw::full(bytes::Bytes::new()),
+            )
             .await
-            .map(|_| ())
-            .map_err(ee)
+        {
+            Ok(_) => Ok(()),
+            Err(e @ RawError::Status { status: 404, .. }) => Err(EngineError::not_found(e.text())),
+            Err(e) => Err(raw_ee(e)),
+        }
     }
 
     async fn list_containers(&self, slug: Option<&str>) -> Result<Vec<Listed>, EngineError> {
@@ -285,7 +303,7 @@ impl Engine for Podman {
 
     /// Through the module `raw`: podman-api's model of libpod's inspect output has no
     /// `RestartCount`.
-    async fn restart_count(&self, id: &str) -> Result<u64, EngineError> {
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, EngineError> {
         // `id` is the engine's own (hex) id, from its container list.
         let path = format!("/libpod/containers/{id}/json");
         let answer = self
@@ -293,10 +311,39 @@ impl Engine for Podman {
             .json(hyper::Method::GET, &path, None)
             .await
             .map_err(raw_ee)?;
-        Ok(answer
-            .get("RestartCount")
-            .and_then(|n| n.as_u64())
-            .unwrap_or(0))
+        let state = answer.get("State");
+        let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+        // Podman 4 calls it `Health`, older releases `Healthcheck`; an empty status is none.
+        let health = state
+            .and_then(|s| s.get("Health").or_else(|| s.get("Healthcheck")))
+            .and_then(|h| text(h.get("Status")))
+            .filter(|h| !h.is_empty());
+        Ok(ContainerInfo {
+            restarts: answer
+                .get("RestartCount")
+                .and_then(|n| n.as_u64())
+                .unwrap_or(0),
+            started_at: ContainerInfo::started(text(state.and_then(|s| s.get("StartedAt")))),
+            health,
+        })
+    }
+
+    async fn output_log(&self, name: &str) -> Result<Vec<ExecChunk>, EngineError> {
+        let opts = ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let container = self.api.containers().get(name);
+        let mut stream = container.logs(&opts);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(ee)? {
+                TtyChunk::StdOut(bytes) => out.push(ExecChunk::Stdout(bytes.into())),
+                TtyChunk::StdErr(bytes) => out.push(ExecChunk::Stderr(bytes.into())),
+                TtyChunk::StdIn(_) => {}
+            }
+        }
+        Ok(out)
     }
 
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
@@ -491,7 +538,7 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
     let mut spec = json!({
         "name": c.name,
         "image": c.image.name,
-        "env": c.env,
+        "env": c.env_exposed(),
         "labels": c.labels,
         "netns": { "nsmode": "bridge" },
         "Networks": BTreeMap::from([(c.network.clone(), json!({}))]),
@@ -521,6 +568,28 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
     if let Some(user) = &c.user {
         obj.insert("user".into(), json!(user));
     }
+    if let Some(writable) = &h.read_only_root {
+        // No tmpfs of podman's own at /tmp, /var/tmp and /run (its CLI's default with
+        // --read-only): what is writable is the plan's list, nothing more.
+        obj.insert("read_only_filesystem".into(), json!(true));
+        obj.insert("read_write_tmpfs".into(), json!(false));
+        let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
+        for w in writable {
+            match w.on {
+                // An anonymous volume (no name): filled from the image's path, removed
+                // with the container (`rm -v`).
+                WritableOn::Disk => volumes.push(json!({ "Name": "", "Dest": w.path })),
+                WritableOn::Memory { bytes } => mounts.push(json!({
+                    "destination": w.path,
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": [format!("size={bytes}")],
+                })),
+            }
+        }
+        obj.insert("volumes".into(), json!(volumes));
+        obj.insert("mounts".into(), json!(mounts));
+    }
     spec
 }
 
@@ -544,6 +613,7 @@ mod tests {
             command: Some(vec!["sleep".into(), "1".into()]),
             user: Some("1000:1000".into()),
             env: BTreeMap::from([("A".into(), "1".into())]),
+            host_env: BTreeMap::new(),
             labels: labels("p", "s", ContainerRole::AGENT),
             network: "net".into(),
             connect: vec![],
@@ -559,6 +629,7 @@ mod tests {
                 pids_limit: 64,
                 memory_bytes: 1 << 20,
                 no_ipv6: true,
+                read_only_root: None,
             },
             ports: Vec::new(),
             egress: Egress::Nothing,

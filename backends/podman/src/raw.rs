@@ -47,7 +47,7 @@ pub(crate) enum RawError {
     /// The socket could not be reached, or the connection broke.
     Transport(String),
     /// The service answered with an error status; `message` is its own words.
-    Status { message: String },
+    Status { status: u16, message: String },
 }
 
 impl RawError {
@@ -126,6 +126,7 @@ impl Raw {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         Err(RawError::Status {
+            status: status.as_u16(),
             message: error_message(&bytes, status.canonical_reason().unwrap_or("error")),
         })
     }

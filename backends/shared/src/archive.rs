@@ -7,7 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bottle_core::plan::FileSpec;
+use bottle_core::plan::{relative_file_path, FileSpec};
 
 /// One regular file of an archive.
 #[derive(Debug, Clone, Copy)]
@@ -45,14 +45,34 @@ pub fn tar<'a>(entries: impl IntoIterator<Item = Entry<'a>>) -> std::io::Result<
     builder.into_inner()
 }
 
-/// The archive of a container's files, to upload to `/` before the container starts.
-pub fn container_files(files: &[FileSpec]) -> std::io::Result<Vec<u8>> {
+/// The archive of container files, to upload into directory `dir` (`/`, or a volume's
+/// path) before the container starts: each file's path relative to `dir`, which must hold
+/// them all.
+pub fn container_files(dir: &str, files: &[&FileSpec]) -> std::io::Result<Vec<u8>> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    tar(files.iter().map(|f| Entry {
-        path: f.path.trim_start_matches('/'),
+    let dir = match dir.trim_end_matches('/') {
+        "" => String::new(),
+        d => relative_file_path(d).map_err(std::io::Error::other)?,
+    };
+    let rels = files
+        .iter()
+        .map(|f| {
+            let rel = relative_file_path(&f.path).map_err(std::io::Error::other)?;
+            let inside = if dir.is_empty() {
+                Some(rel.as_str())
+            } else {
+                rel.strip_prefix(&dir).and_then(|r| r.strip_prefix('/'))
+            };
+            inside
+                .map(str::to_owned)
+                .ok_or_else(|| std::io::Error::other(format!("{} is not under {dir}", f.path)))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    tar(files.iter().zip(&rels).map(|(f, rel)| Entry {
+        path: rel,
         mode: f.mode,
         uid: f.uid,
         gid: f.gid,
@@ -68,7 +88,7 @@ mod tests {
 
     #[test]
     fn files_keep_mode_owner_and_bytes() {
-        let files = vec![
+        let files = [
             FileSpec {
                 relocate_env: None,
                 path: "/etc/x/a".into(),
@@ -86,7 +106,7 @@ mod tests {
                 source: FileSource::Text { text: "x".into() },
             },
         ];
-        let bytes = container_files(&files).unwrap();
+        let bytes = container_files("/", &files.iter().collect::<Vec<_>>()).unwrap();
         let mut ar = tar::Archive::new(bytes.as_slice());
         let got: Vec<_> = ar
             .entries()
@@ -109,5 +129,30 @@ mod tests {
         assert_eq!(got[0], ("etc/x/a".into(), 0o755, 10001, 10002, "hi".into()));
         assert_eq!(got[1].0, files[1].path.trim_start_matches('/'));
         assert_eq!(got[1].1, 0o400);
+    }
+
+    #[test]
+    fn files_into_a_volume_are_relative_to_it() {
+        let file = |path: &str| FileSpec {
+            relocate_env: None,
+            path: path.into(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            source: FileSource::Text { text: "x".into() },
+        };
+        let (a, b) = (file("/etc/bottle-gate/creds/a.key"), file("/etc/other"));
+        let bytes = container_files("/etc/bottle-gate/", &[&a]).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        let paths: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(paths, ["creds/a.key"]);
+        let err = container_files("/etc/bottle-gate", &[&a, &b]).unwrap_err();
+        assert!(err.to_string().contains("/etc/other is not under"), "{err}");
+        // A directory whose name merely starts the same is not the directory.
+        assert!(container_files("/etc/bottle", &[&a]).is_err());
     }
 }

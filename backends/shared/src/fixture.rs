@@ -62,6 +62,7 @@ pub fn upstream(u: &Upstream) -> ContainerSpec {
                 u.authorized_keys.to_owned(),
             ),
         ]),
+        host_env: BTreeMap::new(),
         labels: labels(u.project, u.slug, ROLE),
         network: egress.clone(),
         connect: Vec::new(),
@@ -78,6 +79,7 @@ pub fn upstream(u: &Upstream) -> ContainerSpec {
             pids_limit: 4096,
             memory_bytes: 4 << 30,
             no_ipv6: false,
+            read_only_root: None,
         },
         ports: vec![PortSpec {
             name: "ssh".to_owned(),
@@ -158,6 +160,7 @@ pub fn web(w: &Web) -> ContainerSpec {
         command: Some(command),
         user: None,
         env: BTreeMap::new(),
+        host_env: BTreeMap::new(),
         labels: labels(w.project, w.slug, WEB_ROLE),
         network: egress.clone(),
         connect: Vec::new(),
@@ -173,6 +176,7 @@ pub fn web(w: &Web) -> ContainerSpec {
             pids_limit: 256,
             memory_bytes: 256 << 20,
             no_ipv6: false,
+            read_only_root: None,
         },
         ports: vec![
             PortSpec {

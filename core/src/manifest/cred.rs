@@ -137,7 +137,7 @@ impl Validator<'_> {
         &mut self,
         prefix: &str,
         raw: RawCredProxy,
-        env: &BTreeMap<String, String>,
+        env: &BTreeMap<String, Located<crate::interp::Template>>,
     ) -> CredProxy {
         use bottle_proxy_config::rules::{Entry, List};
         let mut allow_private = Vec::new();
@@ -179,7 +179,7 @@ impl Validator<'_> {
         field: &str,
         span: &std::ops::Range<usize>,
         raw: RawRoute,
-        env: &BTreeMap<String, String>,
+        env: &BTreeMap<String, Located<crate::interp::Template>>,
         seen: &mut Seen,
     ) -> Option<CredRoute> {
         let before = self.diagnostics.len();

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diag::{Diagnostic, Location, ManifestError};
+use crate::interp::Template;
 
 mod cred;
 mod keys;
@@ -54,6 +55,7 @@ struct RawBottle {
     command: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env_file: Option<Spanned<String>>,
     memory: Option<Spanned<String>>,
     pids_limit: Option<Spanned<i64>>,
     #[serde(default)]
@@ -153,8 +155,13 @@ pub struct Bottle {
     pub image: String,
     /// The agent's command; the image's default when `None`.
     pub command: Option<Vec<String>>,
-    /// The agent's environment.
-    pub env: BTreeMap<String, String>,
+    /// The agent's environment as written: literals, and `${VAR}` references read from
+    /// the environment of `bottle up` at plan time ([`crate::interp`]).
+    pub env: BTreeMap<String, Located<Template>>,
+    /// `env_file`: a compose-style `.env` file (`~` expanded, relative to the manifest's
+    /// directory) whose variables the agent also gets; `env` wins on a clash. Read at plan
+    /// time; its values are host secrets like `${VAR}` ones.
+    pub env_file: Option<Located<PathBuf>>,
     /// The agent's memory limit in bytes, if set.
     pub memory_bytes: Option<i64>,
     /// The agent's process limit, if set.
@@ -373,19 +380,16 @@ pub fn load(path: &Path) -> Result<Manifest, LoadError> {
 
 /// Parses and validates manifest text; `path` is used for messages and relative paths.
 pub fn parse(path: &Path, source: &str, env: &Env) -> Result<Manifest, ManifestError> {
-    // Every unknown key at once (serde would stop at the first).
-    if let Some(unknown) = keys::unknown_keys(source).filter(|u| !u.is_empty()) {
+    // Every unknown key, wrong type and missing key at once (serde would stop at the first).
+    if let Some(problems) = keys::check(source).filter(|p| !p.is_empty()) {
         return Err(ManifestError::new(
-            unknown
+            problems
                 .into_iter()
-                .map(|u| Diagnostic {
-                    location: Location::of_span(path, source, &u.span),
-                    message: format!("unknown key `{}`", u.key),
-                    hint: format!(
-                        "remove it or fix its spelling; the keys here are: {} (docs/manifest.md lists every key)",
-                        u.known.join(", ")
-                    ),
-                    field: u.field,
+                .map(|p| Diagnostic {
+                    location: Location::of_span(path, source, &p.span),
+                    message: p.message,
+                    hint: p.hint,
+                    field: p.field,
                 })
                 .collect(),
         ));
@@ -653,9 +657,30 @@ impl Validator<'_> {
                     "remove the NUL: environment values cannot carry it",
                 );
             } else {
-                env.insert(key.into_inner(), value.into_inner());
+                match Template::parse(value.get_ref()) {
+                    Ok(t) => {
+                        let t = self.located(t, &value.span(), &field);
+                        env.insert(key.into_inner(), t);
+                    }
+                    Err(why) => self.error(
+                        &value.span(),
+                        &field,
+                        why,
+                        "write ${VAR} or ${VAR:-default} to read VAR from the environment of `bottle up`, and $$ for a literal $",
+                    ),
+                }
             }
         }
+        let env_file = raw.env_file.and_then(|f| {
+            let field = format!("{prefix}.env_file");
+            match self.expand_path(f.get_ref()) {
+                Ok(p) => Some(self.located(p, &f.span(), &field)),
+                Err(why) => {
+                    self.error(&f.span(), &field, why, "write a path relative to the manifest, e.g. \".env\", an absolute one, or one starting with ~/");
+                    None
+                }
+            }
+        });
 
         let memory_bytes = self.memory(raw.memory, &format!("{prefix}.memory"));
         let gate_memory_bytes = self.memory(raw.gate_memory, &format!("{prefix}.gate_memory"));
@@ -713,6 +738,7 @@ impl Validator<'_> {
             image,
             command,
             env,
+            env_file,
             memory_bytes,
             pids_limit,
             cap_add,

@@ -25,7 +25,7 @@ use crate::diag::{Diagnostic, ManifestError, PlanError};
 use crate::images::{self, ImageRecipe};
 use crate::manifest::{CredRoute, SecretSource};
 use crate::plan::{FileSource, FileSpec, SecretBytes};
-use crate::sidecar::proxy::{proxy_container, ProxyContainer};
+use crate::sidecar::proxy::{self, proxy_container, ProxyContainer};
 use crate::sidecar::{AgentGrant, BottleContext, HostEnv, Sidecar, SidecarPlan};
 
 /// The sidecar's name: its role, label and resource-name suffix.
@@ -143,6 +143,7 @@ impl Sidecar for CredSidecar {
             port: CRED_PORT,
             port_name: PORT_NAME,
             files,
+            writable: &[proxy::CONFIG_DIR, KEY_DIR],
         });
         let env: BTreeMap<String, String> = cred
             .routes

@@ -23,7 +23,7 @@ use crate::images::{self, ImageRecipe};
 use crate::manifest::Egress as EgressLists;
 use crate::plan::{
     AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening, ImageRef,
-    PortSpec, Restart,
+    PortSpec, Restart, Writable,
 };
 use crate::sidecar::{cred, AgentGrant, BottleContext, Sidecar, SidecarPlan};
 
@@ -37,6 +37,8 @@ pub const PORT_NAME: &str = "http";
 pub const PROXY_UID: u32 = 10002;
 /// Where its configuration goes.
 pub const CONFIG_PATH: &str = "/etc/bottle-proxy/egress.json";
+/// The directory of the `bottle-proxy` sidecars' configuration (root's, in the image).
+pub const CONFIG_DIR: &str = "/etc/bottle-proxy";
 /// Its memory limit.
 pub const PROXY_MEMORY: i64 = 128 << 20;
 /// Its process (thread) limit.
@@ -105,6 +107,7 @@ impl Sidecar for EgressProxy {
                 source: FileSource::Text { text },
                 relocate_env: None,
             }],
+            writable: &[CONFIG_DIR],
         });
         let url = format!("http://{host}:{PROXY_PORT}");
         // The bottle's own containers are reached directly, never through the proxy
@@ -149,6 +152,10 @@ pub(crate) struct ProxyContainer<'a> {
     pub port_name: &'static str,
     /// Its files, the configuration among them.
     pub files: Vec<FileSpec>,
+    /// The directories its files go to: its only writable places (on the engine's disk,
+    /// starting with the image's directory there), its root filesystem being read-only.
+    /// It writes nothing itself.
+    pub writable: &'static [&'static str],
 }
 
 /// The container of a `bottle-proxy` sidecar: the proxy image as its own unprivileged user
@@ -171,6 +178,7 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
         ]),
         user: Some(format!("{}:{}", p.uid, p.uid)),
         env: BTreeMap::new(),
+        host_env: BTreeMap::new(),
         labels: cx.labels(p.name),
         network: cx.internal.to_owned(),
         connect: vec![cx.egress.to_owned()],
@@ -180,7 +188,8 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
         init: true,
         restart: Restart::sidecar(),
         // It listens above 1024 and writes nothing: no capability at all.
-        hardening: Hardening::sidecar(PROXY_PIDS, PROXY_MEMORY),
+        hardening: Hardening::sidecar(PROXY_PIDS, PROXY_MEMORY)
+            .read_only(p.writable.iter().map(|d| Writable::disk(d)).collect()),
         ports: vec![PortSpec {
             name: p.port_name.to_owned(),
             port: p.port,

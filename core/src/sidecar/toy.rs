@@ -38,7 +38,14 @@ impl Sidecar for Toy {
     }
 
     fn plan(&self, cx: &BottleContext<'_>) -> Result<Option<SidecarPlan>, PlanError> {
-        if cx.bottle.env.get("TOY").map(String::as_str) != Some("1") {
+        if cx
+            .bottle
+            .env
+            .get("TOY")
+            .and_then(|t| t.value.literal())
+            .as_deref()
+            != Some("1")
+        {
             return Ok(None);
         }
         let host = cx.name(NAME);
@@ -61,6 +68,7 @@ impl Sidecar for Toy {
             ]),
             user: None,
             env: BTreeMap::new(),
+            host_env: BTreeMap::new(),
             labels: cx.labels(NAME),
             network: cx.internal.to_owned(),
             connect: Vec::new(),

@@ -68,15 +68,6 @@ impl Kubectl {
         quote::sh_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
     }
 
-    /// Whether a cluster is configured: `kubectl config current-context` names one.
-    pub fn has_cluster(&self) -> bool {
-        self.command(&["config".to_owned(), "current-context".to_owned()])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty())
-    }
-
     /// `kubectl delete` of one bottle's objects.
     pub fn delete_args(&self, scope: &Scope) -> Vec<String> {
         vec![
@@ -134,7 +125,7 @@ impl Kubectl {
         if e.kind() == std::io::ErrorKind::NotFound {
             BackendError::Unavailable {
                 message: format!("kube: cannot run {}: {e}", self.program),
-                hint: "install kubectl (or set BOTTLE_KUBECTL), or set BOTTLE_KUBE_APPLY=0 to print the objects instead".to_owned(),
+                hint: "install kubectl (or set BOTTLE_KUBECTL), or unset BOTTLE_KUBE_APPLY to print the objects instead".to_owned(),
             }
         } else {
             BackendError::Engine {

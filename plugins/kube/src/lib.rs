@@ -19,6 +19,7 @@
 //! | ConfigMap | `bottle-P-S-gate-files` | the gate's scripts (entrypoint, pre-receive, access hook) |
 //! | Secret | `bottle-P-S-gate-secret` | each upstream's identity key and known_hosts; mounted only into the gate Pod's init container |
 //! | ConfigMap | `bottle-P-S-agent-files` | the agent's git config (the `insteadOf` rewrites to the gate) |
+//! | Secret | `bottle-P-S-agent-secret` | only when the bottle's `env` takes values from the host (`${VAR}`, `env_file`): each as the key `env.NAME`, which the agent Pod reads with `secretKeyRef` (never a literal in the Pod); omitted from the printed YAML like every Secret, its note creating it from the same variables |
 //! | Service | `bottle-P-S-gate` | port 9418 (`git`) to the gate Pod: the agent's `git://bottle-P-S-gate/NAME.git` resolves to it |
 //! | Pod | `bottle-P-S-gate` | the gate, user 10001, with an init container installing its files |
 //! | Pod | `bottle-P-S-agent` | the agent |
@@ -77,12 +78,14 @@
 //!
 //! # Print or apply
 //!
-//! `up` applies the objects (`kubectl apply --server-side`, which keeps the Secret out of
-//! the `last-applied-configuration` annotation; then waits for the Pods to be ready) when a
-//! cluster is configured: `BOTTLE_KUBE_APPLY=1`, or, when that is unset, `kubectl` is on
-//! PATH and `kubectl config current-context` succeeds. Otherwise it prints them as YAML on
-//! stdout, without the Secret (an identity key is never printed unasked): a comment shows
-//! the `kubectl create secret` command reading the key from its host path.
+//! `up` prints the objects as YAML on stdout, without the Secret (an identity key is never
+//! printed unasked): a comment shows the `kubectl create secret` command reading the key
+//! from its host path. With `BOTTLE_KUBE_APPLY=1` (the plugin's `--apply`) it applies them
+//! instead (`kubectl apply --server-side`, which keeps the Secret out of the
+//! `last-applied-configuration` annotation; then waits for the Pods to be ready). The same
+//! command has the same effect whatever cluster `kubectl` happens to be configured for:
+//! nothing reaches a cluster unless asked. It is an environment variable because the
+//! plugin ABI (v1) passes a plugin no flags of its own.
 //! `BOTTLE_KUBE_SECRETS=print` includes the Secret. `down` deletes every object with the
 //! bottle's labels (`kubectl delete ... -l bottle.managed,bottle.project=P,bottle.slug=S`), or
 //! prints that command. `cleanup` without a bottle name is refused (a Pod's phase does not
@@ -117,6 +120,19 @@ pub struct Kube {
     secrets: Secrets,
 }
 
+/// Reads `BOTTLE_KUBE_APPLY`: apply with kubectl (`1`, `true`, `yes`) or print (`0`,
+/// `false`, `no`, or unset: printing is the default, whether or not a cluster is
+/// configured).
+pub fn apply_setting(value: Option<&str>) -> Result<bool, BackendError> {
+    match value {
+        Some("1" | "true" | "yes") => Ok(true),
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some(other) => Err(BackendError::Other(format!(
+            "BOTTLE_KUBE_APPLY={other}: use 1 (apply with kubectl) or unset it (print the objects)"
+        ))),
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -133,23 +149,14 @@ impl Kube {
 impl PluginBackend for Kube {
     const NAME: &'static str = "kube";
     const ABOUT: &'static str =
-        "Kubernetes (plugin): prints the bottle as Pods, a Service, ConfigMaps, a Secret and NetworkPolicies, or applies them with kubectl";
+        "Kubernetes (plugin): prints the bottle as Pods, a Service, ConfigMaps, a Secret and NetworkPolicies; applies them with kubectl when BOTTLE_KUBE_APPLY=1";
 
     fn open() -> Result<Self, BackendError> {
         let kubectl = kubectl::Kubectl {
             program: env("BOTTLE_KUBECTL").unwrap_or_else(|| "kubectl".to_owned()),
             namespace: env("BOTTLE_KUBE_NAMESPACE"),
         };
-        let apply = match env("BOTTLE_KUBE_APPLY").as_deref() {
-            Some("1" | "true" | "yes") => true,
-            Some("0" | "false" | "no") => false,
-            None => kubectl.has_cluster(),
-            Some(other) => {
-                return Err(BackendError::Other(format!(
-                    "BOTTLE_KUBE_APPLY={other}: use 1 (apply with kubectl) or 0 (print)"
-                )))
-            }
-        };
+        let apply = apply_setting(env("BOTTLE_KUBE_APPLY").as_deref())?;
         let secrets = match env("BOTTLE_KUBE_SECRETS").as_deref() {
             Some("print") => Secrets::Include,
             None | Some("omit") => Secrets::Omit,
@@ -179,6 +186,7 @@ impl PluginBackend for Kube {
             .map_err(|e| BackendError::Other(format!("kube: {e}")))?;
         if !self.apply {
             kubectl::print(&yaml)?;
+            eprintln!("kube: printed bottle '{}', applied nothing; BOTTLE_KUBE_APPLY=1 applies it with kubectl", plan.slug);
             return Ok(());
         }
         self.kubectl.up(&manifests, &yaml, opts.keep_on_failure)
@@ -203,7 +211,7 @@ impl PluginBackend for Kube {
     }
 
     fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
-        if scope.stopped_only {
+        if scope.keep_complete {
             // Pods restart under OnFailure, so a Pod's phase does not tell a stopped bottle
             // from one at work: rather than guess and remove a working one, refuse.
             return Err(BackendError::Other(format!(

@@ -4,14 +4,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use bottle_core::plan::{
-    ContainerSpec, Egress, FileSource, FileSpec, Plan, LABEL_MANAGED, LABEL_PROJECT, LABEL_ROLE,
-    LABEL_SLUG,
+    ContainerSpec, Egress, FileSource, FileSpec, Plan, WritableOn, LABEL_MANAGED, LABEL_PROJECT,
+    LABEL_ROLE, LABEL_SLUG,
 };
 use bottle_core::quote;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, HostAlias, KeyToPath, Pod, PodSpec, ResourceRequirements, SeccompProfile, Secret,
-    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HostAlias, KeyToPath, Pod, PodSpec, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -299,6 +300,10 @@ struct Placement {
     config: BTreeMap<String, String>,
     /// Files for the Secret: key to bytes, and where each came from (for the note).
     secret: BTreeMap<String, (Vec<u8>, Source)>,
+    /// The plan's host values (`host_env`): Secret key (`env.NAME`) to bytes, and the shell
+    /// word that reads the value again (for the note). In the same Secret as the files,
+    /// but not mounted: the container reads each through `secretKeyRef`.
+    env_secret: BTreeMap<String, (Vec<u8>, String)>,
     /// Directories replaced by an emptyDir, filled by the install init container.
     roots: Vec<String>,
     /// `(key, in Secret?, file)` for each installed file.
@@ -355,6 +360,12 @@ fn key_for(path: &str, taken: &mut BTreeSet<String>) -> String {
     key
 }
 
+/// The Secret key of a host value: `env.` and its name (a Secret key allows
+/// `[-._a-zA-Z0-9]`; an environment variable's name is letters, digits and `_`).
+fn env_key(name: &str) -> String {
+    format!("env.{name}")
+}
+
 fn is_under(path: &str, dir: &str) -> bool {
     path == dir || path.starts_with(&format!("{dir}/"))
 }
@@ -364,6 +375,7 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
     let mut p = Placement {
         config: BTreeMap::new(),
         secret: BTreeMap::new(),
+        env_secret: BTreeMap::new(),
         roots: Vec::new(),
         installed: Vec::new(),
         relocated: Vec::new(),
@@ -418,6 +430,18 @@ fn place(c: &ContainerSpec) -> Result<Placement, RenderError> {
         }
         dirs.insert(dir.to_owned());
         p.installed.push((key, in_secret, f.clone()));
+    }
+    for (name, v) in &c.host_env {
+        let word = v
+            .from
+            .shell_word(
+                &format!("{}=", env_key(name)),
+                name,
+                &format!("{} env {name}", c.name),
+            )
+            .map_err(|e| RenderError(format!("container {}: env {name}: {e}", c.name)))?;
+        p.env_secret
+            .insert(env_key(name), (v.value.expose().to_vec(), word));
     }
     // Roots: directories not under another one.
     for d in &dirs {
@@ -522,11 +546,25 @@ fn env_vars(c: &ContainerSpec, p: &Placement) -> Vec<EnvVar> {
         ..EnvVar::default()
     };
     let plan = c.env.iter().map(|(k, v)| var(k, v.clone()));
+    // Host values come from the container's Secret, never written into the Pod.
+    let secret = format!("{}-secret", c.name);
+    let host = c.host_env.keys().map(|k| EnvVar {
+        name: k.clone(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.clone(),
+                key: env_key(k),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
     let relocated = p
         .relocated
         .iter()
         .map(|(key, _, name)| var(name, format!("{RELOCATED_DIR}/{key}")));
-    plan.chain(relocated).collect()
+    plan.chain(host).chain(relocated).collect()
 }
 
 /// The volumes of a Pod and the mounts of its containers.
@@ -626,10 +664,20 @@ fn install_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
             name: secret.clone(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.clone()),
+                // Only the files: the Secret's host values (`env.*`) are not files.
+                items: (!p.env_secret.is_empty()).then(|| {
+                    p.secret
+                        .keys()
+                        .map(|k| KeyToPath {
+                            key: k.clone(),
+                            path: k.clone(),
+                            mode: None,
+                        })
+                        .collect()
+                }),
                 default_mode: Some(0o400),
                 // Podman 4.3 dereferences this field without checking it is set.
                 optional: Some(false),
-                ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         })
@@ -651,6 +699,39 @@ fn install_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
         });
         m.init.push(Mounts::mount(&name, root, None));
         m.main.push(Mounts::mount(&name, root, Some(true)));
+    }
+}
+
+/// A read-only container's writable places: an emptyDir each (in memory, sized, for a
+/// [`WritableOn::Memory`] one), mounted read-write, except where the installed files'
+/// directories already are: those the plan lists as writable only because an engine
+/// copies files into a read-only container through a volume; here the install init
+/// container fills them and the main container mounts them read-only. An emptyDir starts
+/// empty (mode 0777), where an engine's volume starts with the image's directory.
+fn writable_volumes(c: &ContainerSpec, p: &Placement, m: &mut Mounts) {
+    let Some(writable) = &c.hardening.read_only_root else {
+        return;
+    };
+    let mut n = 0;
+    for w in writable {
+        if p.roots.iter().any(|root| is_under(&w.path, root)) {
+            continue;
+        }
+        n += 1;
+        let name = format!("{}-writable-{n}", c.name);
+        let empty_dir = match w.on {
+            WritableOn::Disk => EmptyDirVolumeSource::default(),
+            WritableOn::Memory { bytes } => EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity(bytes.to_string())),
+            },
+        };
+        m.add(Volume {
+            name: name.clone(),
+            empty_dir: Some(empty_dir),
+            ..Volume::default()
+        });
+        m.main.push(Mounts::mount(&name, &w.path, None));
     }
 }
 
@@ -736,6 +817,7 @@ fn main_container(
             run_as_group: user.map(|(_, g)| g),
             run_as_non_root: user.and_then(|(u, _)| (u != 0).then_some(true)),
             allow_privilege_escalation: Some(!h.no_new_privileges),
+            read_only_root_filesystem: h.read_only_root.is_some().then_some(true),
             capabilities: Some(Capabilities {
                 drop: (!h.cap_drop.is_empty()).then(|| h.cap_drop.clone()),
                 add: (!h.cap_add.is_empty()).then(|| h.cap_add.clone()),
@@ -782,6 +864,7 @@ fn pod(c: &ContainerSpec, plan: &Plan, opts: &Options) -> Result<(Pod, Placement
         install_volumes(c, &p, &mut m);
         init.push(install_container(c, &p, std::mem::take(&mut m.init))?);
     }
+    writable_volumes(c, &p, &mut m);
     let container = main_container(c, env_vars(c, &p), m.main)?;
 
     let mut labels = c.labels.clone();
@@ -855,7 +938,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
                 ..ConfigMap::default()
             }));
         }
-        if !p.secret.is_empty() {
+        if !p.secret.is_empty() || !p.env_secret.is_empty() {
             let name = format!("{}-secret", c.name);
             match opts.secrets {
                 Secrets::Include => objects.push(Object::Secret(Secret {
@@ -864,7 +947,9 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
                     data: Some(
                         p.secret
                             .iter()
-                            .map(|(k, (bytes, _))| (k.clone(), ByteString(bytes.clone())))
+                            .map(|(k, (bytes, _))| (k, bytes))
+                            .chain(p.env_secret.iter().map(|(k, (bytes, _))| (k, bytes)))
+                            .map(|(k, bytes)| (k.clone(), ByteString(bytes.clone())))
                             .collect(),
                     ),
                     ..Secret::default()
@@ -947,6 +1032,9 @@ fn secret_note(name: &str, labels: &BTreeMap<String, String>, p: &Placement) -> 
                 }
             }
         }
+    }
+    for (_, word) in p.env_secret.values() {
+        let _ = write!(create, " --from-literal={word}");
     }
     let label: Vec<String> = labels.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
     let mut lines = vec![

@@ -179,13 +179,44 @@ fn the_secret_reaches_only_the_gate_and_its_key_is_installed_for_the_gate_user()
         s.volumes.iter().flatten().any(|v| v.secret.is_some())
     };
     assert!(uses_secret(gate) && !uses_secret(agent));
-    // The Secret is mounted only into the init container, never into the gate itself.
+    // The Secret is mounted only into the init container, never into the gate itself,
+    // whose files are read-only to it; its root filesystem is read-only, and it writes only
+    // to the plan's writable places, emptyDirs of their own.
     let main = &gate.containers[0];
-    assert!(main
+    let (read_only, writable): (Vec<_>, Vec<_>) = main
         .volume_mounts
         .iter()
         .flatten()
-        .all(|m| m.name != "bottle-proj-demo-gate-secret" && m.read_only == Some(true)));
+        .partition(|m| m.read_only == Some(true));
+    assert!(read_only
+        .iter()
+        .all(|m| m.name != "bottle-proj-demo-gate-secret"));
+    assert_eq!(
+        read_only
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect::<Vec<_>>(),
+        ["/etc/bottle-gate"]
+    );
+    assert_eq!(
+        writable
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect::<Vec<_>>(),
+        ["/git", "/var/lib/bottle-gate", "/tmp"]
+    );
+    assert!(writable.iter().all(|m| gate
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.name == m.name && v.empty_dir.is_some())));
+    assert_eq!(
+        main.security_context
+            .as_ref()
+            .unwrap()
+            .read_only_root_filesystem,
+        Some(true)
+    );
     let script = gate.init_containers.as_ref().unwrap()[0]
         .command
         .as_ref()
@@ -348,4 +379,38 @@ fn a_route_key_from_the_environment_is_created_from_the_variable() {
     );
     let with = yaml(&p, Secrets::Include, dir.path());
     assert!(with.contains("kind: Secret"), "{with}");
+}
+
+/// An `env` value from the host (`${VAR}`) reaches the container through its Secret
+/// (`secretKeyRef`), never as a literal in the Pod; the omitted Secret's note recreates it
+/// from the variable, and the Secret's files stay the only files mounted.
+#[test]
+fn a_host_env_value_is_a_secret_reference() {
+    use bottle_core::sidecar::{HostEnv, SIDECARS};
+    const TOKEN: &str = "tok-kube-5e21";
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[bottles.c]\nimage = \"bottle-agent:latest\"\nenv = { TOKEN = \"Bearer ${TEST_TOKEN}\" }\n";
+    let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
+    let env = HostEnv::Map([("TEST_TOKEN".to_owned(), TOKEN.to_owned())].into());
+    let p = planner::plan_in(
+        m.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .unwrap();
+    let out = yaml(&p, Secrets::Omit, dir.path());
+    assert!(!out.contains(TOKEN), "the value leaked:\n{out}");
+    assert!(
+        out.contains(r#"--from-literal='env.TOKEN=Bearer '"${TEST_TOKEN?"#),
+        "{out}"
+    );
+    assert!(out.contains("secretKeyRef:"), "{out}");
+    assert!(out.contains("key: env.TOKEN"), "{out}");
+    assert!(out.contains("name: bottle-proj-c-agent-secret"), "{out}");
+    let with = yaml(&p, Secrets::Include, dir.path());
+    assert!(
+        with.contains("kind: Secret") && with.contains("env.TOKEN:"),
+        "{with}"
+    );
 }

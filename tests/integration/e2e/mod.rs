@@ -176,6 +176,16 @@ macro_rules! suite {
             claude_code_works_in_a_bottle,
             run_takes_down_only_what_it_brought_up,
             a_killed_gate_restarts_and_serves_again,
+            stop_and_start_keep_the_mirror,
+            up_resumes_a_bottle_the_engine_stopped,
+            two_shells_pushing_one_branch_one_wins_each_round,
+            twenty_clones_and_five_pushes_at_once,
+            an_upstream_that_stops_answering_fails_push_and_clone_cleanly,
+            a_gate_killed_in_the_middle_of_a_push_forwards_nothing,
+            #[ignore = "podman: a started gate gets a new address (see the scenario)"]
+            a_gate_container_killed_mid_push_comes_back_with_start,
+            a_push_bigger_than_the_gates_memory_is_all_or_nothing,
+            host_env_values_reach_the_agent_and_are_never_printed,
         );
     };
     (@tests $engine:expr; $($(#[$attr:meta])* $name:ident,)+) => {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use bottle_core::plan::{self, ContainerSpec, FileSource, FileSpec, Plan};
+use bottle_core::plan::{self, relative_file_path, ContainerSpec, FileSource, FileSpec, Plan};
 
 use super::RenderError;
 
@@ -42,8 +42,20 @@ pub(super) struct Staged<'a> {
 /// One container's files, checked, with their paths made relative.
 pub(super) struct ContainerFiles<'a> {
     pub(super) files: Vec<Staged<'a>>,
-    /// Files grouped by owner, in order of first appearance: one archive per group.
-    pub(super) groups: Vec<((u32, u32), Vec<usize>)>,
+    /// Files grouped by the directory they are copied into (relative to the root: `""`
+    /// for the root itself, else a volume of a read-only container,
+    /// [`ContainerSpec::copy_dir`]) and by owner, in order of first appearance: one
+    /// archive per group.
+    pub(super) groups: Vec<(CopyGroup, Vec<usize>)>,
+}
+
+/// Where an archive of files goes and whose they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CopyGroup {
+    /// The directory, relative to the container's root (`""`: the root).
+    pub(super) dir: String,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
 }
 
 fn file_error(container: &ContainerSpec, file: &FileSpec, why: impl Into<String>) -> RenderError {
@@ -61,7 +73,7 @@ fn container_files(container: &ContainerSpec) -> Result<ContainerFiles<'_>, Rend
         .relative_file_paths()
         .map_err(|(spec, why)| file_error(container, spec, why))?;
     let mut files = Vec::new();
-    let mut groups: Vec<((u32, u32), Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(CopyGroup, Vec<usize>)> = Vec::new();
     for (spec, rel) in container.files.iter().zip(rels) {
         match &spec.source {
             FileSource::Text { text } if text.contains('\0') => {
@@ -90,11 +102,20 @@ fn container_files(container: &ContainerSpec) -> Result<ContainerFiles<'_>, Rend
             }
             _ => {}
         }
-        let owner = (spec.uid, spec.gid);
+        // Checked by relative_file_paths: a read-only container's files lie in its volumes.
+        let dir = container
+            .copy_dir(spec)
+            .and_then(|d| relative_file_path(d).ok())
+            .unwrap_or_default();
+        let group = CopyGroup {
+            dir,
+            uid: spec.uid,
+            gid: spec.gid,
+        };
         let index = files.len();
-        match groups.iter_mut().find(|(o, _)| *o == owner) {
+        match groups.iter_mut().find(|(g, _)| *g == group) {
             Some((_, members)) => members.push(index),
-            None => groups.push((owner, vec![index])),
+            None => groups.push((group, vec![index])),
         }
         files.push(Staged { rel, spec });
     }
@@ -152,6 +173,23 @@ pub(super) fn check_plan(plan: &Plan) -> Result<Vec<ContainerFiles<'_>>, RenderE
         }
         for key in ct.env.keys() {
             check_key(&ct.name, "env", key)?;
+        }
+        // A host value's key and variables go unquoted into `${...}`.
+        for (key, v) in &ct.host_env {
+            let vars: Vec<&str> = match &v.from {
+                plan::HostValueSource::Template { template } => template.vars().collect(),
+                plan::HostValueSource::EnvFile { .. } => vec![key.as_str()],
+            };
+            if let Some(bad) = std::iter::once(key.as_str())
+                .chain(vars)
+                .find(|n| !is_env_name(n))
+            {
+                return Err(RenderError::Key {
+                    container: ct.name.clone(),
+                    what: "env",
+                    key: bad.to_owned(),
+                });
+            }
         }
         for key in ct.labels.keys() {
             check_key(&ct.name, "label", key)?;

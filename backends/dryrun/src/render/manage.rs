@@ -1,8 +1,8 @@
-//! The printers of `down`, `cleanup`, `ps` and `exec`.
+//! The printers of `down`, `stop`, `start`, `cleanup`, `ps` and `exec`.
 
 use bottle_core::backend::{ExecRequest, Scope};
 use bottle_core::plan::{
-    resource_name, ContainerRole, LABEL_MANAGED, LABEL_PROJECT, LABEL_ROLE, LABEL_SLUG,
+    resource_name, ContainerRole, Plan, LABEL_MANAGED, LABEL_PROJECT, LABEL_ROLE, LABEL_SLUG,
 };
 
 use super::checks::check_name;
@@ -73,9 +73,68 @@ pub fn render_down(scope: &Scope, cli: Cli) -> Result<String, RenderError> {
     Ok(s.finish())
 }
 
+/// Prints the script `bottle stop <slug>` amounts to: stop the running containers of the
+/// bottle of `scope`, found by label, keeping them and their networks. Stopping nothing
+/// succeeds.
+pub fn render_stop(scope: &Scope, cli: Cli) -> Result<String, RenderError> {
+    let p = cli.program();
+    let slug = scope.bottle.as_deref().unwrap_or_default();
+    let mut s = Script::default();
+    s.header(&format!(
+        "bottle stop: stops the running containers of bottle {}, found by label; keeps them, their networks and what they hold.",
+        c(slug)
+    ));
+    s.line("set -eu");
+    s.comment("Captured first, so that a failing listing stops the script (set -e).");
+    s.line(format!(
+        "containers=$({})",
+        qj([&[p, "ps", "-q"][..], &filter_args(&filters(scope))].concat())?
+    ));
+    s.line(format!(
+        "printf '%s\\n' \"$containers\" | xargs -r {} >/dev/null",
+        qj([p, "stop"])?
+    ));
+    s.line(format!(
+        "printf '%s\\n' {}",
+        q(&format!(
+            "bottle {slug} is stopped; `bottle start {slug}` starts it again"
+        ))?
+    ));
+    Ok(s.finish())
+}
+
+/// Prints the script `bottle start` amounts to for `plan`: start its containers one after
+/// the other in plan order (`start` of a running container changes nothing). A missing
+/// container stops the script.
+pub fn render_start(plan: &Plan, cli: Cli) -> Result<String, RenderError> {
+    let mut s = Script::default();
+    s.header(&format!(
+        "bottle start: starts the containers of bottle {} in the plan's order, as up does.",
+        c(&plan.slug)
+    ));
+    s.comment(format!(
+        "A missing container stops the script: then `bottle down {0}` and `bottle up {0}`.",
+        c(&plan.slug)
+    ));
+    s.line("set -eu");
+    for container in &plan.containers {
+        check_name("container", &container.name)?;
+        s.line(format!(
+            "{} >/dev/null",
+            qj([cli.program(), "start", &container.name])?
+        ));
+    }
+    s.line(format!(
+        "printf '%s\\n' {}",
+        q(&format!("bottle {} is started", plan.slug))?
+    ));
+    Ok(s.finish())
+}
+
 /// Prints the script `bottle cleanup` amounts to: remove the labelled containers and
 /// networks of `scope`; with [`Scope::stopped_only`], bottle by bottle, skipping each that
-/// has a container running, restarting or paused.
+/// has a container running, restarting or paused, and with [`Scope::keep_complete`] each
+/// complete stopped one.
 pub fn render_cleanup(scope: &Scope, cli: Cli) -> Result<String, RenderError> {
     let what = scope.describe();
     let mut s = Script::default();
@@ -100,6 +159,11 @@ pub fn render_cleanup(scope: &Scope, cli: Cli) -> Result<String, RenderError> {
             Cli::Podman => format!("{{{{index .Network.Labels \"{LABEL_SLUG}\"}}}}"),
         };
         s.comment("Only bottles with nothing running: a running bottle is `bottle down`'s.");
+        if scope.keep_complete {
+            s.comment(
+                "Nor complete stopped ones (an agent, every container started once): `bottle start` resumes them.",
+            );
+        }
         s.line(format!(
             "bottles=$({{ {}; {}; }} | sort -u)",
             qj([&[p, "ps", "-a"][..], &f, &["--format", &slug]].concat())?,
@@ -125,6 +189,18 @@ pub fn render_cleanup(scope: &Scope, cli: Cli) -> Result<String, RenderError> {
         s.line(
             "  if [ -n \"$live\" ]; then printf 'left running: bottle %s\\n' \"$b\"; continue; fi",
         );
+        if scope.keep_complete {
+            s.line(format!(
+                "  agent=$({p} ps -aq {live} --filter {})",
+                q(&format!("label={LABEL_ROLE}={}", ContainerRole::AGENT))?
+            ));
+            s.line(format!(
+                "  fresh=$({p} ps -aq {live} --filter status=created)"
+            ));
+            s.line(
+                "  if [ -n \"$agent\" ] && [ -z \"$fresh\" ]; then printf 'kept stopped: bottle %s (`bottle start %s` resumes it, `bottle cleanup %s` removes it)\\n' \"$b\" \"$b\" \"$b\"; continue; fi",
+            );
+        }
         s.line(format!(
             "  {p} ps -aq {live} | xargs -r {} >/dev/null",
             qj(rm_force(cli))?

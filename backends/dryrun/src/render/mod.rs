@@ -10,7 +10,7 @@
 //! - [`checks`]: what the printers rely on, checked before anything is printed;
 //! - [`staging`]: the files written into the staging directory;
 //! - [`up`]: the `up` script, section by section;
-//! - [`manage`]: the `down`, `cleanup`, `ps` and `exec` printers.
+//! - [`manage`]: the `down`, `stop`, `start`, `cleanup`, `ps` and `exec` printers.
 
 mod checks;
 mod manage;
@@ -19,7 +19,7 @@ mod staging;
 mod up;
 mod words;
 
-pub use manage::{render_cleanup, render_down, render_exec, render_ps};
+pub use manage::{render_cleanup, render_down, render_exec, render_ps, render_start, render_stop};
 pub use up::{render_up, render_up_with};
 
 use bottle_core::quote::QuoteError;

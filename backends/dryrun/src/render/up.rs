@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 
 use bottle_core::backend::UpOptions;
-use bottle_core::plan::{ContainerSpec, Egress, Plan, Restart};
+use bottle_core::plan::{ContainerSpec, Egress, Plan, Restart, WritableOn};
 
-use super::checks::{check_plan, ContainerFiles};
+use super::checks::{check_plan, ContainerFiles, CopyGroup};
 use super::script::Script;
 use super::staging::staged;
 use super::words::{c, q, qj, rm_force};
@@ -32,6 +32,15 @@ fn create_groups(
     }
     for (k, v) in &ct.env {
         g.push(qj(["--env", &format!("{k}={v}")])?);
+    }
+    for (k, v) in &ct.host_env {
+        // Read from the environment the script runs in: the value is never printed.
+        let what = format!("{} env {k}", ct.name);
+        g.push(format!(
+            "{} {}",
+            q("--env")?,
+            v.from.shell_word(&format!("{k}="), k, &what)?
+        ));
     }
     if let Some(user) = &ct.user {
         g.push(qj(["--user", user])?);
@@ -82,6 +91,22 @@ fn create_groups(
     }
     for (key, value) in h.sysctls() {
         g.push(qj(["--sysctl", &format!("{key}={value}")])?);
+    }
+    if let Some(writable) = &h.read_only_root {
+        g.push(q("--read-only")?);
+        if cli == Cli::Podman {
+            // Else podman adds tmpfs mounts of its own at /tmp, /var/tmp and /run.
+            g.push(q("--read-only-tmpfs=false")?);
+        }
+        for w in writable {
+            match w.on {
+                // An anonymous volume, filled from the image, removed by `rm -v`.
+                WritableOn::Disk => g.push(qj(["--volume", &w.path])?),
+                WritableOn::Memory { bytes } => {
+                    g.push(qj(["--tmpfs", &format!("{}:size={bytes}", w.path)])?)
+                }
+            }
+        }
     }
     if ct.init {
         g.push(q("--init")?);
@@ -142,6 +167,7 @@ pub fn render_up_with(plan: &Plan, cli: Cli, opts: &UpOptions) -> Result<String,
         s: Script::default(),
     };
     up.header();
+    up.host_values()?;
     up.images()?;
     up.tar_check()?;
     up.leftovers()?;
@@ -195,6 +221,29 @@ impl Up<'_> {
             extra = if self.has_files { ", mktemp, GNU tar" } else { "" },
         ));
         self.s.line("set -eu");
+    }
+
+    /// Values from the host's environment (`host_env`): each expanded once, so that an unset
+    /// variable stops the script before anything is created, as it stopped the plan.
+    fn host_values(&mut self) -> Result<(), RenderError> {
+        let s = &mut self.s;
+        let mut first = true;
+        for ct in &self.plan.containers {
+            for (key, v) in &ct.host_env {
+                if std::mem::take(&mut first) {
+                    s.blank();
+                    s.comment("Values from the host's environment: read when the script runs, never printed.");
+                }
+                s.comment(format!(
+                    "{} env {key} = {}",
+                    c(&ct.name),
+                    c(&v.from.describe(key))
+                ));
+                let what = format!("{} env {key}", ct.name);
+                s.line(format!(": {}", v.from.shell_word("", key, &what)?));
+            }
+        }
+        Ok(())
     }
 
     /// One check per image. Nothing is pulled or built: `create` gets `--pull never` too.
@@ -419,13 +468,14 @@ impl Up<'_> {
                 create_groups(ct, cli, &addresses)?,
                 " >/dev/null",
             );
-            for ((uid, gid), members) in &cf.groups {
+            for (group, members) in &cf.groups {
+                let CopyGroup { dir, uid, gid } = group;
                 archive += 1;
                 // Written to a file, not piped: POSIX sh has no pipefail to catch a failing tar.
                 let tar = format!("\"$stage\"/{archive}.tar");
                 let first = format!(
                     "tar -C {} {} -cf {tar} --",
-                    staged(&ct.name, "")?,
+                    staged(&ct.name, dir)?,
                     qj([
                         "--numeric-owner",
                         &format!("--owner=:{uid}"),
@@ -435,7 +485,16 @@ impl Up<'_> {
                 );
                 let names = members
                     .iter()
-                    .map(|&i| q(&cf.files[i].rel))
+                    .map(|&i| {
+                        let rel = &cf.files[i].rel;
+                        q(if dir.is_empty() {
+                            rel
+                        } else {
+                            rel.strip_prefix(dir.as_str())
+                                .and_then(|r| r.strip_prefix('/'))
+                                .unwrap_or(rel)
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 s.long(first, names, "");
                 let mut cp = vec![p, "cp"];
@@ -443,7 +502,8 @@ impl Up<'_> {
                     // Otherwise podman gives every file to the container's user.
                     cp.push("--archive=false");
                 }
-                let dest = format!("{}:/", ct.name);
+                // Into a volume of a read-only container: engines copy nowhere else there.
+                let dest = format!("{}:/{dir}", ct.name);
                 cp.extend(["-", dest.as_str()]);
                 s.line(format!("{} <{tar}", qj(cp)?));
             }

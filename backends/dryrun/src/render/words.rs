@@ -5,11 +5,13 @@ use bottle_core::quote;
 use super::RenderError;
 use crate::Cli;
 
-/// `rm -f`: docker's kills at once; podman's waits 10 s for a stop unless told `--time 0`.
+/// `rm -f -v`: docker's kills at once; podman's waits 10 s for a stop unless told
+/// `--time 0`. `-v` removes the container's anonymous volumes (a read-only sidecar's
+/// writable places) with it.
 pub(super) fn rm_force(cli: Cli) -> Vec<&'static str> {
     match cli {
-        Cli::Docker => vec!["docker", "rm", "-f"],
-        Cli::Podman => vec!["podman", "rm", "-f", "--time", "0"],
+        Cli::Docker => vec!["docker", "rm", "-f", "-v"],
+        Cli::Podman => vec!["podman", "rm", "-f", "-v", "--time", "0"],
     }
 }
 

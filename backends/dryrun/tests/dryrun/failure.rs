@@ -1,19 +1,20 @@
 //! The `up` script stops before creating anything when an image is missing, leftovers exist
 //! or a host file is gone, and removes what it created when a later step fails.
 
-use bottle_core::backend::Scope;
 use std::fs;
 
-use bottle_backend_dryrun::{render_down, render_up, render_up_with, Cli};
-use bottle_core::backend::UpOptions;
+use bottle_backend_dryrun::{
+    render_down, render_start, render_stop, render_up, render_up_with, Cli,
+};
+use bottle_core::backend::{Scope, UpOptions};
 
 use crate::support::{agent_only, demo, Fake, Run};
 
 /// `rm -f` as each CLI spells a removal that does not wait for a stop.
 fn rm_f(cli: Cli) -> Vec<&'static str> {
     match cli {
-        Cli::Docker => vec!["rm", "-f"],
-        Cli::Podman => vec!["rm", "-f", "--time", "0"],
+        Cli::Docker => vec!["rm", "-f", "-v"],
+        Cli::Podman => vec!["rm", "-f", "-v", "--time", "0"],
     }
 }
 
@@ -188,4 +189,76 @@ fn down_stops_when_the_engine_cannot_list() {
     let run = fake.run(&render_down(&Scope::bottle("proj", "demo"), Cli::Docker).unwrap());
     assert!(!run.success);
     assert_eq!(run.calls.len(), 1);
+}
+
+#[test]
+fn stop_stops_what_runs_and_keeps_it() {
+    for cli in Cli::ALL {
+        let fake = Fake::new();
+        fake.containers("c1\nc2\n");
+        fake.networks("n1\n");
+        let run = fake.run(&render_stop(&Scope::bottle("proj", "demo"), cli).unwrap());
+        assert!(run.success, "{}", run.stderr);
+        let calls: Vec<Vec<&str>> = run.calls.iter().map(|c| c.args()).collect();
+        // Running containers only (no -a), stopped, nothing removed, networks untouched.
+        assert_eq!(
+            calls,
+            [
+                vec![
+                    "ps",
+                    "-q",
+                    "--filter",
+                    "label=bottle.managed",
+                    "--filter",
+                    "label=bottle.project=proj",
+                    "--filter",
+                    "label=bottle.slug=demo"
+                ],
+                vec!["stop", "c1", "c2"],
+            ]
+        );
+        assert!(
+            run.stdout.contains("bottle demo is stopped"),
+            "{}",
+            run.stdout
+        );
+
+        // Nothing running: nothing stopped, success.
+        let run = Fake::new().run(&render_stop(&Scope::bottle("proj", "demo"), cli).unwrap());
+        assert!(run.success, "{}", run.stderr);
+        assert_eq!(run.calls.len(), 1);
+    }
+}
+
+#[test]
+fn start_goes_in_plan_order_and_stops_at_a_missing_container() {
+    let demo = demo();
+    let names: Vec<&str> = demo
+        .plan
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for cli in Cli::ALL {
+        let fake = Fake::new();
+        let run = fake.run(&render_start(&demo.plan, cli).unwrap());
+        assert!(run.success, "{}", run.stderr);
+        let started: Vec<&str> = run
+            .calls_to(&["start"])
+            .iter()
+            .map(|c| c.args()[1])
+            .collect();
+        assert_eq!(started, names);
+        assert!(
+            names.last().is_some_and(|n| n.ends_with("-agent")),
+            "{names:?}"
+        );
+
+        // The first start fails (its container is missing): the script stops there.
+        let fake = Fake::new();
+        fake.fail("start");
+        let run = fake.run(&render_start(&demo.plan, cli).unwrap());
+        assert!(!run.success);
+        assert_eq!(run.calls_to(&["start"]).len(), 1);
+    }
 }

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::Command;
 
 use bottle_backend_dryrun::{
-    render_cleanup, render_down, render_exec, render_ps, render_up, render_up_with, Cli,
+    render_cleanup, render_down, render_exec, render_ps, render_start, render_stop, render_up,
+    render_up_with, Cli,
 };
 use bottle_core::backend::{ExecRequest, Scope, UpOptions};
 use tempfile::TempDir;
@@ -52,6 +53,10 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
                 render_down(&Scope::bottle("proj", slug), cli).unwrap(),
             ));
             out.push((
+                format!("{n} stop {slug:?}"),
+                render_stop(&Scope::bottle("proj", slug), cli).unwrap(),
+            ));
+            out.push((
                 format!("{n} cleanup {slug:?}"),
                 render_cleanup(
                     &Scope {
@@ -73,6 +78,7 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
                 &Scope {
                     project: Some("proj".to_owned()),
                     stopped_only: true,
+                    keep_complete: true,
                     ..Scope::default()
                 },
                 cli,
@@ -100,6 +106,14 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
                 cli,
             )
             .unwrap(),
+        ));
+        out.push((
+            format!("{n} start demo"),
+            render_start(&demo.plan, cli).unwrap(),
+        ));
+        out.push((
+            format!("{n} start hostile"),
+            render_start(&hostile(&marker), cli).unwrap(),
         ));
         let request = ExecRequest {
             project: "proj".to_owned(),

@@ -14,6 +14,7 @@ fn s(v: &[&str]) -> Vec<String> {
 /// The `create` arguments the docker backend's plan amounts to, written out by hand.
 fn expected_create(plan: &Plan, cli: Cli, e: &str) -> Vec<String> {
     let agent = &plan.containers[0];
+    let managed = format!("bottle.managed={}", bottle_core::plan::PLAN_FORMAT);
     let mut v = s(&[
         "create",
         "--name",
@@ -23,7 +24,7 @@ fn expected_create(plan: &Plan, cli: Cli, e: &str) -> Vec<String> {
         "--network",
         "bottle-proj-demo-internal",
         "--label",
-        "bottle.managed=3",
+        &managed,
         "--label",
         "bottle.project=proj",
         "--label",

@@ -127,10 +127,102 @@ fn an_environment_key_is_read_when_the_script_runs() {
     let key = run
         .calls_to(&["cp"])
         .iter()
-        .filter_map(|c| c.tar.as_deref())
-        .flat_map(crate::support::members)
+        .flat_map(|c| c.copied().1)
         .find(|m| m.path == "run/bottle-cred/api.key")
         .expect("the key reaches the cred sidecar");
     assert_eq!(key.bytes, KEY.as_bytes());
     assert_eq!((key.mode, key.uid, key.gid), (0o400, 10003, 10003));
+}
+
+/// `${VAR}` values of `env` and an `env_file`'s values are read from the environment when
+/// the script runs: printed as references, never as values; an unset one stops the script
+/// before anything is created.
+#[test]
+fn host_env_values_are_read_when_the_script_runs() {
+    use std::collections::BTreeMap;
+
+    use bottle_core::sidecar::{HostEnv, SIDECARS};
+
+    const TOKEN: &str = "tok-3c9d1e";
+    const FROM_FILE: &str = "file-secret-77a0";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("# a comment\nFILE_SECRET=\"{FROM_FILE}\"\nLITERAL=from-file\n"),
+    )
+    .unwrap();
+    let text = "[bottles.c]\nimage = \"bottle-agent:latest\"\nenv_file = \".env\"\n\
+        env = { TOKEN = \"Bearer ${TEST_TOKEN}\", DEF = \"${TEST_UNSET:-fall back \\\"q\\\" `x` \\\\}\", LITERAL = \"p$$w\" }\n";
+    let manifest = bottle_core::manifest::parse(
+        &dir.path().join("bottle.toml"),
+        text,
+        &bottle_core::manifest::Env { home: None },
+    )
+    .unwrap();
+    let env = HostEnv::Map(BTreeMap::from([(
+        "TEST_TOKEN".to_owned(),
+        TOKEN.to_owned(),
+    )]));
+    let plan = bottle_core::planner::plan_in(
+        manifest.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .unwrap();
+    let json = serde_json::to_string(&plan).unwrap();
+    let script = render_up(&plan, Cli::Docker).unwrap();
+    for secret in [TOKEN, FROM_FILE] {
+        assert!(!script.contains(secret), "{script}");
+        assert!(!format!("{plan:?}").contains(secret));
+        assert!(!json.contains(secret));
+    }
+    assert!(
+        script.contains("env TOKEN = Bearer ${TEST_TOKEN}"),
+        "{script}"
+    );
+    assert!(
+        script.contains("--env 'TOKEN=Bearer '\"${TEST_TOKEN?"),
+        "{script}"
+    );
+    assert!(script.contains("\"${TEST_TOKEN?is not set"), "{script}");
+    assert!(
+        script.contains("\"${FILE_SECRET?is not set: load the env_file"),
+        "{script}"
+    );
+    // The manifest's literal wins over the file's, and is printed as the literal it is.
+    assert!(script.contains("--env 'LITERAL=p$w'"), "{script}");
+
+    let fake = Fake::new();
+    let run = fake.run_with_env(&script, &[("FILE_SECRET", FROM_FILE)]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("TEST_TOKEN"), "{}", run.stderr);
+    assert!(
+        run.calls.is_empty(),
+        "the engine was called before the check"
+    );
+
+    let fake = Fake::new();
+    let run = fake.run_with_env(
+        &script,
+        &[("TEST_TOKEN", TOKEN), ("FILE_SECRET", FROM_FILE)],
+    );
+    assert!(run.success, "{}", run.stderr);
+    for secret in [TOKEN, FROM_FILE] {
+        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
+    }
+    let creates = run.calls_to(&["create"]);
+    let create = &creates
+        .iter()
+        .find(|c| c.argv.iter().any(|a| a == "bottle-proj-c-agent"))
+        .expect("the agent is created")
+        .argv;
+    for want in [
+        format!("TOKEN=Bearer {TOKEN}"),
+        "DEF=fall back \"q\" `x` \\".to_owned(),
+        format!("FILE_SECRET={FROM_FILE}"),
+        "LITERAL=p$w".to_owned(),
+    ] {
+        assert!(create.contains(&want), "{want} not in {create:?}");
+    }
 }

@@ -1,7 +1,8 @@
 //! Snapshots of every printer, in both syntaxes.
 
 use bottle_backend_dryrun::{
-    render_cleanup, render_down, render_exec, render_ps, render_up, render_up_with, Cli,
+    render_cleanup, render_down, render_exec, render_ps, render_start, render_stop, render_up,
+    render_up_with, Cli,
 };
 use bottle_core::backend::{ExecOptions, ExecRequest, Scope, UpOptions};
 
@@ -73,6 +74,7 @@ fn down_and_cleanup() {
                 &Scope {
                     project: Some("proj".to_owned()),
                     stopped_only: true,
+                    keep_complete: true,
                     ..Scope::default()
                 },
                 cli
@@ -147,5 +149,18 @@ fn ps_and_exec() {
             format!("exec_options_{name}"),
             render_exec(&request, cli).unwrap()
         );
+    }
+}
+
+#[test]
+fn stop_and_start() {
+    let plan = fixed_paths(&demo().plan);
+    for cli in Cli::ALL {
+        let name = cli.backend_name();
+        insta::assert_snapshot!(
+            format!("stop_{name}"),
+            render_stop(&Scope::bottle("proj", "demo"), cli).unwrap()
+        );
+        insta::assert_snapshot!(format!("start_{name}"), render_start(&plan, cli).unwrap());
     }
 }

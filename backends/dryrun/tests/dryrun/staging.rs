@@ -8,7 +8,7 @@ use bottle_backend_dryrun::{render_up, Cli};
 use bottle_core::plan::{FileSource, FileSpec, Plan};
 
 use crate::support::{
-    demo, expected_members, files_plan, members, secret_key, Fake, Member, Run, FAKE_ADDRESS,
+    demo, expected_members, files_plan, secret_key, Fake, Member, Run, FAKE_ADDRESS,
 };
 
 /// What each container received, by container name, sorted by path; checks that every
@@ -22,11 +22,7 @@ fn received(run: &Run, cli: Cli) -> BTreeMap<String, Vec<Member>> {
             Cli::Podman => &["cp", "--archive=false", "-"],
         };
         assert_eq!(args[..args.len() - 1], *expected_flags);
-        let dest = args.last().unwrap();
-        let name = dest
-            .strip_suffix(":/")
-            .expect("copies go to the container's root");
-        let m = members(call.tar.as_deref().expect("cp read an archive"));
+        let (name, m) = call.copied();
         assert!(!m.is_empty());
         assert!(
             m.iter().all(|x| (x.uid, x.gid) == (m[0].uid, m[0].gid)),
@@ -209,12 +205,13 @@ fn containers_are_created_filled_connected_started() {
             "network create bottle-proj-demo-internal",
             "network create bottle-proj-demo-egress",
             "create bottle-proj-demo-gate",
-            "cp bottle-proj-demo-gate:/",
-            "cp bottle-proj-demo-gate:/",
+            // Into the volume of its read-only root: scripts root's, the key the gate's.
+            "cp bottle-proj-demo-gate:/etc/bottle-gate",
+            "cp bottle-proj-demo-gate:/etc/bottle-gate",
             "network connect bottle-proj-demo-gate",
             "start bottle-proj-demo-gate",
             "create bottle-proj-demo-proxy",
-            "cp bottle-proj-demo-proxy:/",
+            "cp bottle-proj-demo-proxy:/etc/bottle-proxy",
             "network connect bottle-proj-demo-proxy",
             "start bottle-proj-demo-proxy",
             // The sidecars' addresses, for the agent's /etc/hosts.

@@ -57,7 +57,7 @@ command = ["claude", "--dangerously-skip-permissions"]
 memory = "2g"
 pids_limit = 512
 cap_add = ["CHOWN"]
-env = {{ ANTHROPIC_BASE_URL = "http://proxy:8080", GREETING = "it's $(not) run" }}
+env = {{ ANTHROPIC_BASE_URL = "http://proxy:8080", GREETING = "it's $$(not) run" }}
 
 [[bottles.demo.git]]
 name = "app"
@@ -139,6 +139,7 @@ fn hardening() -> Hardening {
         pids_limit: 100,
         memory_bytes: 1 << 30,
         no_ipv6: true,
+        read_only_root: None,
     }
 }
 
@@ -154,6 +155,7 @@ fn container(slug: &str, role: &str, network: &str, files: Vec<FileSpec>) -> Con
         command: None,
         user: None,
         env: BTreeMap::new(),
+        host_env: BTreeMap::new(),
         labels: labels("proj", slug, role),
         network: network.to_owned(),
         connect: Vec::new(),
@@ -361,6 +363,24 @@ impl Call {
     /// The arguments after the program, as `&str`s.
     pub fn args(&self) -> Vec<&str> {
         self.argv[1..].iter().map(String::as_str).collect()
+    }
+
+    /// For a `cp - NAME:/DIR`: the container and its archive's members, each path made
+    /// relative to the container's root (the archive's are relative to `DIR`: the root,
+    /// or a volume of a container whose root filesystem is read-only).
+    pub fn copied(&self) -> (String, Vec<Member>) {
+        let dest = self.argv.last().expect("cp has a destination");
+        let (name, dir) = dest
+            .split_once(":/")
+            .expect("cp's destination is NAME:/DIR");
+        let mut m = members(self.tar.as_deref().expect("cp read an archive"));
+        let dir = dir.trim_end_matches('/');
+        if !dir.is_empty() {
+            for x in &mut m {
+                x.path = format!("{dir}/{}", x.path);
+            }
+        }
+        (name.to_owned(), m)
     }
 }
 

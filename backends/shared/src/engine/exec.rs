@@ -21,14 +21,23 @@ pub async fn exec_output<E: Engine>(
     container: &str,
     command: &[String],
 ) -> Result<ExecOutput, BackendError> {
+    exec_output_with(e, container, command, &ExecOptions::default()).await
+}
+
+/// [`exec_output`] as `options` say (user, working directory, environment).
+pub(super) async fn exec_output_with<E: Engine>(
+    e: &E,
+    container: &str,
+    command: &[String],
+    options: &ExecOptions,
+) -> Result<ExecOutput, BackendError> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let none = ExecOptions::default();
     let code = run(
         e,
         container,
         command,
-        &none,
+        options,
         false,
         None,
         |chunk| match chunk {

@@ -178,6 +178,34 @@ pub async fn ensure_recipe<E: Engine>(
     ensure_image(e, &spec, opts.force).await
 }
 
+/// [`Backend::image_states`](bottle_core::backend::Backend::image_states): each recipe's
+/// image under its standard tag, compared with its inputs as `build_images` would.
+pub async fn image_states<E: Engine>(
+    e: &E,
+    which: &[&'static ImageRecipe],
+) -> Result<Vec<(&'static str, bottle_core::backend::ImageState)>, BackendError> {
+    use bottle_core::backend::ImageState;
+    let opts = e.build_options().clone();
+    let mut out = Vec::new();
+    for recipe in which {
+        // Without its build inputs (a sidecar program not found) an image can still be
+        // told present or missing, not whether it is current.
+        let digest = recipe_spec(recipe, recipe.tag, &opts)
+            .and_then(|spec| spec.inputs_digest())
+            .ok();
+        let state = match (image_inputs(e, recipe.tag).await?, digest) {
+            (None, _) => ImageState::Missing,
+            (Some(_), None) => ImageState::Present,
+            (Some(have), Some(digest)) if build_reason(Some(&have), &digest, false).is_some() => {
+                ImageState::Stale
+            }
+            (Some(_), Some(_)) => ImageState::Fresh,
+        };
+        out.push((recipe.tag, state));
+    }
+    Ok(out)
+}
+
 /// [`Backend::build_images`](bottle_core::backend::Backend::build_images): the images of
 /// the recipes `which` under their standard tags (`bottle-gate:latest`, ...), when missing
 /// or stale, or always with `force`; says what it did on the progress sink.

@@ -1,9 +1,9 @@
 //! `ps`, `down` and `cleanup`: everything found by label.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bottle_core::backend::{
-    is_live_state, AuditStream, BackendError, BottleStatus, Resource, Scope,
+    is_complete_stopped, is_live_state, AuditStream, BackendError, BottleStatus, Resource, Scope,
 };
 use bottle_core::plan::LABEL_AUDIT;
 use futures_util::future::join_all;
@@ -12,7 +12,10 @@ use super::{Engine, EngineError, Listed};
 use crate::resources::{self, Found};
 
 /// Every labelled container and network in `scope`.
-async fn find<E: Engine>(e: &E, scope: &Scope) -> Result<(Vec<Found>, Vec<Found>), BackendError> {
+pub(super) async fn find<E: Engine>(
+    e: &E,
+    scope: &Scope,
+) -> Result<(Vec<Found>, Vec<Found>), BackendError> {
     // The engine filters by bottle at most; the project (and the absence of a project
     // label) is checked here.
     let slug = scope.bottle.as_deref();
@@ -50,9 +53,9 @@ async fn find<E: Engine>(e: &E, scope: &Scope) -> Result<(Vec<Found>, Vec<Found>
 /// between the list and its inspection has no count; that is no error.
 pub async fn ps<E: Engine>(e: &E, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
     let (mut containers, networks) = find(e, scope).await?;
-    let counts = join_all(containers.iter().map(|c| e.restart_count(&c.id))).await;
-    for (c, count) in containers.iter_mut().zip(counts) {
-        c.resource.restarts = count.ok();
+    let infos = join_all(containers.iter().map(|c| e.inspect_container(&c.id))).await;
+    for (c, info) in containers.iter_mut().zip(infos) {
+        c.resource.restarts = info.ok().map(|i| i.restarts);
     }
     Ok(resources::group(containers.into_iter().chain(networks)))
 }
@@ -117,17 +120,28 @@ async fn remove_network<E: Engine>(e: &E, id: &str) -> Result<(), EngineError> {
 
 /// [`Backend::cleanup`](bottle_core::backend::Backend::cleanup): force-removes every
 /// labelled container, then every labelled network, in `scope` (with
-/// [`Scope::stopped_only`], none of a bottle that has a live container); returns what was
-/// removed. Already-gone resources are not an error (nor reported as removed).
+/// [`Scope::stopped_only`], none of a bottle that has a live container, and with
+/// [`Scope::keep_complete`] none of a complete stopped one); returns what was removed.
+/// Already-gone resources are not an error (nor reported as removed).
 pub async fn cleanup<E: Engine>(e: &E, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
     let (mut containers, mut networks) = find(e, scope).await?;
     if scope.stopped_only {
-        let live: BTreeSet<(Option<String>, String)> = containers
-            .iter()
-            .filter(|c| is_live_state(&c.resource.state))
-            .map(|c| (c.project.clone(), c.slug.clone()))
+        let mut by_bottle: BTreeMap<(Option<String>, String), Vec<&Resource>> = BTreeMap::new();
+        for c in &containers {
+            by_bottle
+                .entry((c.project.clone(), c.slug.clone()))
+                .or_default()
+                .push(&c.resource);
+        }
+        let kept: BTreeSet<(Option<String>, String)> = by_bottle
+            .into_iter()
+            .filter(|(_, rs)| {
+                rs.iter().any(|r| is_live_state(&r.state))
+                    || (scope.keep_complete && is_complete_stopped(rs.iter().copied()))
+            })
+            .map(|(k, _)| k)
             .collect();
-        let keep = |f: &Found| live.contains(&(f.project.clone(), f.slug.clone()));
+        let keep = |f: &Found| kept.contains(&(f.project.clone(), f.slug.clone()));
         containers.retain(|f| !keep(f));
         networks.retain(|f| !keep(f));
     }

@@ -41,6 +41,7 @@
 
 mod exec;
 mod images;
+mod lifecycle;
 mod manage;
 mod up;
 
@@ -60,8 +61,9 @@ use crate::images::{BuildOptions, BuildSpec};
 pub use exec::{exec, exec_output};
 pub use images::{
     build_image, build_images, ensure_base_image, ensure_image, ensure_plan_images, ensure_recipe,
-    image_command, image_exists, image_inputs, import_rootfs, make_base_image,
+    image_command, image_exists, image_inputs, image_states, import_rootfs, make_base_image,
 };
+pub use lifecycle::{container_output, start, status, stop};
 pub use manage::{audit_logs, cleanup, down, ps};
 pub use up::{run_container, up};
 
@@ -126,6 +128,44 @@ macro_rules! impl_backend {
                 $crate::engine::exec(self, request).await
             }
 
+            async fn stop(
+                &self,
+                scope: &$crate::engine::__core::backend::Scope,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::Resource>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::stop(self, scope).await
+            }
+
+            async fn start(
+                &self,
+                plan: &$crate::engine::__core::plan::Plan,
+            ) -> Result<Vec<String>, $crate::engine::__core::backend::BackendError> {
+                $crate::engine::start(self, plan).await
+            }
+
+            async fn status(
+                &self,
+                scope: &$crate::engine::__core::backend::Scope,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::ContainerStatus>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::status(self, scope).await
+            }
+
+            async fn container_output(
+                &self,
+                scope: &$crate::engine::__core::backend::Scope,
+                role: &str,
+            ) -> Result<
+                Vec<$crate::engine::__core::backend::OutputChunk>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::container_output(self, scope, role).await
+            }
+
             async fn audit_logs(
                 &self,
                 scope: &$crate::engine::__core::backend::Scope,
@@ -141,6 +181,16 @@ macro_rules! impl_backend {
                 image: &str,
             ) -> Result<Vec<String>, $crate::engine::__core::backend::BackendError> {
                 $crate::engine::image_command(self, image).await
+            }
+
+            async fn image_states(
+                &self,
+                which: &[&'static $crate::engine::__core::images::ImageRecipe],
+            ) -> Result<
+                Vec<(&'static str, $crate::engine::__core::backend::ImageState)>,
+                $crate::engine::__core::backend::BackendError,
+            > {
+                $crate::engine::image_states(self, which).await
             }
 
             async fn build_images(
@@ -273,6 +323,25 @@ pub struct Listed {
     pub state: String,
 }
 
+/// What bottle reads of a container's life from its inspection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// How many times the engine restarted it by its restart policy.
+    pub restarts: u64,
+    /// When it last started (RFC 3339); `None` when it never did (the engines' zero time).
+    pub started_at: Option<String>,
+    /// Its health check's status, when it has a check.
+    pub health: Option<String>,
+}
+
+impl ContainerInfo {
+    /// `started_at` as engines write it, `None` for their zero time (`0001-01-01...`) or
+    /// nothing.
+    pub fn started(at: Option<String>) -> Option<String> {
+        at.filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
+    }
+}
+
 /// What bottle reads of an image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageInfo {
@@ -402,15 +471,21 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// Creates container `c` on its network, exactly as planned; returns its id.
     async fn create_container(&self, c: &ContainerSpec) -> Result<String, EngineError>;
 
-    /// Extracts the tar archive `tar` at `/` in container `id`, keeping each entry's
-    /// owner and mode.
-    async fn copy_in(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError>;
+    /// Extracts the tar archive `tar` into directory `dir` (absolute) of container `id`,
+    /// keeping each entry's owner and mode. `dir` is `/`, or a volume's path in a container
+    /// whose root filesystem is read-only (engines extract into such a container only
+    /// inside a volume: [`ContainerSpec::copy_dir`]).
+    async fn copy_in(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), EngineError>;
 
     /// Connects container `id` to network `network`.
     async fn connect(&self, id: &str, network: &str) -> Result<(), EngineError>;
 
     /// Starts container `id`.
     async fn start_container(&self, id: &str) -> Result<(), EngineError>;
+
+    /// Stops container `id` (the engine's stop: its stop signal, then a kill after the
+    /// engine's default grace period), keeping it.
+    async fn stop_container(&self, id: &str) -> Result<(), EngineError>;
 
     /// The address container `id` has on network `network` (it runs), `None` when it has
     /// none there.
@@ -429,13 +504,16 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// Whether container `name` runs.
     async fn container_running(&self, name: &str) -> Result<bool, EngineError>;
 
-    /// How many times the engine restarted container `id` by its restart policy (its
-    /// inspect output's `RestartCount`).
-    async fn restart_count(&self, id: &str) -> Result<u64, EngineError>;
+    /// What container `id`'s inspection says of its life: restarts by its restart policy
+    /// (`RestartCount`), when it last started, its health.
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, EngineError>;
 
     /// Everything container `name` has written on its standard output so far (its
     /// standard error left out): where sidecars write their audit lines.
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError>;
+
+    /// Everything container `name` has written so far, standard output and error, in order.
+    async fn output_log(&self, name: &str) -> Result<Vec<ExecChunk>, EngineError>;
 
     /// Image `name`, or `None` when there is none.
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>, EngineError>;

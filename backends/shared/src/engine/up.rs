@@ -1,9 +1,10 @@
 //! `up`: leftover probe, images, networks, containers, rollback.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use bottle_core::backend::{BackendError, UpOptions};
-use bottle_core::plan::{ContainerSpec, NetworkSpec, Plan};
+use bottle_core::plan::{ContainerSpec, FileSpec, NetworkSpec, Plan};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
@@ -20,7 +21,9 @@ struct Created {
 
 /// [`Backend::up`](bottle_core::backend::Backend::up): probes for leftovers, ensures the
 /// images, then creates; on failure removes exactly what it created (or keeps it with
-/// [`UpOptions::keep_on_failure`]) and says so in the error.
+/// [`UpOptions::keep_on_failure`]) and says so in the error. A bottle whose every network
+/// and container exists, each container having run before, is resumed instead: its
+/// stopped containers are started in plan order ([`start`](super::start)).
 pub async fn up<E: Engine>(e: &E, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError> {
     if let Some((c, h)) = plan.unfillable_host() {
         return Err(BackendError::Other(format!(
@@ -28,7 +31,25 @@ pub async fn up<E: Engine>(e: &E, plan: &Plan, opts: &UpOptions) -> Result<(), B
             c.name, h.name, h.container, h.network
         )));
     }
-    probe_leftovers(e, plan).await?;
+    match probe_leftovers(e, plan).await {
+        Ok(()) => {}
+        // The whole bottle is there, stopped (`bottle stop`, the engine restarted) or
+        // running: start what does not run, as `bottle start` does.
+        Err(BackendError::Leftovers { .. }) if super::lifecycle::resumable(e, plan).await => {
+            let started = super::start(e, plan).await?;
+            e.progress(&if started.is_empty() {
+                format!("bottle '{}' is up already", plan.slug)
+            } else {
+                format!(
+                    "bottle '{}' existed, stopped: started {}",
+                    plan.slug,
+                    started.join(", ")
+                )
+            });
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    }
     ensure_plan_images(e, plan).await?;
     for warning in e.warnings(plan) {
         e.progress(&warning);
@@ -201,13 +222,25 @@ async fn prepare_container<E: Engine>(
         .expect("lock")
         .push((id.clone(), c.name.clone()));
 
-    if !c.files.is_empty() {
-        let action = || format!("copy files into container {}", c.name);
-        let tar = archive::container_files(&c.files).map_err(|err| BackendError::Engine {
+    // One archive per directory the files are copied into (`/`, or each volume of a
+    // read-only container).
+    let mut by_dir: BTreeMap<&str, Vec<&FileSpec>> = BTreeMap::new();
+    for f in &c.files {
+        let dir = c.copy_dir(f).ok_or_else(|| BackendError::Engine {
+            action: format!("copy {} into container {}", f.path, c.name),
+            message: "its root filesystem is read-only and no disk-backed writable path of the plan holds the file".to_owned(),
+        })?;
+        by_dir.entry(dir).or_default().push(f);
+    }
+    for (dir, files) in by_dir {
+        let action = || format!("copy files into {dir} of container {}", c.name);
+        let tar = archive::container_files(dir, &files).map_err(|err| BackendError::Engine {
             action: action(),
             message: format!("cannot build the archive: {err}"),
         })?;
-        e.copy_in(&id, tar).await.map_err(|err| err.at(action()))?;
+        e.copy_in(&id, dir, tar)
+            .await
+            .map_err(|err| err.at(action()))?;
     }
 
     for network in &c.connect {

@@ -450,6 +450,7 @@ pub fn hardening() -> Hardening {
         pids_limit: 64,
         memory_bytes: 64 << 20,
         no_ipv6: false,
+        read_only_root: None,
     }
 }
 
@@ -466,6 +467,7 @@ pub fn container(slug: &str, role: &str, image: &str, network: &str) -> Containe
         command: Some(vec!["sleep".into(), "3600".into()]),
         user: None,
         env: BTreeMap::new(),
+        host_env: BTreeMap::new(),
         labels: labels(TEST_PROJECT, slug, role),
         network: network.to_owned(),
         connect: vec![],

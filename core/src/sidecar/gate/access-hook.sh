@@ -126,6 +126,8 @@ if [ "$refresh" = yes ]; then
 	if [ -n "$number" ]; then
 		put "$succeeded" "$number" || true
 	fi
+	# `bottle status` shows each mirror's last refresh from this line.
+	audit fetch allow refreshed "fetch of $name: the mirror was refreshed from $url"
 
 	# A clone is served with less work from a pack with a reachability bitmap
 	# (no walk over every object). The first refresh brings the whole history in

@@ -19,7 +19,7 @@ use crate::images::{self, ImageRecipe};
 use crate::manifest::{Bottle, GitUpstream};
 use crate::plan::{
     labels, resource_name, AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec,
-    Hardening, ImageRef, PortSpec, Restart, SecretBytes,
+    Hardening, ImageRef, PortSpec, Restart, SecretBytes, Writable,
 };
 use crate::quote;
 use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan};
@@ -113,6 +113,25 @@ impl GateLayout {
     /// The known_hosts file of upstream `name`.
     pub fn known_hosts(&self, name: &str) -> String {
         format!("{}/{name}.known_hosts", self.creds_dir())
+    }
+    /// The places the gate writes, its root filesystem being read-only; all on the
+    /// engine's disk, whose volumes start with what the image holds there (owners and
+    /// modes: the config directory root's, the rest the gate user's): its scripts and
+    /// credentials (copied in before it starts), the mirrors, its home (audit log, ssh
+    /// control sockets) and `/tmp`, where the push scanner writes the objects it scans
+    /// (fast on the engine's disk, where a `fuse-overlayfs` root is slow per file; and
+    /// not counted against the gate's memory, as a tmpfs would be, since a scan may
+    /// write up to `max_scan_mb`).
+    pub fn writable(&self) -> Vec<Writable> {
+        [
+            self.config_dir(),
+            self.repos_dir(),
+            self.home(),
+            format!("{}/tmp", self.root),
+        ]
+        .iter()
+        .map(|p| Writable::disk(p))
+        .collect()
     }
     /// The push scanner, `bottle-gate-scan` (in the gate image).
     pub fn scanner(&self) -> String {
@@ -264,6 +283,7 @@ impl GitGate {
             command: None,
             user: Some(format!("{GATE_UID}:{GATE_UID}")),
             env: BTreeMap::new(),
+            host_env: BTreeMap::new(),
             labels: labels(project, slug, NAME),
             network: internal.to_owned(),
             connect: vec![egress.to_owned()],
@@ -277,7 +297,8 @@ impl GitGate {
             hardening: Hardening::sidecar(
                 GATE_PIDS,
                 bottle.gate_memory_bytes.unwrap_or(GATE_MEMORY),
-            ),
+            )
+            .read_only(layout.writable()),
             ports: vec![PortSpec {
                 name: GATE_PORT_NAME.to_owned(),
                 port: GATE_PORT,
@@ -344,7 +365,9 @@ impl Sidecar for GitGate {
 /// gets the rewrites.
 pub const AGENT_GITCONFIG: &str = "/etc/gitconfig";
 
-fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnostic> {
+/// Reads an upstream's identity file, refusing what the gate could not use (empty, a
+/// public key, a key behind a passphrase); `bottle doctor` checks with it too.
+pub fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnostic> {
     let path = &up.identity_file.value;
     match std::fs::read(path) {
         Ok(bytes) if bytes.is_empty() => Err(up.identity_file.diagnostic(

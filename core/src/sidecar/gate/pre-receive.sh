@@ -99,7 +99,19 @@ esac
 
 echo "bottle-gate: forwarding to the upstream of '$name'" >&2
 refs=$(printf '%s\n' "$updates" | while read -r _ _ ref; do printf '%s ' "$ref"; done)
-if ! git push --atomic "$@" >&2; then
+# The forward's output goes to the pusher, kept here too for what follows.
+forwarded=$(git push --atomic "$@" 2>&1)
+status=$?
+[ -z "$forwarded" ] || printf '%s\n' "$forwarded" >&2
+if [ "$status" -ne 0 ]; then
+	# Two pushes that both passed their leases race for the upstream's ref lock; the
+	# loser's upstream says "cannot lock ref ...: is at X but expected Y". That is the
+	# lease refusing a stale push, not a fault: say so, lest it read like one.
+	case $forwarded in
+	*"but expected"*)
+		echo "bottle-gate: another push reached the upstream of '$name' first (the lock error above is its lease refusing this push, not a fault)." >&2
+		;;
+	esac
 	echo "bottle-gate: the upstream of '$name' refused the push or could not be reached; nothing changed upstream or on the gate." >&2
 	echo "bottle-gate: if the upstream moved, fetch, rebase and push again." >&2
 	audit push deny upstream-refused "push to $name scanned clean but refused by the upstream $url or not delivered: ${refs% }"

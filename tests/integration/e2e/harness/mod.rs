@@ -259,6 +259,13 @@ impl Harness {
         cmd
     }
 
+    /// `bottle --backend <engine's dry-run>`, as [`Harness::bottle`] otherwise.
+    pub fn dry_run(&self) -> Command {
+        let mut cmd = self.runner.bottle_env(self.dir(), &self.opts.bottle_env);
+        cmd.args(["--backend", self.engine.dry_run]);
+        cmd
+    }
+
     /// `bottle --backend <engine>` as the engine's user types it: in the scenario's
     /// directory, with the user's own HOME and configuration (for `doctor`, which checks them).
     pub fn bottle_at_home(&self) -> Command {
@@ -305,6 +312,11 @@ impl Harness {
     /// Runs `sh -c script` in the agent with `bottle exec`.
     pub fn agent_sh(&self, script: &str) -> Output {
         run(&mut self.agent_cmd(script))
+    }
+
+    /// Runs `sh -c script` in the agent, failing the test when it runs longer than `limit`.
+    pub fn agent_sh_limited(&self, script: &str, limit: Duration) -> Output {
+        run_limited(&mut self.agent_cmd(script), None, limit)
     }
 
     /// Runs `sh -c script` in the agent with `input` on its stdin.

@@ -20,10 +20,20 @@ use super::Engine;
 mod cred;
 mod faults;
 mod host;
+mod hostenv;
+mod lifecycle;
 mod projects;
 pub use cred::{a_route_adds_the_key_outside_the_agent, claude_code_works_in_a_bottle};
-pub use faults::a_killed_gate_restarts_and_serves_again;
+pub use faults::{
+    a_gate_container_killed_mid_push_comes_back_with_start,
+    a_gate_killed_in_the_middle_of_a_push_forwards_nothing,
+    a_killed_gate_restarts_and_serves_again, a_push_bigger_than_the_gates_memory_is_all_or_nothing,
+    an_upstream_that_stops_answering_fails_push_and_clone_cleanly,
+    twenty_clones_and_five_pushes_at_once, two_shells_pushing_one_branch_one_wins_each_round,
+};
 pub use host::the_agent_reaches_nothing_on_the_host;
+pub use hostenv::host_env_values_reach_the_agent_and_are_never_printed;
+pub use lifecycle::{stop_and_start_keep_the_mirror, up_resumes_a_bottle_the_engine_stopped};
 pub use projects::two_projects_with_one_bottle_name_keep_apart;
 
 /// An AWS access key id of the shape gitleaks' `aws-access-token` rule looks for.
@@ -870,7 +880,33 @@ pub fn down_removes_everything_and_is_idempotent(engine: &'static Engine) {
         4,
         "gate, proxy, agent and fixture before down"
     );
+    // The sidecars' roots are read-only; what they may write are volumes of their own (the
+    // gate's config, mirrors, home and /tmp; the proxy's config), which go with them.
+    let volumes = h.engine_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}",
+        &h.gate(),
+        &h.name("proxy"),
+    ]);
+    let volumes: Vec<&str> = volumes.split_whitespace().collect();
+    assert_eq!(volumes.len(), 5, "the sidecars' volumes: {volumes:?}");
+    for (container, path) in [(h.gate(), "/usr/local/bin/x"), (h.name("proxy"), "/etc/x")] {
+        let write = h.engine(&["exec", &container, "sh", "-c", &format!("echo x >{path}")]);
+        assert!(
+            !write.status.success() && said(&write).contains("Read-only file system"),
+            "{container} wrote {path}\n{}",
+            show(&write)
+        );
+    }
     expect_ok(run(h.bottle().args(["down", &h.slug])), "bottle down");
+    let left = h.engine_ok(&["volume", "ls", "-q"]);
+    for v in &volumes {
+        assert!(
+            !left.lines().any(|l| l.trim() == *v),
+            "down left volume {v}"
+        );
+    }
     for (how, list) in [("labelled", labelled as Lister), ("named", named)] {
         assert_eq!(
             list(&h, "container"),
