@@ -108,8 +108,9 @@ pub fn two_projects_with_one_bottle_name_keep_apart(engine: &'static Engine) {
         "down in project a left some of its containers"
     );
 
-    // cleanup: a's bottle up again and stopped (a leftover); cleanup in b touches neither
-    // a's stopped bottle nor its own running one; cleanup in a removes a's and leaves b's.
+    // cleanup: a's bottle up again and stopped; cleanup in b touches neither a's stopped
+    // bottle nor its own running one; cleanup in a keeps a's while it is complete, removes
+    // it once it is an orphan, and leaves b's.
     expect_ok(
         run(h.bottle_in(&a).arg("up")),
         "bottle up again in project a",
@@ -132,16 +133,29 @@ pub fn two_projects_with_one_bottle_name_keep_apart(engine: &'static Engine) {
     );
     assert_eq!(state(&h, &agent_b).as_deref(), Some("true"));
 
+    // A complete stopped bottle (what `bottle stop` leaves) is kept by a plain cleanup,
+    // which says so; without its agent it is an orphan, and cleanup removes the rest.
     let out = expect_ok(run(h.bottle_in(&a).arg("cleanup")), "bottle cleanup in a");
     assert!(
-        out.contains(&format!("removed container {agent_a}")),
-        "cleanup in a does not say it removed {agent_a}:\n{out}"
+        out.contains(&format!("kept stopped: bottle '{TWIN}'")) && !out.contains("removed"),
+        "cleanup in a with its bottle stopped, complete:\n{out}"
+    );
+    assert_eq!(labelled(&h, "container", &pa), a_containers);
+    h.engine_ok(&["rm", "-f", &agent_a]);
+    let out = expect_ok(run(h.bottle_in(&a).arg("cleanup")), "bottle cleanup in a");
+    let sidecar_a = a_containers
+        .iter()
+        .find(|c| **c != agent_a)
+        .expect("a's bottle has a sidecar");
+    assert!(
+        out.contains(&format!("removed container {sidecar_a}")),
+        "cleanup in a does not say it removed {sidecar_a}:\n{out}"
     );
     for kind in ["container", "network"] {
         assert_eq!(
             labelled(&h, kind, &pa),
             [""; 0],
-            "cleanup in project a left {kind}s of its stopped bottle"
+            "cleanup in project a left {kind}s of its orphaned bottle"
         );
     }
     assert_eq!(
