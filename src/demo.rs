@@ -228,7 +228,7 @@ async fn exercise<E: Engine>(e: &E, dir: &Path, steps: &mut Steps) -> anyhow::Re
     println!("    {upstream}: repository /srv/git/app.git, key login for the gate's key only");
 
     steps.step(&format!("In the agent: git clone {UPSTREAM_URL}"));
-    println!("    (the agent's git config sends it to git://bottle-demo-gate/app.git; the gate fetches from the upstream first)");
+    println!("    (the agent's git config sends it to git://bottle-demo-demo-gate/app.git; the gate fetches from the upstream first)");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (code, out) = exec(
