@@ -20,7 +20,9 @@ Examples:
   bottle start demo                    start it again (`bottle up demo` does too)
   bottle logs demo --container gate    the gate container's own output
   bottle down demo                     stop and remove bottle 'demo'
-  bottle cleanup                       remove every leftover bottle resource
+  bottle cleanup                       remove this project's stopped bottles and leftovers
+  bottle -p web ps                     list the bottles of project 'web'
+  bottle cleanup --all --yes           remove every bottle resource on the engine
   bottle render demo --out gate/       write the gate's scripts for inspection
   bottle --plugin libbottle_kube.so --backend kube up demo
                                        print (or apply) the bottle as Kubernetes objects
@@ -30,6 +32,10 @@ The manifest is -f/--manifest, else BOTTLE_MANIFEST, else the first bottle.toml 
 this directory or a parent. The backend is chosen by --backend, else BOTTLE_BACKEND, else
 [settings] backend in bottle.toml, else backend in $XDG_CONFIG_HOME/bottle/config.toml,
 else docker.
+
+The project is -p/--project-name, else BOTTLE_PROJECT, else [settings] project, else the
+manifest's directory name (Compose's rule: lowercased, only [a-z0-9_-] kept). Resources are
+named bottle-<project>-<bottle>-<role> (shortened with a hash past 63 bytes).
 
 --dry-run changes nothing: up, down, stop, start, cleanup, exec and run print the script
 they would run; init and render print what they would write; ps prints the listing
@@ -63,6 +69,12 @@ pub struct Cli {
     /// Same as --manifest, before the command only (after it, `logs -f` is --follow).
     #[arg(short = 'f', value_name = "PATH", conflicts_with = "manifest")]
     pub manifest_short: Option<PathBuf>,
+
+    /// The project the bottles belong to: their resources' names and labels carry it, and
+    /// every command acts within it (but ps --all and cleanup --all) [default: BOTTLE_PROJECT, else
+    /// [settings] project, else the manifest's directory name, normalised as Compose does].
+    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    pub project_name: Option<String>,
 
     /// Load a backend plugin from this library (or every *.so in this directory); repeatable.
     /// Also searched: BOTTLE_PLUGIN_PATH (':'-separated) and $XDG_DATA_HOME/bottle/plugins/.
@@ -149,18 +161,34 @@ pub enum Command {
         #[command(flatten)]
         format: FormatArgs,
     },
-    /// List bottles and their containers.
+    /// List the project's bottles and their containers (and any made by a bottle older than
+    /// projects, shown as project '-').
     Ps {
         /// Only this bottle.
         bottle: Option<String>,
+        /// Every project's bottles.
+        #[arg(long)]
+        all: bool,
         /// `json`: the bottles and their containers as a JSON array.
         #[command(flatten)]
         format: FormatArgs,
     },
-    /// Remove leftovers (containers and networks labelled by bottle) of one or all bottles.
+    /// Remove the project's leftovers: the containers and networks of its bottles that have
+    /// nothing running and cannot be resumed (a failed up, an orphan). A complete stopped
+    /// bottle (`bottle stop`'s) is kept: name it or pass --all to remove it. `down` takes a
+    /// running bottle down.
     Cleanup {
-        /// Only this bottle's leftovers.
+        /// Only this bottle, if nothing of it runs, stopped or not (also one made by a bottle
+        /// older than projects).
+        #[arg(conflicts_with = "all")]
         bottle: Option<String>,
+        /// Every container and network labelled by bottle on the engine: every project's,
+        /// running ones included. Asks first on a terminal; elsewhere needs --yes.
+        #[arg(long)]
+        all: bool,
+        /// Do not ask before `--all` removes.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Run a command in a bottle's agent container.
     Exec(ExecArgs),
@@ -180,8 +208,8 @@ pub enum Command {
     /// upstream, a bottle, a clone, a clean push, a push with a secret blocked. Needs
     /// nothing but the engine.
     Demo {
-        /// Leave the bottle and its upstream running afterwards (`bottle down demo` removes
-        /// them).
+        /// Leave the bottle and its upstream running afterwards (`bottle -p demo down demo`
+        /// removes them).
         #[arg(long)]
         keep: bool,
     },

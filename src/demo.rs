@@ -17,17 +17,23 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bottle_backend_shared::engine::{self, Engine};
 use bottle_backend_shared::fixture;
+use bottle_core::backend::Scope;
 use bottle_core::backend::{Backend, UpOptions};
 use bottle_core::images;
 use bottle_core::manifest::{self, Env};
 use bottle_core::plan::{resource_name, ContainerRole};
 use bottle_core::planner;
+use bottle_core::project::Project;
 use bottle_core::sidecar::{HostEnv, SIDECARS};
 
 /// The demo's bottle, and so its slug.
 const SLUG: &str = "demo";
+/// The demo's project: its own, so that it never touches a `demo` bottle of a project of
+/// the user's (`bottle -p demo down demo` removes a kept demo from anywhere).
+const PROJECT: &str = "demo";
 /// The upstream the agent clones, as the agent writes it.
-const UPSTREAM_URL: &str = "ssh://git@bottle-demo-upstream/srv/git/app.git";
+/// Its host is the upstream fixture's container name (checked by a test).
+const UPSTREAM_URL: &str = "ssh://git@bottle-demo-demo-upstream/srv/git/app.git";
 /// An AWS access key id of the shape gitleaks recognises (made up).
 const FAKE_AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
 /// The model API stand-in's host name, on the bottle's egress network.
@@ -175,7 +181,12 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
     // The route's key comes from this variable; the demo makes one up for its own plan
     // rather than reading (or needing) a real one from the environment.
     let host_env = HostEnv::Map([(KEY_VAR.to_owned(), model_key.clone())].into());
-    let plan = planner::plan_in(manifest.select(Some(SLUG))?, SIDECARS, &host_env)?;
+    let plan = planner::plan_in(
+        manifest.select(Some(SLUG))?,
+        &Project::new(PROJECT)?,
+        SIDECARS,
+        &host_env,
+    )?;
     e.up(&plan, &UpOptions::default()).await?;
     for c in &plan.containers {
         let nets: Vec<_> = std::iter::once(c.network.as_str())
@@ -191,12 +202,12 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
     };
     if keep {
         println!("\nThe bottle is still up (--keep). Get into the agent with:");
-        println!("    bottle exec demo -- bash");
+        println!("    bottle -p {PROJECT} exec {SLUG} -- bash");
         println!("and try: git clone {UPSTREAM_URL}");
-        println!("Remove it with: bottle down demo");
+        println!("Remove it with: bottle -p {PROJECT} down {SLUG}");
     } else {
-        println!("\nTearing down: bottle down demo");
-        e.down(SLUG).await?;
+        println!("\nTearing down: bottle -p {PROJECT} down {SLUG}");
+        e.down(&Scope::bottle(PROJECT, SLUG)).await?;
     }
     result?;
     println!(
@@ -209,15 +220,15 @@ pub async fn run<E: Engine + Backend>(e: E, about: &str, keep: bool) -> anyhow::
 }
 
 async fn exercise<E: Engine>(e: &E, dir: &Path, steps: &mut Steps) -> anyhow::Result<()> {
-    let agent = resource_name(SLUG, ContainerRole::AGENT);
-    let upstream = &resource_name(SLUG, fixture::ROLE);
+    let agent = resource_name(PROJECT, SLUG, ContainerRole::AGENT);
+    let upstream = &resource_name(PROJECT, SLUG, fixture::ROLE);
 
     steps.step("A local upstream (sshd + git) on the bottle's egress network, where only the gate can reach it");
     start_upstream(e, dir).await?;
     println!("    {upstream}: repository /srv/git/app.git, key login for the gate's key only");
 
     steps.step(&format!("In the agent: git clone {UPSTREAM_URL}"));
-    println!("    (the agent's git config sends it to git://bottle-demo-gate/app.git; the gate fetches from the upstream first)");
+    println!("    (the agent's git config sends it to git://bottle-demo-demo-gate/app.git; the gate fetches from the upstream first)");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (code, out) = exec(
@@ -297,11 +308,12 @@ async fn upstream_head<E: Engine>(e: &E, upstream: &str) -> anyhow::Result<Strin
 }
 
 /// Starts the upstream fixture on the bottle's egress network, labelled as part of the
-/// bottle so `bottle down demo` removes it too.
+/// bottle so `bottle -p demo down demo` removes it too.
 async fn start_upstream<E: Engine>(e: &E, dir: &Path) -> anyhow::Result<()> {
     let host_key = std::fs::read_to_string(dir.join("upstream_host_key"))?;
     let authorized = std::fs::read_to_string(dir.join("gate_key.pub"))?;
     let spec = fixture::upstream(&fixture::Upstream {
+        project: PROJECT,
         slug: SLUG,
         repos: &["app"],
         default_branch: "main",
@@ -349,13 +361,14 @@ async fn use_route<E: Engine + Backend>(
     model_key: &str,
     steps: &mut Steps,
 ) -> anyhow::Result<()> {
-    let agent = resource_name(SLUG, ContainerRole::AGENT);
+    let agent = resource_name(PROJECT, SLUG, ContainerRole::AGENT);
 
     steps.step("In the agent: a call to the model API through its route; the key is added outside the bottle");
     let key = rcgen::KeyPair::generate()?;
     let leaf = rcgen::CertificateParams::new(vec![MODEL_HOST.to_owned()])?
         .signed_by(&key, &ca.cert, &ca.key)?;
     let spec = fixture::web(&fixture::Web {
+        project: PROJECT,
         slug: SLUG,
         name: MODEL_HOST,
         cert_pem: &leaf.pem(),
@@ -402,7 +415,7 @@ async fn use_route<E: Engine + Backend>(
     }
 
     steps.step("bottle logs --denied demo: every refusal, with its reason");
-    let streams = e.audit_logs(SLUG).await?;
+    let streams = e.audit_logs(&Scope::bottle(PROJECT, SLUG)).await?;
     let denied: Vec<_> = crate::logs::merge(&streams)
         .into_iter()
         .filter(|r| r.decision == bottle_proxy_config::Decision::Deny)
@@ -417,4 +430,19 @@ async fn use_route<E: Engine + Backend>(
         bail!("the refusal of {REFUSED_HOST} is not in the audit log");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_url_names_the_fixture_container() {
+        let host = resource_name(PROJECT, SLUG, fixture::ROLE);
+        assert_eq!(
+            UPSTREAM_URL,
+            format!("ssh://git@{host}/srv/git/app.git"),
+            "the agent's clone URL must name the fixture's container"
+        );
+    }
 }

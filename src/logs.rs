@@ -4,7 +4,7 @@
 //! `audit` field, the `bottle.audit` label); the backend hands those outputs back
 //! ([`Backend::audit_logs`]), and this module merges them by time, filters and prints them.
 //! Lines that are not records (a sidecar's own chatter) are skipped. `bottle down` saves the
-//! merged log under `$XDG_STATE_HOME/bottle/<slug>/` first, so nothing is lost with the
+//! merged log under `$XDG_STATE_HOME/bottle/<project>/<slug>/` first, so nothing is lost with the
 //! containers; `bottle logs` reads the newest saved log when the bottle is not up.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use bottle_core::backend::{AuditStream, Backend, OutputChunk};
+use bottle_core::backend::{AuditStream, Backend, OutputChunk, Scope};
 use bottle_proxy_config::{rfc3339_millis, AuditRecord, Decision};
 
 /// What to show.
@@ -94,25 +94,25 @@ pub fn human(r: &AuditRecord) -> String {
     line
 }
 
-/// Where `down` keeps a bottle's logs: `$XDG_STATE_HOME/bottle/<slug>/`, else
-/// `~/.local/state/bottle/<slug>/`.
-pub fn state_dir(slug: &str) -> anyhow::Result<PathBuf> {
+/// Where `down` keeps a bottle's logs: `$XDG_STATE_HOME/bottle/<project>/<slug>/`, else
+/// `~/.local/state/bottle/<project>/<slug>/`.
+pub fn state_dir(project: &str, slug: &str) -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")))
         .context("neither XDG_STATE_HOME nor HOME is set: nowhere to keep the bottle's log")?;
-    Ok(base.join("bottle").join(slug))
+    Ok(base.join("bottle").join(project).join(slug))
 }
 
 /// Saves the merged log of `streams` as `audit-<time>.jsonl` in the bottle's state
 /// directory; `None` when there is nothing to save.
-pub fn save(slug: &str, streams: &[AuditStream]) -> anyhow::Result<Option<PathBuf>> {
+pub fn save(project: &str, slug: &str, streams: &[AuditStream]) -> anyhow::Result<Option<PathBuf>> {
     let records = merge(streams);
     if records.is_empty() {
         return Ok(None);
     }
-    let dir = state_dir(slug)?;
+    let dir = state_dir(project, slug)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // A file name that sorts by time and holds no ':' (which some tools mind).
     let stamp = rfc3339_millis(SystemTime::now()).replace(':', "");
@@ -127,8 +127,8 @@ pub fn save(slug: &str, streams: &[AuditStream]) -> anyhow::Result<Option<PathBu
 }
 
 /// The newest log `down` saved for `slug`.
-pub fn newest_saved(slug: &str) -> anyhow::Result<Option<PathBuf>> {
-    let dir = state_dir(slug)?;
+pub fn newest_saved(project: &str, slug: &str) -> anyhow::Result<Option<PathBuf>> {
+    let dir = state_dir(project, slug)?;
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(None);
     };
@@ -162,6 +162,7 @@ fn print(
 /// `bottle logs`.
 pub async fn run(
     backend: &dyn Backend,
+    project: &str,
     slug: &str,
     filter: &Filter,
     json: bool,
@@ -169,7 +170,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let after = filter.since.map(|d| rfc3339_millis(SystemTime::now() - d));
     let keep = |r: &AuditRecord| filter.keeps(r, after.as_deref());
-    let streams = backend.audit_logs(slug).await?;
+    let scope = Scope::bottle(project, slug);
+    let streams = backend.audit_logs(&scope).await?;
     let mut stdout = std::io::stdout().lock();
     if streams.is_empty() {
         if follow {
@@ -177,10 +179,10 @@ pub async fn run(
                 "bottle '{slug}' is not up: there is nothing to follow\n  hint: `bottle up {slug}` first, or drop --follow to read its saved log"
             );
         }
-        let Some(path) = newest_saved(slug)? else {
+        let Some(path) = newest_saved(project, slug)? else {
             anyhow::bail!(
                 "bottle '{slug}' is not up and has no saved log in {}\n  hint: `bottle up {slug}`; `bottle down` saves a bottle's log there",
-                state_dir(slug)?.display()
+                state_dir(project, slug)?.display()
             );
         };
         eprintln!(
@@ -212,7 +214,7 @@ pub async fn run(
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        let streams = backend.audit_logs(slug).await?;
+        let streams = backend.audit_logs(&scope).await?;
         if streams.is_empty() {
             eprintln!("bottle: '{slug}' is gone");
             return Ok(());
@@ -233,13 +235,13 @@ pub async fn run(
 
 /// Saves the bottle's log before `down` removes its containers, and says where. A failure
 /// to read or save is reported and does not stop `down`.
-pub async fn save_before_down(backend: &dyn Backend, slug: &str) {
-    let streams = match backend.audit_logs(slug).await {
+pub async fn save_before_down(backend: &dyn Backend, project: &str, slug: &str) {
+    let streams = match backend.audit_logs(&Scope::bottle(project, slug)).await {
         Ok(s) => s,
         // Backends that keep no logs (dry-run, plugins) have nothing to save.
         Err(_) => return,
     };
-    match save(slug, &streams) {
+    match save(project, slug, &streams) {
         Ok(Some(path)) => eprintln!(
             "bottle: saved the audit log of '{slug}' to {}",
             path.display()
@@ -252,9 +254,16 @@ pub async fn save_before_down(backend: &dyn Backend, slug: &str) {
 /// `bottle logs --container ROLE`: everything the bottle's container of that role wrote, as
 /// the engine kept it (not the audit log): its standard output to ours, its standard error
 /// to ours.
-pub async fn container_output(backend: &dyn Backend, slug: &str, role: &str) -> anyhow::Result<()> {
+pub async fn container_output(
+    backend: &dyn Backend,
+    project: &str,
+    slug: &str,
+    role: &str,
+) -> anyhow::Result<()> {
     use std::io::Write;
-    let chunks = backend.container_output(slug, role).await?;
+    let chunks = backend
+        .container_output(&Scope::bottle(project, slug), role)
+        .await?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     for chunk in chunks {
         match chunk {

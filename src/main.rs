@@ -16,13 +16,15 @@ mod run;
 mod status;
 mod validate;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bottle_core::backend::{Backend, BackendError, ExecRequest, UpOptions};
+use bottle_core::backend::{Backend, BackendError, ExecRequest, Scope, UpOptions};
 use bottle_core::manifest::{self, LoadError, Manifest, MANIFEST_FILE};
 use bottle_core::planner::{self, PlanError};
+use bottle_core::project::{InvalidProject, Project};
 use clap::Parser;
 
 use cli::{Cli, Command, ImageCommand, InitAgent};
@@ -218,6 +220,52 @@ async fn open_backend(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<
     .await
 }
 
+/// The project commands act in, by the documented precedence: `-p/--project-name`, else
+/// `BOTTLE_PROJECT` (an empty value is no value), else the manifest's `[settings] project`,
+/// else the manifest's directory name normalised as Compose does (the current directory's
+/// when there is no manifest). A name given explicitly is checked, never rewritten.
+fn project(cli: &Cli, manifest: Option<&Manifest>) -> anyhow::Result<Project> {
+    let invalid = |e: InvalidProject, from: &str, hint: &str| -> anyhow::Error {
+        UsageError(format!("{e} ({from})\n  hint: {hint}")).into()
+    };
+    if let Some(name) = &cli.project_name {
+        return Project::new(name).map_err(|e| invalid(e, "from --project-name", "e.g. -p my-app"));
+    }
+    if let Some(name) = std::env::var("BOTTLE_PROJECT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        return Project::new(&name).map_err(|e| {
+            invalid(
+                e,
+                "from BOTTLE_PROJECT",
+                "set BOTTLE_PROJECT to e.g. my-app, or unset it",
+            )
+        });
+    }
+    if let Some(p) = manifest.and_then(|m| m.settings.project.as_ref()) {
+        return Ok(p.value.clone());
+    }
+    let dir = match manifest {
+        Some(m) => m
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned(),
+        None => PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&dir)
+        .with_context(|| format!("cannot resolve the directory {}", dir.display()))?;
+    Project::from_dir(&dir).map_err(|e| {
+        invalid(
+            e,
+            &format!("the name of {}, the default project", dir.display()),
+            "name the project with -p NAME, BOTTLE_PROJECT or `project = \"NAME\"` under [settings]",
+        )
+    })
+}
+
 /// The bottle a command acts on: the named one (these commands find resources by label, so
 /// a bottle of another project's manifest is fine), or the one the manifest implies.
 fn bottle_name(manifest: Option<&Manifest>, name: Option<&str>) -> anyhow::Result<String> {
@@ -241,8 +289,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render { bottle, out } => {
             let manifest = load_manifest(&cli)?;
             let dry = dry_run(&cli, Some(&manifest))?.is_some();
+            let project = project(&cli, Some(&manifest))?;
             let bottle = manifest.select(bottle.as_deref())?;
-            render(bottle, out, dry).map(|_| ExitCode::SUCCESS)
+            render(bottle, &project, out, dry).map(|_| ExitCode::SUCCESS)
         }
         Command::Config { bottle, format } => {
             let manifest = load_manifest(&cli)?;
@@ -254,7 +303,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { bottle } => {
             let manifest = load_manifest(&cli)?;
-            validate::run(&manifest, bottle.as_deref()).map(|_| ExitCode::SUCCESS)
+            let project = project(&cli, Some(&manifest))?;
+            validate::run(&manifest, &project, bottle.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -267,8 +317,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_on_failure,
         } => {
             let manifest = load_manifest(&cli)?;
+            let project = project(&cli, Some(&manifest))?;
             let bottle = manifest.select(bottle.as_deref())?;
-            let plan = planner::plan(bottle)?;
+            let plan = planner::plan(bottle, &project)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
             backend
                 .up(
@@ -282,17 +333,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Down { bottle } => {
             let manifest = try_manifest(&cli)?;
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            logs::save_before_down(backend.as_ref(), &slug).await;
-            backend.down(&slug).await?;
+            logs::save_before_down(backend.as_ref(), project.as_str(), &slug).await;
+            backend
+                .down(&Scope::bottle(project.as_str(), &slug))
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop { bottle } => {
             let manifest = try_manifest(&cli)?;
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            let stopped = backend.stop(&slug).await?;
+            let stopped = backend
+                .stop(&Scope::bottle(project.as_str(), &slug))
+                .await?;
             if !backend.name().starts_with("dry-run") {
                 if stopped.is_empty() {
                     println!("bottle {slug}: nothing was running");
@@ -306,7 +363,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start { bottle } => {
             let manifest = load_manifest(&cli)?;
             let bottle = manifest.select(bottle.as_deref())?;
-            let plan = planner::plan(bottle)?;
+            let project = project(&cli, Some(&manifest))?;
+            let plan = planner::plan(bottle, &project)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
             let started = backend.start(&plan).await?;
             if !backend.name().starts_with("dry-run") {
@@ -328,6 +386,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "drop --dry-run: `bottle status` only reads from the engine",
                 ));
             }
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             // With the manifest's bottle: its containers (to name missing ones) and mirrors.
             let known = manifest
@@ -335,7 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .and_then(|m| m.bottles.get(&slug))
                 .map(|b| -> anyhow::Result<_> {
                     let repos = b.git.iter().map(|g| g.name.clone()).collect::<Vec<_>>();
-                    Ok((planner::plan(b)?, repos))
+                    Ok((planner::plan(b, &project)?, repos))
                 })
                 .transpose()?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
@@ -343,7 +402,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some((plan, repos)) => (Some(plan), repos.as_slice()),
                 None => (None, &[][..]),
             };
-            let found = status::gather(backend.as_ref(), &slug, plan, repos).await?;
+            let found =
+                status::gather(backend.as_ref(), project.as_str(), &slug, plan, repos).await?;
             if format.json() {
                 println!("{}", serde_json::to_string_pretty(&found)?);
             } else {
@@ -367,20 +427,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "drop --dry-run: `bottle logs` only reads (the engine's logs, or the log `down` saved)",
                 ));
             }
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             if let Some(role) = container {
-                logs::container_output(backend.as_ref(), &slug, role).await?;
+                logs::container_output(backend.as_ref(), project.as_str(), &slug, role).await?;
                 return Ok(ExitCode::SUCCESS);
             }
             let filter = logs::Filter {
                 denied: *denied,
                 since: *since,
             };
-            logs::run(backend.as_ref(), &slug, &filter, format.json(), *follow).await?;
+            logs::run(
+                backend.as_ref(),
+                project.as_str(),
+                &slug,
+                &filter,
+                format.json(),
+                *follow,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ps { bottle, format } => {
+        Command::Ps {
+            bottle,
+            all,
+            format,
+        } => {
             let manifest = try_manifest(&cli)?;
             if format.json() {
                 if let Some(dry) = dry_run(&cli, manifest.as_ref())? {
@@ -391,8 +464,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ));
                 }
             }
+            let scope = Scope {
+                project: if *all {
+                    None
+                } else {
+                    Some(project(&cli, manifest.as_ref())?.to_string())
+                },
+                bottle: bottle.clone(),
+                // Resources of a bottle older than projects belong to none: shown everywhere,
+                // so that they are found.
+                unlabelled: true,
+                stopped_only: false,
+                keep_complete: false,
+            };
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            let found = backend.ps(bottle.as_deref()).await?;
+            let found = backend.ps(&scope).await?;
             if format.json() {
                 println!("{}", serde_json::to_string_pretty(&found)?);
             } else if backend.name().starts_with("dry-run") {
@@ -401,8 +487,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("no bottles");
             } else {
                 println!(
-                    "{:<20} {:<10} {:<10} {:<32} STATE",
-                    "BOTTLE", "KIND", "ROLE", "NAME"
+                    "{:<16} {:<16} {:<10} {:<10} {:<40} STATE",
+                    "PROJECT", "BOTTLE", "KIND", "ROLE", "NAME"
                 );
                 for b in &found {
                     for r in &b.resources {
@@ -414,23 +500,102 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             _ => String::new(),
                         };
                         println!(
-                            "{:<20} {:<10} {:<10} {:<32} {}{restarts}",
-                            b.slug, r.kind, role, r.name, r.state
+                            "{:<16} {:<16} {:<10} {:<10} {:<40} {}{restarts}",
+                            b.project.as_deref().unwrap_or("-"),
+                            b.slug,
+                            r.kind,
+                            role,
+                            r.name,
+                            r.state
                         );
                     }
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cleanup { bottle } => {
+        Command::Cleanup { bottle, all, yes } => {
             let manifest = try_manifest(&cli)?;
+            let scope = if *all {
+                Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                }
+            } else {
+                let project = project(&cli, manifest.as_ref())?;
+                Scope {
+                    project: Some(project.to_string()),
+                    bottle: bottle.clone(),
+                    // By name, also the same-named bottle made before projects.
+                    unlabelled: bottle.is_some(),
+                    stopped_only: true,
+                    // Unnamed, a stopped bottle that `start` can resume is kept: no engine
+                    // tells one stopped on purpose (`bottle stop`) from one stopped by a
+                    // reboot, and removing it would lose the gate's mirrors and the log.
+                    keep_complete: bottle.is_none(),
+                }
+            };
+            let dry = dry_run(&cli, manifest.as_ref())?.is_some();
+            let ask = *all && !*yes && !dry;
+            if ask && !std::io::stdin().is_terminal() {
+                // Refused before the engine is even asked: nothing could be confirmed.
+                return Err(UsageError(
+                    "cleanup --all removes every bottle's containers and networks on the engine (every project's, running ones included), and there is no terminal to ask for confirmation\n  hint: pass --yes to remove them, or run `bottle cleanup` to remove only this project's stopped bottles".to_owned(),
+                )
+                .into());
+            }
             let backend = open_backend(&cli, manifest.as_ref()).await?;
-            let removed = backend.cleanup(bottle.as_deref()).await?;
-            if !backend.name().starts_with("dry-run") {
+            if ask {
+                let found = backend.ps(&scope).await?;
+                if found.is_empty() {
+                    println!("nothing to clean up");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                confirm_cleanup_all(&found)?;
+            }
+            // What stays: bottles with something running (cleanup leaves them to `down`) and,
+            // unnamed, complete stopped ones (`start` resumes them).
+            let (live, kept): (Vec<_>, Vec<_>) = if scope.stopped_only && !dry {
+                backend
+                    .ps(&Scope {
+                        stopped_only: false,
+                        keep_complete: false,
+                        ..scope.clone()
+                    })
+                    .await?
+                    .into_iter()
+                    .filter(|b| {
+                        b.resources
+                            .iter()
+                            .any(|r| bottle_core::backend::is_live_state(&r.state))
+                            || (scope.keep_complete
+                                && bottle_core::backend::is_complete_stopped(&b.resources))
+                    })
+                    .partition(|b| {
+                        b.resources
+                            .iter()
+                            .any(|r| bottle_core::backend::is_live_state(&r.state))
+                    })
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            let removed = backend.cleanup(&scope).await?;
+            if !dry {
                 for r in &removed {
                     println!("removed {} {}", r.kind, r.name);
                 }
-                if removed.is_empty() {
+                for b in &live {
+                    println!(
+                        "left running: bottle '{}' (`bottle down {}` takes it down)",
+                        b.slug, b.slug
+                    );
+                }
+                for b in &kept {
+                    println!(
+                        "kept stopped: bottle '{0}' (`bottle start {0}` resumes it; `bottle cleanup {0}` or `bottle down {0}` removes it)",
+                        b.slug
+                    );
+                }
+                if removed.is_empty() && live.is_empty() && kept.is_empty() {
                     println!("nothing to clean up");
                 }
             }
@@ -563,6 +728,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Exec(args) => {
             let manifest = try_manifest(&cli)?;
+            let project = project(&cli, manifest.as_ref())?;
             let slug = bottle_name(manifest.as_ref(), args.bottle.as_deref())?;
             let backend = open_backend(&cli, manifest.as_ref()).await?;
             let tty = args.tty.wanted();
@@ -572,6 +738,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.command.clone()
             };
             let request = ExecRequest {
+                project: project.to_string(),
                 slug,
                 command,
                 tty,
@@ -599,11 +766,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             let manifest = load_manifest(&cli)?;
+            let project = project(&cli, Some(&manifest))?;
             let bottle = manifest.select(args.bottle.as_deref())?;
-            let plan = planner::plan(bottle)?;
+            let plan = planner::plan(bottle, &project)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
             run::run(backend.as_ref(), &plan, args).await
         }
+    }
+}
+
+/// Asks on the terminal before `cleanup --all` removes `found` (every project's, running
+/// ones included).
+fn confirm_cleanup_all(found: &[bottle_core::backend::BottleStatus]) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let resources: usize = found.iter().map(|b| b.resources.len()).sum();
+    let projects: std::collections::BTreeSet<&str> = found
+        .iter()
+        .map(|b| b.project.as_deref().unwrap_or("-"))
+        .collect();
+    let what = format!(
+        "{resources} containers and networks of {} bottles in {} projects ({}), running ones included",
+        found.len(),
+        projects.len(),
+        projects.iter().copied().collect::<Vec<_>>().join(", ")
+    );
+    eprint!("bottle: remove {what}? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(UsageError("cleanup --all: not confirmed; nothing removed".to_owned()).into())
     }
 }
 
@@ -650,8 +844,9 @@ fn init(path: &Path, force: bool, agent: Option<InitAgent>, dry: bool) -> anyhow
 }
 
 /// The name `init` gives a bottle: the manifest's directory's, made a valid bottle name
-/// (lowercase letters, digits and single `-`, at most 40), else `agent`. Resources are
-/// named after the bottle, so two projects' bottles keep apart.
+/// (lowercase letters, digits and single `-`, at most 40), else `agent`: a name that says
+/// where it came from in `ps`. (The project, also the directory's name by default, is what
+/// keeps two directories' bottles apart.)
 fn init_bottle_name(manifest: &Path) -> String {
     let dir = manifest
         .parent()
@@ -689,11 +884,16 @@ fn bottle_name_from(raw: &str) -> String {
 /// scripts, the agent's git config, a sidecar's config) under `out/<role>/<path>`, with
 /// their modes, and prints each path. Files read from the host (identity keys) are never
 /// written. In a dry run (`dry`) prints the paths and writes nothing.
-fn render(bottle: &manifest::Bottle, out: &Path, dry: bool) -> anyhow::Result<()> {
+fn render(
+    bottle: &manifest::Bottle,
+    project: &Project,
+    out: &Path,
+    dry: bool,
+) -> anyhow::Result<()> {
     use bottle_core::plan::FileSource;
     use std::os::unix::fs::PermissionsExt;
 
-    let plan = bottle_core::planner::plan(bottle)?;
+    let plan = bottle_core::planner::plan(bottle, project)?;
     let mut written = 0;
     for container in &plan.containers {
         for file in &container.files {

@@ -13,7 +13,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bottle_core::backend::{Backend, ExecRequest, UpOptions};
+use bottle_core::backend::{Backend, ExecRequest, Scope, UpOptions};
 use bottle_core::plan::{ContainerRole, Plan, ResourceKind};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -61,7 +61,7 @@ enum Ended {
 pub async fn run(backend: &dyn Backend, plan: &Plan, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let slug = plan.slug.as_str();
     let mut signals = Signals::listen()?;
-    let was_up = agent_running(backend, slug).await?;
+    let was_up = agent_running(backend, plan).await?;
     if !was_up {
         let opts = UpOptions {
             keep_on_failure: args.keep_on_failure,
@@ -80,7 +80,7 @@ pub async fn run(backend: &dyn Backend, plan: &Plan, args: &RunArgs) -> anyhow::
         };
         result?;
         if let Some(signal) = caught {
-            finish(backend, slug, args.keep, Ok(Ended::Signalled(signal))).await?;
+            finish(backend, plan, args.keep, Ok(Ended::Signalled(signal))).await?;
             return Ok(ExitCode::from(128 + signal.1));
         }
     }
@@ -89,7 +89,7 @@ pub async fn run(backend: &dyn Backend, plan: &Plan, args: &RunArgs) -> anyhow::
     if was_up {
         return code(ended);
     }
-    finish(backend, slug, args.keep, ended).await
+    finish(backend, plan, args.keep, ended).await
 }
 
 /// Runs the command (the user's, else the agent image's) in the agent, until it exits or a
@@ -111,6 +111,7 @@ async fn command(
         args.command.clone()
     };
     let request = ExecRequest {
+        project: plan.project.clone(),
         slug: plan.slug.clone(),
         command,
         tty: args.tty.wanted(),
@@ -126,10 +127,11 @@ async fn command(
 /// the command's exit code, or the first error.
 async fn finish(
     backend: &dyn Backend,
-    slug: &str,
+    plan: &Plan,
     keep: bool,
     ended: anyhow::Result<Ended>,
 ) -> anyhow::Result<ExitCode> {
+    let slug = plan.slug.as_str();
     if let Ok(Ended::Signalled(signal)) = &ended {
         eprintln!(
             "bottle: {} received: {}",
@@ -145,9 +147,9 @@ async fn finish(
         eprintln!("bottle: '{slug}' stays up; `bottle down {slug}` removes it");
         return code(ended);
     }
-    logs::save_before_down(backend, slug).await;
+    logs::save_before_down(backend, &plan.project, slug).await;
     let down = backend
-        .down(slug)
+        .down(&Scope::bottle(&plan.project, slug))
         .await
         .with_context(|| format!("the command ended, but taking '{slug}' down failed"));
     match (ended, down) {
@@ -169,9 +171,14 @@ fn code(ended: anyhow::Result<Ended>) -> anyhow::Result<ExitCode> {
 }
 
 /// Whether the bottle's agent container runs now.
-async fn agent_running(backend: &dyn Backend, slug: &str) -> anyhow::Result<bool> {
-    let found = backend.ps(Some(slug)).await?;
-    Ok(found.iter().filter(|b| b.slug == slug).any(|b| {
+async fn agent_running(backend: &dyn Backend, plan: &Plan) -> anyhow::Result<bool> {
+    let scope = Scope {
+        project: Some(plan.project.clone()),
+        bottle: Some(plan.slug.clone()),
+        ..Scope::default()
+    };
+    let found = backend.ps(&scope).await?;
+    Ok(found.iter().any(|b| {
         b.resources.iter().any(|r| {
             r.kind == ResourceKind::Container
                 && r.role.as_deref() == Some(ContainerRole::AGENT)

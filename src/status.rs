@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use bottle_core::backend::{Backend, ContainerStatus};
+use bottle_core::backend::{Backend, ContainerStatus, Scope};
 use bottle_core::plan::Plan;
 use bottle_proxy_config::{AuditRecord, Decision, Source};
 use serde::Serialize;
@@ -68,15 +68,17 @@ pub struct Status {
     pub hint: Option<String>,
 }
 
-/// Gathers the status of bottle `slug`; `plan`, when the manifest has the bottle, names
-/// its containers (to find missing ones) and its mirrors.
+/// Gathers the status of bottle `slug` of `project`; `plan`, when the manifest has the
+/// bottle, names its containers (to find missing ones) and its mirrors.
 pub async fn gather(
     backend: &dyn Backend,
+    project: &str,
     slug: &str,
     plan: Option<&Plan>,
     repos: &[String],
 ) -> anyhow::Result<Status> {
-    let containers = backend.status(slug).await?;
+    let scope = Scope::bottle(project, slug);
+    let containers = backend.status(&scope).await?;
     let missing: Vec<String> = plan
         .map(|p| {
             p.containers
@@ -121,7 +123,7 @@ pub async fn gather(
     let mirrors = if containers.is_empty() {
         Vec::new()
     } else {
-        let streams = backend.audit_logs(slug).await.unwrap_or_default();
+        let streams = backend.audit_logs(&scope).await.unwrap_or_default();
         mirrors(&crate::logs::merge(&streams), repos)
     };
     Ok(Status {

@@ -7,17 +7,18 @@ use std::fmt::Write as _;
 use bottle_core::manifest::{Bottle, Manifest, SecretSource};
 use bottle_core::plan::Plan;
 use bottle_core::planner;
+use bottle_core::project::Project;
 
 /// Plans the selected bottles (all of them when `only` is `None`); prints a summary of each
 /// and fails (as a manifest problem) when any bottle would not come up.
-pub fn run(manifest: &Manifest, only: Option<&str>) -> anyhow::Result<()> {
+pub fn run(manifest: &Manifest, project: &Project, only: Option<&str>) -> anyhow::Result<()> {
     let bottles: Vec<&Bottle> = match only {
         Some(name) => vec![manifest.select(Some(name))?],
         None => manifest.bottles.values().collect(),
     };
     let mut errors = Vec::new();
     for bottle in &bottles {
-        match planner::plan(bottle) {
+        match planner::plan(bottle, project) {
             Ok(plan) => print!("{}", summary(bottle, &plan)),
             Err(e) => {
                 println!("bottle {}: NOT ready (below)", bottle.name);

@@ -133,7 +133,11 @@ mod tests {
         let manifest =
             bottle_core::manifest::parse(&path, &text, &bottle_core::manifest::Env::current())
                 .unwrap();
-        let plan = bottle_core::planner::plan(manifest.select(Some("t")).unwrap()).unwrap();
+        let plan = bottle_core::planner::plan(
+            manifest.select(Some("t")).unwrap(),
+            &bottle_core::project::Project::new("bench").unwrap(),
+        )
+        .unwrap();
         let stage = dir.path().join("stage");
         // Giving files to the gate's user needs root; elsewhere only the shape is checked.
         let Ok(text) = render(&plan, &stage) else {
@@ -148,7 +152,10 @@ mod tests {
             json!(["internal", "egress"])
         );
         assert_eq!(v["services"]["agent"]["networks"], json!(["internal"]));
-        assert_eq!(v["services"]["gate"]["container_name"], "bottle-t-gate");
+        assert_eq!(
+            v["services"]["gate"]["container_name"],
+            "bottle-bench-t-gate"
+        );
         assert_eq!(v["services"]["gate"]["user"], "10001:10001");
         assert_eq!(v["services"]["gate"]["cap_drop"], json!(["ALL"]));
         let volumes = v["services"]["gate"]["volumes"].as_array().unwrap();
@@ -157,7 +164,7 @@ mod tests {
             .unwrap()
             .ends_with(":/etc/bottle-gate/creds/app.key:ro")));
         assert_eq!(
-            std::fs::read(stage.join("bottle-t-gate/etc/bottle-gate/creds/app.key")).unwrap(),
+            std::fs::read(stage.join("bottle-bench-t-gate/etc/bottle-gate/creds/app.key")).unwrap(),
             b"not a real key\n"
         );
     }

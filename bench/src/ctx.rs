@@ -10,6 +10,9 @@ use anyhow::{bail, Context};
 use crate::cleanup::{cleanup_forget, cleanup_register};
 use crate::{cmd, Args, STEP};
 
+/// The project of every bottle the bench brings up (set in each manifest's `[settings]`).
+pub(crate) const BENCH_PROJECT: &str = "bench";
+
 pub(crate) struct Ctx {
     pub(crate) bottle: PathBuf,
     pub(crate) dir: tempfile::TempDir,
@@ -32,7 +35,7 @@ impl Ctx {
     }
 
     pub(crate) fn upstream_url(slug: &str, repo: &str) -> String {
-        format!("ssh://git@bottle-{slug}-upstream/srv/git/{repo}.git")
+        format!("ssh://git@bottle-{BENCH_PROJECT}-{slug}-upstream/srv/git/{repo}.git")
     }
 
     /// Writes the manifest of bottle `slug` (one upstream, `repo` on its fixture) into its
@@ -41,7 +44,7 @@ impl Ctx {
         let dir = self.dir.path().join("bottles").join(slug);
         std::fs::create_dir_all(&dir)?;
         let text = format!(
-            "[bottles.{slug}]\nimage = \"bottle-agent:latest\"\ncommand = [\"sleep\", \"infinity\"]\n\n\
+            "[settings]\nproject = \"{BENCH_PROJECT}\"\n\n[bottles.{slug}]\nimage = \"bottle-agent:latest\"\ncommand = [\"sleep\", \"infinity\"]\n\n\
              [[bottles.{slug}.git]]\nname = \"{repo}\"\nupstream = {url:?}\nidentity_file = {key:?}\n\
              known_host_key = {pin:?}\n",
             url = Ctx::upstream_url(slug, repo),

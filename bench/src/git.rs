@@ -32,6 +32,7 @@ pub(crate) const DIRECT_HOME: &str = "/var/lib/bottle-gate";
 fn start_fixture(ctx: &Ctx, slug: &str) -> anyhow::Result<()> {
     let authorized = std::fs::read_to_string(ctx.gate_key.with_extension("pub"))?;
     let mut spec = fixture::upstream(&fixture::Upstream {
+        project: crate::ctx::BENCH_PROJECT,
         slug,
         repos: &[],
         default_branch: "main",
@@ -88,7 +89,7 @@ pub(crate) fn setup_world(ctx: &Ctx) -> anyhow::Result<World> {
     let slug = format!("bench{}-git", ctx.id);
     let dir = ctx.manifest(&slug, "bench")?;
     ctx.up(&slug, &dir)?;
-    let name = |role: &str| format!("bottle-{slug}-{role}");
+    let name = |role: &str| format!("bottle-{}-{slug}-{role}", crate::ctx::BENCH_PROJECT);
     levers::turn_off(&name("gate"), "/git/bench.git", &ctx.levers_off, STEP)?;
     let (fixture, direct, egress) = (name("upstream"), name("direct"), name("egress"));
     let slug_label = format!("bottle.slug={slug}");
@@ -146,7 +147,11 @@ pub(crate) fn setup_world(ctx: &Ctx) -> anyhow::Result<World> {
         Some(key),
         STEP,
     )?;
-    let known = format!("bottle-{slug}-upstream {}\n", ctx.host_key_pub);
+    let known = format!(
+        "bottle-{}-{slug}-upstream {}\n",
+        crate::ctx::BENCH_PROJECT,
+        ctx.host_key_pub
+    );
     exec_ok(
         &direct,
         "cat >\"$HOME/.ssh/known_hosts\"",

@@ -38,7 +38,10 @@ pub(crate) fn measure_plan(ctx: &Ctx) -> anyhow::Result<Measure> {
     let once = || -> anyhow::Result<f64> {
         let start = Instant::now();
         let manifest = bottle_core::manifest::parse(&path, &text, &env)?;
-        let plan = bottle_core::planner::plan(manifest.select(Some("many"))?)?;
+        let plan = bottle_core::planner::plan(
+            manifest.select(Some("many"))?,
+            &bottle_core::project::Project::new("bench")?,
+        )?;
         let took = start.elapsed().as_secs_f64();
         let gate = plan.container(bottle_core::gate::NAME).context("a gate")?;
         if gate.files.len() < 3 + 2 * PLAN_UPSTREAMS {

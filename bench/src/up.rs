@@ -152,9 +152,9 @@ pub(crate) fn up_phases(slug: &str, since: std::time::SystemTime, took: f64) -> 
         STEP,
     )
     .ok()?;
-    let gate = format!("bottle-{slug}-gate");
-    let agent = format!("bottle-{slug}-agent");
-    let prefix = format!("bottle-{slug}-");
+    let prefix = format!("bottle-{}-{slug}-", crate::ctx::BENCH_PROJECT);
+    let gate = format!("{prefix}gate");
+    let agent = format!("{prefix}agent");
     let mut events: Vec<(f64, String, String)> = out
         .lines()
         .filter_map(|l| {
@@ -200,7 +200,10 @@ pub(crate) fn compose_up(slug: &str, dir: &Path) -> anyhow::Result<f64> {
         &text,
         &bottle_core::manifest::Env::current(),
     )?;
-    let plan = bottle_core::planner::plan(manifest.select(Some(slug))?)?;
+    let plan = bottle_core::planner::plan(
+        manifest.select(Some(slug))?,
+        &bottle_core::project::Project::new(crate::ctx::BENCH_PROJECT)?,
+    )?;
     let file = dir.join("docker-compose.json");
     std::fs::write(&file, compose::render(&plan, &dir.join("stage"))?)?;
     let project = slug.replace('-', "");

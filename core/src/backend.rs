@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::images::ImageRecipe;
-use crate::plan::{Plan, ResourceKind};
+use crate::plan::{ContainerRole, Plan, ResourceKind, LABEL_MANAGED, LABEL_PROJECT, LABEL_SLUG};
 
 /// Options of `bottle up`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,9 +19,111 @@ pub struct UpOptions {
     pub keep_on_failure: bool,
 }
 
+/// Which resources `ps`, `down`, `cleanup` and `logs` act on, by label.
+///
+/// A resource is in scope when it carries [`LABEL_MANAGED`], its [`LABEL_SLUG`] is
+/// [`Scope::bottle`] (when set), and its [`LABEL_PROJECT`] is [`Scope::project`] (when set)
+/// or it has no project label at all and [`Scope::unlabelled`] is set: resources made by a
+/// bottle older than projects belong to no project, so only `ps`, `--all` and a bottle's
+/// own name reach them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Only this project's resources; `None`: every project's (`cleanup --all`).
+    pub project: Option<String>,
+    /// Only this bottle's; `None`: every bottle's.
+    pub bottle: Option<String>,
+    /// Also resources without a [`LABEL_PROJECT`] label.
+    #[serde(default)]
+    pub unlabelled: bool,
+    /// `cleanup` only: leave alone every bottle with a container that runs (or restarts, or
+    /// is paused), removing only stopped bottles and orphaned resources.
+    #[serde(default)]
+    pub stopped_only: bool,
+    /// `cleanup` without a bottle name only (with [`Scope::stopped_only`]): also leave alone
+    /// every complete stopped bottle, one with an agent container and no container that
+    /// never started: what `bottle stop` leaves and `bottle start` resumes. Nothing on an
+    /// engine tells a bottle stopped on purpose from one stopped otherwise (a reboot), so
+    /// plain `cleanup` removes only what cannot be resumed: failed `up`s and orphans.
+    #[serde(default)]
+    pub keep_complete: bool,
+}
+
+impl Scope {
+    /// One bottle of a project, and the same-named bottle of no project (`down`, `logs`,
+    /// `cleanup NAME`).
+    pub fn bottle(project: &str, bottle: &str) -> Scope {
+        Scope {
+            project: Some(project.to_owned()),
+            bottle: Some(bottle.to_owned()),
+            unlabelled: true,
+            stopped_only: false,
+            keep_complete: false,
+        }
+    }
+
+    /// Whether a resource with these labels is in scope (`get` reads one label).
+    pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        if get(LABEL_MANAGED).is_none() {
+            return false;
+        }
+        if let Some(b) = &self.bottle {
+            if get(LABEL_SLUG) != Some(b.as_str()) {
+                return false;
+            }
+        }
+        match (&self.project, get(LABEL_PROJECT)) {
+            (None, _) => true,
+            (Some(p), Some(q)) => p == q,
+            (Some(_), None) => self.unlabelled,
+        }
+    }
+
+    /// How commands name it to the user: `bottle 'demo' of project 'web'`, `project 'web'`,
+    /// `every project`.
+    pub fn describe(&self) -> String {
+        match (&self.project, &self.bottle) {
+            (Some(p), Some(b)) => format!("bottle '{b}' of project '{p}'"),
+            (Some(p), None) => format!("project '{p}'"),
+            (None, Some(b)) => format!("bottle '{b}' of every project"),
+            (None, None) => "every project".to_owned(),
+        }
+    }
+}
+
+/// Whether an engine's container state is a live one: `cleanup` without `--all` leaves a
+/// bottle with such a container alone.
+pub fn is_live_state(state: &str) -> bool {
+    matches!(state, "running" | "restarting" | "paused")
+}
+
+/// Whether an engine's container state is one of a container never started (what a failed
+/// `up --keep-on-failure` leaves): docker's `created`, podman's `created`, `configured` or
+/// `initialized`.
+pub fn is_never_started_state(state: &str) -> bool {
+    matches!(state, "created" | "configured" | "initialized")
+}
+
+/// Whether a bottle's resources are a complete stopped bottle, which plain `cleanup` keeps
+/// (see [`Scope::keep_complete`]): nothing live, an agent container, and every container
+/// started once.
+pub fn is_complete_stopped<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> bool {
+    let containers: Vec<&Resource> = resources
+        .into_iter()
+        .filter(|r| r.kind == ResourceKind::Container)
+        .collect();
+    containers
+        .iter()
+        .any(|r| r.role.as_deref() == Some(ContainerRole::AGENT))
+        && containers
+            .iter()
+            .all(|r| !is_live_state(&r.state) && !is_never_started_state(&r.state))
+}
+
 /// A command to run in a bottle's agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecRequest {
+    /// The bottle's project.
+    pub project: String,
     /// The bottle's slug.
     pub slug: String,
     /// The command and its arguments.
@@ -76,6 +178,10 @@ pub struct Resource {
 /// A bottle as found on the engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BottleStatus {
+    /// The project it belongs to (its `bottle.project` label); `None` for resources made
+    /// by a bottle older than projects.
+    #[serde(default)]
+    pub project: Option<String>,
     /// The bottle's slug.
     pub slug: String,
     /// Its containers and networks.
@@ -208,16 +314,16 @@ pub trait Backend: Send + Sync {
     /// `opts.keep_on_failure`.
     async fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError>;
 
-    /// Stops and removes the bottle's containers and networks. Succeeds when there is
-    /// nothing to remove.
-    async fn down(&self, slug: &str) -> Result<(), BackendError>;
+    /// Stops and removes the containers and networks in `scope` (one bottle: see
+    /// [`Scope::bottle`]). Succeeds when there is nothing to remove.
+    async fn down(&self, scope: &Scope) -> Result<(), BackendError>;
 
-    /// Lists bottles (all, or the one with `slug`) and their resources, by label.
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError>;
+    /// Lists the bottles in `scope` and their resources, by label.
+    async fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError>;
 
-    /// Removes every labelled leftover (of every bottle, or of `slug`); returns what it
-    /// removed.
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError>;
+    /// Removes the labelled resources in `scope` (with [`Scope::stopped_only`], only those
+    /// of bottles with nothing live); returns what it removed.
+    async fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError>;
 
     /// Runs a command in the bottle's agent; returns its exit code.
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError>;
@@ -225,8 +331,8 @@ pub trait Backend: Send + Sync {
     /// Stops the bottle's running containers, keeping them, their networks and their state
     /// (the gate's mirror, the audit log); returns the containers it stopped. Backends that
     /// run no engine refuse.
-    async fn stop(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
-        let _ = slug;
+    async fn stop(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        let _ = scope;
         Err(BackendError::unsupported(self.name(), "stop a bottle"))
     }
 
@@ -238,13 +344,14 @@ pub trait Backend: Send + Sync {
         Err(BackendError::unsupported(self.name(), "start a bottle"))
     }
 
-    /// The bottle's containers with what the engine says of each (state, health, when it
-    /// started, restarts). Default: what [`Backend::ps`] says, without health or start time.
-    async fn status(&self, slug: &str) -> Result<Vec<ContainerStatus>, BackendError> {
-        let found = self.ps(Some(slug)).await?;
+    /// The containers of the bottle of `scope` with what the engine says of each (state,
+    /// health, when it started, restarts). Default: what [`Backend::ps`] says, without
+    /// health or start time.
+    async fn status(&self, scope: &Scope) -> Result<Vec<ContainerStatus>, BackendError> {
+        let found = self.ps(scope).await?;
         Ok(found
             .into_iter()
-            .filter(|b| b.slug == slug)
+            .filter(|b| Some(&b.slug) == scope.bottle.as_ref())
             .flat_map(|b| b.resources)
             .filter(|r| r.kind == ResourceKind::Container)
             .map(|r| ContainerStatus {
@@ -263,10 +370,10 @@ pub trait Backend: Send + Sync {
     /// refuse.
     async fn container_output(
         &self,
-        slug: &str,
+        scope: &Scope,
         role: &str,
     ) -> Result<Vec<OutputChunk>, BackendError> {
-        let _ = (slug, role);
+        let _ = (scope, role);
         Err(BackendError::unsupported(
             self.name(),
             "read a container's output",
@@ -275,8 +382,8 @@ pub trait Backend: Send + Sync {
 
     /// The audit lines of the bottle's containers that write them (label `bottle.audit`),
     /// running or stopped. Backends that keep no logs refuse.
-    async fn audit_logs(&self, slug: &str) -> Result<Vec<AuditStream>, BackendError> {
-        let _ = slug;
+    async fn audit_logs(&self, scope: &Scope) -> Result<Vec<AuditStream>, BackendError> {
+        let _ = scope;
         Err(BackendError::Other(format!(
             "the {} backend cannot read a bottle's logs\n  hint: use --backend docker or podman",
             self.name()
@@ -324,5 +431,116 @@ pub trait Backend: Send + Sync {
 impl fmt::Debug for dyn Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Backend({})", self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn matches(scope: &Scope, l: &BTreeMap<String, String>) -> bool {
+        scope.matches(|k| l.get(k).map(String::as_str))
+    }
+
+    #[test]
+    fn scopes_select_by_project_bottle_and_missing_labels() {
+        let ours = labels(&[
+            (LABEL_MANAGED, "3"),
+            (LABEL_PROJECT, "web"),
+            (LABEL_SLUG, "demo"),
+        ]);
+        let theirs = labels(&[
+            (LABEL_MANAGED, "3"),
+            (LABEL_PROJECT, "api"),
+            (LABEL_SLUG, "demo"),
+        ]);
+        let legacy = labels(&[(LABEL_MANAGED, "3"), (LABEL_SLUG, "demo")]);
+        let foreign = labels(&[(LABEL_PROJECT, "web"), (LABEL_SLUG, "demo")]);
+
+        let one = Scope::bottle("web", "demo");
+        assert!(matches(&one, &ours));
+        assert!(
+            !matches(&one, &theirs),
+            "another project's bottle of one name"
+        );
+        assert!(matches(&one, &legacy), "by name, one made before projects");
+        assert!(
+            !matches(&one, &foreign),
+            "not bottle's without bottle.managed"
+        );
+        assert!(!matches(&Scope::bottle("web", "other"), &ours));
+
+        let project = Scope {
+            project: Some("web".to_owned()),
+            stopped_only: true,
+            ..Scope::default()
+        };
+        assert!(matches(&project, &ours));
+        assert!(!matches(&project, &theirs));
+        assert!(
+            !matches(&project, &legacy),
+            "a project's cleanup leaves others' old ones"
+        );
+
+        let all = Scope {
+            unlabelled: true,
+            ..Scope::default()
+        };
+        for l in [&ours, &theirs, &legacy] {
+            assert!(matches(&all, l));
+        }
+        assert!(!matches(&all, &foreign));
+    }
+
+    #[test]
+    fn a_complete_stopped_bottle_has_an_agent_and_every_container_started_once() {
+        let c = |role: &str, state: &str| Resource {
+            kind: ResourceKind::Container,
+            name: format!("bottle-p-b-{role}"),
+            role: Some(role.to_owned()),
+            state: state.to_owned(),
+            restarts: None,
+        };
+        let net = Resource {
+            kind: ResourceKind::Network,
+            name: "bottle-p-b-internal".to_owned(),
+            role: Some("internal".to_owned()),
+            state: String::new(),
+            restarts: None,
+        };
+        // What `bottle stop` leaves.
+        let stopped = [c("gate", "exited"), c("agent", "exited"), net.clone()];
+        assert!(is_complete_stopped(&stopped));
+        // Something runs: not stopped.
+        assert!(!is_complete_stopped(&[
+            c("gate", "running"),
+            c("agent", "exited")
+        ]));
+        // No agent (an orphan, or an `up` that failed before the agent): incomplete.
+        assert!(!is_complete_stopped(&[c("gate", "exited"), net.clone()]));
+        assert!(!is_complete_stopped(&[net]));
+        // A container never started (a failed `up --keep-on-failure`): incomplete.
+        assert!(!is_complete_stopped(&[
+            c("gate", "exited"),
+            c("agent", "created")
+        ]));
+    }
+
+    #[test]
+    fn live_states_are_running_restarting_and_paused() {
+        for s in ["running", "restarting", "paused"] {
+            assert!(is_live_state(s), "{s}");
+        }
+        for s in ["exited", "created", "dead", ""] {
+            assert!(!is_live_state(s), "{s}");
+        }
     }
 }

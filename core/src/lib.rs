@@ -25,6 +25,7 @@ pub mod interp;
 pub mod manifest;
 pub mod plan;
 pub mod planner;
+pub mod project;
 pub mod quote;
 pub mod sidecar;
 pub mod template;

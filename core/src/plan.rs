@@ -17,8 +17,11 @@ use serde::{Deserialize, Serialize};
 /// plugin built against another version can refuse a plan instead of misreading it.
 pub const PLAN_FORMAT: u32 = 4;
 
-/// Label naming the bottle a resource belongs to.
+/// Label naming the bottle a resource belongs to (its name in the manifest).
 pub const LABEL_SLUG: &str = "bottle.slug";
+/// Label naming the project a resource belongs to ([`crate::project`]). Resources made by a
+/// bottle older than projects lack it.
+pub const LABEL_PROJECT: &str = "bottle.project";
 /// Label naming the role of a resource inside its bottle (`gate`, `agent`, `internal`, ...).
 pub const LABEL_ROLE: &str = "bottle.role";
 /// Label on a container whose standard output is audit lines; its value is their source
@@ -34,7 +37,11 @@ pub struct Plan {
     pub format: u32,
     /// The bottle's name in the manifest.
     pub bottle: String,
-    /// The slug every resource name and label is derived from.
+    /// The project the bottle belongs to ([`crate::project`]); with [`Plan::slug`] it makes
+    /// every resource name and label. Plans written before projects: empty.
+    #[serde(default)]
+    pub project: String,
+    /// The bottle's `bottle.slug` label: its name.
     pub slug: String,
     /// Networks, in creation order.
     pub networks: Vec<NetworkSpec>,
@@ -297,16 +304,52 @@ impl fmt::Display for NetworkRole {
     }
 }
 
-/// The deterministic name of a resource: `bottle-<slug>-<role>`, where the role is a
-/// [`ContainerRole`] or a [`NetworkRole`].
-pub fn resource_name(slug: &str, role: &str) -> String {
-    format!("bottle-{slug}-{role}")
+/// The longest resource name: a DNS label's 63 bytes, which is also the most a container's
+/// host name, a Kubernetes object name and every engine's network name hold.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// How many hex digits of the hash a shortened name carries.
+const NAME_HASH_HEX: usize = 8;
+
+/// The longest role a resource name is planned for (`internal`, `upstream`: 8). Whether a
+/// bottle's names are shortened depends on its project and name only, never on the role,
+/// so every resource of one bottle is named alike.
+pub const MAX_ROLE_LEN: usize = 10;
+
+/// The deterministic name of a resource: `bottle-<project>-<bottle>-<role>`, where the role
+/// is a [`ContainerRole`] or a [`NetworkRole`] of at most [`MAX_ROLE_LEN`] bytes.
+///
+/// When that could exceed [`MAX_NAME_LEN`] bytes (`bottle-<project>-<bottle>-` longer than
+/// 63 - [`MAX_ROLE_LEN`]), or the project holds a `_` (no DNS label may), the name is
+/// shortened: `bottle-<stem>-<hash>-<role>`, where `<hash>` is the first 8 hex digits of the
+/// SHA-256 of `<project>/<bottle>` (unambiguous: neither holds a `/`) and `<stem>` is as much
+/// of `<project>-<bottle>` (`_` made `-`) as fits. The role stays whole at the end, so the
+/// name still says what the resource is. Deterministic: the same inputs, the same name.
+pub fn resource_name(project: &str, bottle: &str, role: &str) -> String {
+    debug_assert!(
+        role.len() <= MAX_ROLE_LEN,
+        "role {role} is too long for a name"
+    );
+    let prefix = format!("bottle-{project}-{bottle}-");
+    if prefix.len() + MAX_ROLE_LEN <= MAX_NAME_LEN && !project.contains('_') {
+        return format!("{prefix}{role}");
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{project}/{bottle}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = &hex[..NAME_HASH_HEX];
+    let budget = MAX_NAME_LEN - "bottle-".len() - 1 - NAME_HASH_HEX - 1 - MAX_ROLE_LEN;
+    // Every byte is ASCII (validated names), so any cut is at a character boundary.
+    let mut stem = format!("{project}-{bottle}").replace('_', "-");
+    stem.truncate(budget);
+    format!("bottle-{}-{hash}-{role}", stem.trim_end_matches('-'))
 }
 
 /// The labels every resource of a bottle carries.
-pub fn labels(slug: &str, role: &str) -> BTreeMap<String, String> {
+pub fn labels(project: &str, slug: &str, role: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_owned(), PLAN_FORMAT.to_string()),
+        (LABEL_PROJECT.to_owned(), project.to_owned()),
         (LABEL_ROLE.to_owned(), role.to_owned()),
         (LABEL_SLUG.to_owned(), slug.to_owned()),
     ])
@@ -801,10 +844,10 @@ impl Writable {
 
     /// Whether `file` lies under this path (both compared as [`relative_file_path`]s).
     pub fn holds(&self, file: &str) -> bool {
-        match (
-            relative_file_path(self.path.trim_end_matches('/')),
-            relative_file_path(file),
-        ) {
+        // A trailing '/' names the same directory (relative_file_path refuses it: a file
+        // path cannot end in one).
+        let dir = self.path.trim_end_matches('/');
+        match (relative_file_path(dir), relative_file_path(file)) {
             (Ok(dir), Ok(file)) => file
                 .strip_prefix(&dir)
                 .is_some_and(|rest| rest.starts_with('/')),
@@ -876,6 +919,71 @@ mod tests {
         assert!(relative_file_path("/").is_err());
         assert!(relative_file_path("/etc/../x").is_err());
         assert!(relative_file_path("/etc/x/").is_err());
+    }
+
+    #[test]
+    fn names_carry_project_bottle_and_role() {
+        assert_eq!(resource_name("web", "demo", "gate"), "bottle-web-demo-gate");
+        assert_eq!(
+            labels("web", "demo", "gate")[LABEL_PROJECT],
+            "web".to_owned()
+        );
+    }
+
+    #[test]
+    fn long_names_are_shortened_at_63_bytes() {
+        // "bottle-" (7) + project + "-demo-" (6) + MAX_ROLE_LEN (10) = 63: the longest kept.
+        let project = "p".repeat(63 - 7 - 6 - MAX_ROLE_LEN);
+        let kept = resource_name(&project, "demo", "internal");
+        assert_eq!(kept, format!("bottle-{project}-demo-internal"));
+        assert!(kept.len() <= MAX_NAME_LEN);
+
+        let longer = format!("{project}x");
+        let internal = resource_name(&longer, "demo", "internal");
+        let gate = resource_name(&longer, "demo", "gate");
+        for name in [&internal, &gate] {
+            assert!(name.len() <= MAX_NAME_LEN, "{name}");
+            assert!(
+                name.starts_with("bottle-ppp") && is_engine_name(name),
+                "{name}"
+            );
+        }
+        assert!(internal.ends_with("-internal") && gate.ends_with("-gate"));
+        assert_eq!(
+            internal.trim_end_matches("-internal"),
+            gate.trim_end_matches("-gate"),
+            "one stem and hash per bottle, whatever the role"
+        );
+        // Deterministic, and distinct per project and per bottle.
+        assert_eq!(internal, resource_name(&longer, "demo", "internal"));
+        assert_ne!(
+            internal,
+            resource_name(&format!("{project}y"), "demo", "internal")
+        );
+        assert_ne!(internal, resource_name(&longer, "demo2", "internal"));
+
+        let longest = "r".repeat(MAX_ROLE_LEN);
+        let name = resource_name(&"a".repeat(63), &"b".repeat(40), &longest);
+        assert_eq!(name.len(), MAX_NAME_LEN, "{name}");
+    }
+
+    #[test]
+    fn every_role_fits_a_name() {
+        for role in [NetworkRole::Internal.as_str(), NetworkRole::Egress.as_str()]
+            .into_iter()
+            .chain(crate::sidecar::SIDECARS.iter().map(|s| s.name()))
+            .chain([ContainerRole::AGENT])
+        {
+            assert!(role.len() <= MAX_ROLE_LEN, "{role}");
+        }
+    }
+
+    #[test]
+    fn underscores_never_reach_a_name() {
+        let name = resource_name("my_app", "demo", "gate");
+        assert!(!name.contains('_'), "{name}");
+        assert!(name.starts_with("bottle-my-app-demo-") && name.ends_with("-gate"));
+        assert_ne!(name, resource_name("my-app", "demo", "gate"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Planning: a validated manifest and a bottle name in, a [`Plan`] out.
+//! Planning: a validated bottle and its project in, a [`Plan`] out.
 //!
 //! Pure apart from reading the files sidecars copy (identity keys): the same manifest gives
 //! byte-identical plans, which is what the snapshot tests pin down and what makes the
@@ -17,6 +17,7 @@ use crate::plan::{
     HostValueSource, ImageRef, NetworkRole, NetworkSpec, Plan, Reach, Restart, SecretBytes,
     LABEL_AUDIT, PLAN_FORMAT,
 };
+use crate::project::Project;
 use crate::sidecar::{BottleContext, HostEnv, Sidecar, SIDECARS};
 
 /// The demo agent image bottle builds from `agent-image/`.
@@ -26,39 +27,48 @@ pub const AGENT_MEMORY: i64 = 4 << 30;
 /// The agent's process limit unless the manifest sets `pids_limit`.
 pub const AGENT_PIDS: i64 = 1024;
 
-/// The slug of a bottle: the prefix of every resource name and the `bottle.slug` label.
-/// It is the bottle's name, which validation keeps DNS-safe.
+/// The slug of a bottle: its `bottle.slug` label and, after the project, the second part
+/// of every resource name. It is the bottle's name, which validation keeps DNS-safe.
 pub fn slug(bottle: &Bottle) -> String {
     bottle.name.clone()
 }
 
-/// Plans `bottle` with the registered sidecars, reading secrets from this process's
-/// environment.
-pub fn plan(bottle: &Bottle) -> Result<Plan, PlanError> {
-    plan_in(bottle, SIDECARS, &HostEnv::Process)
+/// Plans `bottle` of `project` with the registered sidecars, reading secrets from this
+/// process's environment.
+pub fn plan(bottle: &Bottle, project: &Project) -> Result<Plan, PlanError> {
+    plan_in(bottle, project, SIDECARS, &HostEnv::Process)
 }
 
-/// Plans `bottle` with the given sidecars, in that start order.
-pub fn plan_with(bottle: &Bottle, sidecars: &[&dyn Sidecar]) -> Result<Plan, PlanError> {
-    plan_in(bottle, sidecars, &HostEnv::Process)
+/// Plans `bottle` of `project` with the given sidecars, in that start order.
+pub fn plan_with(
+    bottle: &Bottle,
+    project: &Project,
+    sidecars: &[&dyn Sidecar],
+) -> Result<Plan, PlanError> {
+    plan_in(bottle, project, sidecars, &HostEnv::Process)
 }
 
-/// Plans `bottle` with the given sidecars, reading `secret_env` variables from `host_env`.
+/// Plans `bottle` of `project` with the given sidecars, reading `secret_env` variables
+/// from `host_env`.
 pub fn plan_in(
     bottle: &Bottle,
+    project: &Project,
     sidecars: &[&dyn Sidecar],
     host_env: &HostEnv,
 ) -> Result<Plan, PlanError> {
     let slug = slug(bottle);
-    let internal = resource_name(&slug, NetworkRole::Internal.as_str());
-    let egress = resource_name(&slug, NetworkRole::Egress.as_str());
+    let project = project.as_str();
+    let name = |role: &str| resource_name(project, &slug, role);
+    let internal = name(NetworkRole::Internal.as_str());
+    let egress = name(NetworkRole::Egress.as_str());
     let own_hosts: Vec<String> = sidecars
         .iter()
         .map(|s| s.name())
         .chain([ContainerRole::AGENT])
-        .map(|role| resource_name(&slug, role))
+        .map(name)
         .collect();
     let cx = BottleContext {
+        project,
         slug: &slug,
         bottle,
         internal: &internal,
@@ -153,7 +163,7 @@ pub fn plan_in(
         dns: false,
         // The host holds no address on it, so the agent has no way to the host.
         host: false,
-        labels: labels(&slug, NetworkRole::Internal.as_str()),
+        labels: labels(project, &slug, NetworkRole::Internal.as_str()),
     }];
     // The egress network exists only for sidecars that go out: without any, there is none.
     if containers.iter().any(|c| c.egress == Egress::Network) {
@@ -163,12 +173,12 @@ pub fn plan_in(
             internal: false,
             dns: true,
             host: true,
-            labels: labels(&slug, NetworkRole::Egress.as_str()),
+            labels: labels(project, &slug, NetworkRole::Egress.as_str()),
         });
     }
 
     containers.push(ContainerSpec {
-        name: resource_name(&slug, ContainerRole::AGENT),
+        name: name(ContainerRole::AGENT),
         role: ContainerRole::agent(),
         image: ImageRef {
             name: bottle.image.clone(),
@@ -179,7 +189,7 @@ pub fn plan_in(
         user: None,
         env: agent_env,
         host_env: host_values,
-        labels: labels(&slug, ContainerRole::AGENT),
+        labels: labels(project, &slug, ContainerRole::AGENT),
         network: internal,
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
@@ -206,6 +216,7 @@ pub fn plan_in(
     Ok(Plan {
         format: PLAN_FORMAT,
         bottle: bottle.name.clone(),
+        project: project.to_owned(),
         slug,
         networks,
         containers,

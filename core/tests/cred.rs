@@ -32,12 +32,18 @@ fn a_route_puts_its_key_in_the_cred_sidecar_only() {
     let fx = common::Fixture::new();
     let m = fx.parse(&route_manifest("")).unwrap();
     let bottle = m.select(Some("c")).unwrap();
-    let plan = planner::plan_in(bottle, SIDECARS, &env_with_key()).unwrap();
+    let plan = planner::plan_in(
+        bottle,
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env_with_key(),
+    )
+    .unwrap();
 
     let cred = plan
         .container("cred")
         .expect("a bottle with routes has a cred sidecar");
-    assert_eq!(cred.name, "bottle-c-cred");
+    assert_eq!(cred.name, "bottle-proj-c-cred");
     assert_eq!(cred.user.as_deref(), Some("10003:10003"));
     assert_eq!(cred.egress, Egress::Network);
     assert_eq!(cred.labels["bottle.audit"], "cred");
@@ -66,10 +72,16 @@ fn a_route_puts_its_key_in_the_cred_sidecar_only() {
     let agent = plan.agent().unwrap();
     assert_eq!(
         agent.env["ANTHROPIC_BASE_URL"],
-        "http://bottle-c-cred:8080/anthropic"
+        "http://bottle-proj-c-cred:8080/anthropic"
     );
-    assert!(agent.hosts_of.iter().any(|h| h.name == "bottle-c-cred"));
-    assert!(agent.reaches.iter().any(|r| r.container == "bottle-c-cred"));
+    assert!(agent
+        .hosts_of
+        .iter()
+        .any(|h| h.name == "bottle-proj-c-cred"));
+    assert!(agent
+        .reaches
+        .iter()
+        .any(|r| r.container == "bottle-proj-c-cred"));
 
     // The key is in the cred sidecar's key file and nowhere else: not in any other
     // container's files, env or labels, not in the plan's Debug, not in its JSON apart
@@ -97,7 +109,10 @@ fn a_route_puts_its_key_in_the_cred_sidecar_only() {
         serde_json::from_slice(proxy.files[0].bytes()).unwrap();
     assert_eq!(egress.routes.len(), 1);
     assert_eq!(egress.routes[0].host, "api.anthropic.com");
-    assert_eq!(egress.routes[0].url, "http://bottle-c-cred:8080/anthropic/");
+    assert_eq!(
+        egress.routes[0].url,
+        "http://bottle-proj-c-cred:8080/anthropic/"
+    );
 }
 
 #[test]
@@ -106,6 +121,7 @@ fn without_routes_there_is_no_cred_sidecar() {
     let m = fx.parse("[bottles.p]\nimage = \"alpine:3\"\n").unwrap();
     let plan = planner::plan_in(
         m.select(Some("p")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
         SIDECARS,
         &HostEnv::Map(BTreeMap::new()),
     )
@@ -129,6 +145,7 @@ fn a_file_secret_and_its_ca_file_are_copied_and_checked() {
     let m = fx.parse(text).unwrap();
     let plan = planner::plan_in(
         m.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
         SIDECARS,
         &HostEnv::Map(BTreeMap::new()),
     )
@@ -158,6 +175,7 @@ fn a_file_secret_and_its_ca_file_are_copied_and_checked() {
     std::fs::write(fx.path().join("key"), format!("{KEY}\nmore\n")).unwrap();
     let err = planner::plan_in(
         m.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
         SIDECARS,
         &HostEnv::Map(BTreeMap::new()),
     )
@@ -182,9 +200,14 @@ fn a_missing_key_stops_the_plan_with_what_to_do() {
             String::new(),
         )])),
     ] {
-        let err = planner::plan_in(m.select(Some("c")).unwrap(), SIDECARS, &env)
-            .unwrap_err()
-            .to_string();
+        let err = planner::plan_in(
+            m.select(Some("c")).unwrap(),
+            &bottle_core::project::Project::new("proj").unwrap(),
+            SIDECARS,
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("bottles.c.cred_proxy.routes[0].secret_env"),
             "{err}"

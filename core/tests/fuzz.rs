@@ -71,7 +71,10 @@ fn check(text: &str) {
     };
     if let Ok(m) = manifest::parse(Path::new("/nonexistent/bottle.toml"), text, &env) {
         for bottle in m.bottles.values() {
-            let _ = bottle_core::planner::plan(bottle);
+            let _ = bottle_core::planner::plan(
+                bottle,
+                &bottle_core::project::Project::new("proj").unwrap(),
+            );
         }
         let _ = m.select(None);
     }

@@ -16,7 +16,13 @@ fn plan(dir: &std::path::Path, text: &str, env: &[(&str, &str)]) -> Result<Plan,
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
     );
-    plan_in(m.select(None).unwrap(), SIDECARS, &env).map_err(|e| e.to_string())
+    plan_in(
+        m.select(None).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn agent(plan: &Plan) -> &ContainerSpec {

@@ -322,7 +322,11 @@ fn missing_identity_files_are_reported_at_plan_time() {
     let text = format!("{HEAD}{}", git_entry("app", "git@h:a.git", ""))
         .replace("\"/k\"", "\"missing_key\"");
     let m = fx.parse(&text).unwrap();
-    let err = planner::plan(m.select(None).unwrap()).unwrap_err();
+    let err = planner::plan(
+        m.select(None).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap_err();
     let PlanError::Invalid(e) = err else {
         panic!("{err}")
     };
@@ -457,7 +461,11 @@ fn identity_files_must_be_unprotected_private_keys() {
         let text = format!("{HEAD}{}", git_entry("app", "git@h:a.git", ""))
             .replace("\"/k\"", &format!("{key:?}"));
         let m = fx.parse(&text).unwrap();
-        planner::plan(m.select(None).unwrap()).map_err(|e| e.to_string())
+        planner::plan(
+            m.select(None).unwrap(),
+            &bottle_core::project::Project::new("proj").unwrap(),
+        )
+        .map_err(|e| e.to_string())
     };
     plan("plain").expect("an unprotected key is taken");
     let e = plan("plain.pub").unwrap_err();

@@ -7,7 +7,11 @@ use bottle_core::planner;
 
 fn plan_json(fx: &common::Fixture, text: &str, bottle: &str) -> String {
     let m = fx.parse(text).unwrap();
-    let plan = planner::plan(m.select(Some(bottle)).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some(bottle)).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     serde_json::to_string_pretty(&plan)
         .unwrap()
         .replace(&fx.path().display().to_string(), "[FIXTURE]")
@@ -37,24 +41,28 @@ fn a_bottle_without_git_has_its_agent_and_egress_proxy_only() {
 fn the_shape_of_the_demo_plan() {
     let fx = common::Fixture::new();
     let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("demo")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     let names: Vec<_> = plan.resource_names().map(|(_, n)| n.to_owned()).collect();
     assert_eq!(
         names,
         [
-            "bottle-demo-internal",
-            "bottle-demo-egress",
-            "bottle-demo-gate",
-            "bottle-demo-proxy",
-            "bottle-demo-agent"
+            "bottle-proj-demo-internal",
+            "bottle-proj-demo-egress",
+            "bottle-proj-demo-gate",
+            "bottle-proj-demo-proxy",
+            "bottle-proj-demo-agent"
         ]
     );
     let gate = plan.container("gate").unwrap();
     let agent = plan.agent().unwrap();
     // The agent is on the internal network only; the gate reaches out through egress.
-    assert_eq!(agent.network, "bottle-demo-internal");
+    assert_eq!(agent.network, "bottle-proj-demo-internal");
     assert!(agent.connect.is_empty());
-    assert_eq!(gate.connect, ["bottle-demo-egress"]);
+    assert_eq!(gate.connect, ["bottle-proj-demo-egress"]);
     assert!(plan.networks[0].internal && !plan.networks[1].internal);
     // The plan says what consumers used to infer from the gate's role: its port, on the
     // internal network only; that it goes out; that the agent reaches that port and goes
@@ -64,7 +72,7 @@ fn the_shape_of_the_demo_plan() {
         [PortSpec {
             name: "git".into(),
             port: 9418,
-            network: "bottle-demo-internal".into()
+            network: "bottle-proj-demo-internal".into()
         }]
     );
     assert_eq!(gate.egress, Egress::Network);
@@ -73,11 +81,11 @@ fn the_shape_of_the_demo_plan() {
         agent.reaches,
         [
             Reach {
-                container: "bottle-demo-gate".into(),
+                container: "bottle-proj-demo-gate".into(),
                 port: "git".into()
             },
             Reach {
-                container: "bottle-demo-proxy".into(),
+                container: "bottle-proj-demo-proxy".into(),
                 port: "http".into()
             }
         ]
@@ -104,8 +112,8 @@ fn the_shape_of_the_demo_plan() {
     }
     // The agent's git config rewrites each upstream URL to the gate.
     let gitconfig = std::str::from_utf8(agent.files[0].bytes()).unwrap();
-    assert!(gitconfig.contains("[url \"git://bottle-demo-gate/app.git\"]\n\tinsteadOf = \"ssh://git@git.example.com:2222/team/app.git\""), "{gitconfig}");
-    assert!(gitconfig.contains("[url \"git://bottle-demo-gate/lib.git\"]\n\tinsteadOf = \"git@git.example.com:team/lib.git\""), "{gitconfig}");
+    assert!(gitconfig.contains("[url \"git://bottle-proj-demo-gate/app.git\"]\n\tinsteadOf = \"ssh://git@git.example.com:2222/team/app.git\""), "{gitconfig}");
+    assert!(gitconfig.contains("[url \"git://bottle-proj-demo-gate/lib.git\"]\n\tinsteadOf = \"git@git.example.com:team/lib.git\""), "{gitconfig}");
 }
 
 /// The agent needs no resolver: its host entry for the gate is filled from the gate, which
@@ -114,14 +122,18 @@ fn the_shape_of_the_demo_plan() {
 fn the_agent_finds_the_gate_through_a_host_entry() {
     let fx = common::Fixture::new();
     let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("demo")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     let agent = plan.agent().unwrap();
     assert_eq!(
         agent.hosts_of,
-        ["bottle-demo-gate", "bottle-demo-proxy"].map(|name| HostOf {
+        ["bottle-proj-demo-gate", "bottle-proj-demo-proxy"].map(|name| HostOf {
             name: name.to_owned(),
             container: name.to_owned(),
-            network: "bottle-demo-internal".to_owned(),
+            network: "bottle-proj-demo-internal".to_owned(),
         })
     );
     assert!(plan.container("gate").unwrap().hosts_of.is_empty());
@@ -140,13 +152,13 @@ fn the_agent_finds_the_gate_through_a_host_entry() {
     let (c, h) = reversed.unfillable_host().unwrap();
     assert_eq!(
         (c.name.as_str(), h.name.as_str()),
-        ("bottle-demo-agent", "bottle-demo-gate")
+        ("bottle-proj-demo-agent", "bottle-proj-demo-gate")
     );
     let mut elsewhere = plan.clone();
-    elsewhere.containers[2].hosts_of[0].network = "bottle-demo-other".to_owned();
+    elsewhere.containers[2].hosts_of[0].network = "bottle-proj-demo-other".to_owned();
     assert!(elsewhere.unfillable_host().is_some());
     let mut egress = plan;
-    egress.containers[2].hosts_of[0].network = "bottle-demo-egress".to_owned();
+    egress.containers[2].hosts_of[0].network = "bottle-proj-demo-egress".to_owned();
     assert_eq!(egress.unfillable_host(), None, "the gate is on egress too");
 }
 
@@ -154,7 +166,11 @@ fn the_agent_finds_the_gate_through_a_host_entry() {
 fn the_plan_round_trips_through_json() {
     let fx = common::Fixture::new();
     let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("demo")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     let json = serde_json::to_vec(&plan).unwrap();
     let back: bottle_core::plan::Plan = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, plan);
@@ -166,7 +182,11 @@ fn the_plan_round_trips_through_json() {
 fn sidecars_restart_on_failure_bounded_and_old_plans_still_read() {
     let fx = common::Fixture::new();
     let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("demo")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     for c in &plan.containers {
         let want = if c.role.is_agent() {
             Restart::No
@@ -197,7 +217,11 @@ fn sidecars_have_read_only_roots_and_their_files_fit_their_writable_places() {
     use bottle_core::plan::WritableOn;
     let fx = common::Fixture::new();
     let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("demo")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     for c in &plan.containers {
         if c.role.is_agent() {
             assert_eq!(c.hardening.read_only_root, None);
@@ -268,7 +292,11 @@ fn the_egress_proxy_gets_the_lists_and_the_agent_its_variables() {
         [bottles.p.egress]\nallow = [\"api.example.com\", \"*.example.org:8443\"]\n\
         deny = [\"bad.example.com\"]\nallow_private = [\"registry.internal\"]\n";
     let m = fx.parse(text).unwrap();
-    let plan = planner::plan(m.select(Some("p")).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("p")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     let proxy = plan.container("proxy").unwrap();
     assert_eq!(proxy.egress, Egress::Network);
     assert_eq!(proxy.labels["bottle.audit"], "proxy");
@@ -282,24 +310,25 @@ fn the_egress_proxy_gets_the_lists_and_the_agent_its_variables() {
     assert_eq!(
         config.own_hosts,
         [
-            "bottle-p-gate",
-            "bottle-p-proxy",
-            "bottle-p-cred",
-            "bottle-p-agent"
+            "bottle-proj-p-gate",
+            "bottle-proj-p-proxy",
+            "bottle-proj-p-cred",
+            "bottle-proj-p-agent"
         ]
     );
     let agent = plan.agent().unwrap();
     for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-        assert_eq!(agent.env[key], "http://bottle-p-proxy:3128", "{key}");
+        assert_eq!(agent.env[key], "http://bottle-proj-p-proxy:3128", "{key}");
     }
     assert_eq!(agent.env["NODE_USE_ENV_PROXY"], "1");
     assert_eq!(agent.env["NO_PROXY"], "mine", "the manifest's env wins");
-    assert!(agent.env["no_proxy"]
-        .starts_with("bottle-p-gate,bottle-p-proxy,bottle-p-cred,bottle-p-agent"));
+    assert!(agent.env["no_proxy"].starts_with(
+        "bottle-proj-p-gate,bottle-proj-p-proxy,bottle-proj-p-cred,bottle-proj-p-agent"
+    ));
     assert_eq!(
         agent.reaches,
         [Reach {
-            container: "bottle-p-proxy".into(),
+            container: "bottle-proj-p-proxy".into(),
             port: "http".into()
         }]
     );

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use bottle_core::manifest::{self, Bottle, Env, SecretSource};
 use bottle_core::planner;
+use bottle_core::project::Project;
 use bottle_core::sidecar::{HostEnv, SIDECARS};
 use libfuzzer_sys::fuzz_target;
 
@@ -92,10 +93,18 @@ fuzz_target!(|data: &[u8]| {
         ("ANTHROPIC_API_KEY".to_owned(), "sk-ant-test".to_owned()),
         ("EMPTY".to_owned(), String::new()),
     ]));
+    // The manifest's own project when it names one (parsing checked it), else a fixed one
+    // (the CLI's other sources, flag, environment and directory, are not the manifest's).
+    let project = m
+        .settings
+        .project
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| Project::new("fuzz").expect("a valid project name"));
     for bottle in m.bottles.values() {
         let bottle = confined(bottle);
-        let first = planner::plan_in(&bottle, SIDECARS, &host_env);
-        let second = planner::plan_in(&bottle, SIDECARS, &host_env);
+        let first = planner::plan_in(&bottle, &project, SIDECARS, &host_env);
+        let second = planner::plan_in(&bottle, &project, SIDECARS, &host_env);
         match (&first, &second) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "planning is not deterministic"),
             (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),

@@ -5,14 +5,24 @@ use std::process::Command;
 
 use crate::support::{ok, run, text};
 
-/// `bottle` with a clean environment: no BOTTLE_BACKEND, a config home of our own.
-pub fn bottle(dir: &Path) -> Command {
+/// `bottle` with a clean environment: no BOTTLE_BACKEND, no BOTTLE_PROJECT (the manifest's
+/// or the directory's project applies), a config home of our own.
+pub fn bottle_clean(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bottle"));
     cmd.current_dir(dir)
         .env_remove("BOTTLE_BACKEND")
         .env_remove("BOTTLE_MANIFEST")
+        .env_remove("BOTTLE_PROJECT")
         .env("XDG_CONFIG_HOME", dir.join("config-home"))
         .env("HOME", dir);
+    cmd
+}
+
+/// [`bottle_clean`] in project `cli` (BOTTLE_PROJECT), so that names do not depend on the
+/// temporary directory's random name.
+pub fn bottle(dir: &Path) -> Command {
+    let mut cmd = bottle_clean(dir);
+    cmd.env("BOTTLE_PROJECT", "cli");
     cmd
 }
 
@@ -299,7 +309,7 @@ fn init_agent_claude_code_writes_its_manifest_once() {
     assert!(!script.contains("sk-ant-cli-test-1234"));
     assert!(script.contains("\"${ANTHROPIC_API_KEY:?"), "{script}");
     assert!(
-        script.contains("ANTHROPIC_BASE_URL=http://bottle-my-project-cred:8080/anthropic"),
+        script.contains("ANTHROPIC_BASE_URL=http://bottle-cli-my-project-cred:8080/anthropic"),
         "{script}"
     );
     let (c, out) =
@@ -355,7 +365,7 @@ fn run_ups_runs_and_takes_down_what_it_brought_up() {
     // Is it up? (the dry-run cannot know: no), up, the command, down.
     assert_eq!(scripts(&out), ["ps", "up", "exec", "down"], "{out}");
     assert!(
-        out.contains("docker exec bottle-runner-agent sh -c 'exit 3'"),
+        out.contains("docker exec bottle-cli-runner-agent sh -c 'exit 3'"),
         "{out}"
     );
 
@@ -665,10 +675,13 @@ fn dry_run_changes_nothing_and_prints_one_thing() {
 fn exec_takes_the_command_after_the_separator_and_its_options() {
     let dir = project();
     let out = ok(bottle(dir.path()).args(["--dry-run", "exec", "--", "ls", "-l"]));
-    assert!(out.contains("docker exec bottle-demo-agent ls -l"), "{out}");
+    assert!(
+        out.contains("docker exec bottle-cli-demo-agent ls -l"),
+        "{out}"
+    );
     // A word before `--` is the bottle, never the command.
     let out = ok(bottle(dir.path()).args(["--dry-run", "exec", "ls"]));
-    assert!(out.contains("docker exec bottle-ls-agent sh"), "{out}");
+    assert!(out.contains("docker exec bottle-cli-ls-agent sh"), "{out}");
     let (c, out) = code(bottle(dir.path()).args(["--dry-run", "exec", "demo", "ls"]));
     assert_eq!(c, 2, "{out}");
     assert!(out.contains("unexpected argument 'ls'"), "{out}");
@@ -690,13 +703,13 @@ fn exec_takes_the_command_after_the_separator_and_its_options() {
         "status",
     ]));
     assert!(
-        out.contains("docker exec -u 1000:1000 -w '/work/my app' -e 'GIT_TRACE=1' -e 'EMPTY=' bottle-demo-agent git status"),
+        out.contains("docker exec -u 1000:1000 -w '/work/my app' -e 'GIT_TRACE=1' -e 'EMPTY=' bottle-cli-demo-agent git status"),
         "{out}"
     );
     // run takes them too.
     let out = ok(bottle(dir.path()).args(["--dry-run", "run", "-u", "root", "--", "id"]));
     assert!(
-        out.contains("docker exec -u root bottle-demo-agent id"),
+        out.contains("docker exec -u root bottle-cli-demo-agent id"),
         "{out}"
     );
 
@@ -797,7 +810,9 @@ fn validate_checks_as_up_would_and_summarises() {
     );
     assert!(out.contains("host key pinned"), "{out}");
     assert!(
-        out.contains("containers: bottle-demo-gate, bottle-demo-proxy, bottle-demo-agent"),
+        out.contains(
+            "containers: bottle-cli-demo-gate, bottle-cli-demo-proxy, bottle-cli-demo-agent"
+        ),
         "{out}"
     );
     assert!(out.contains("valid (1 bottle)"), "{out}");
@@ -834,6 +849,161 @@ fn validate_checks_as_up_would_and_summarises() {
     assert!(out.contains("ANTHROPIC_API_KEY is not set"), "{out}");
 }
 
+/// A directory `name` (in a fresh temp dir) holding a one-bottle manifest `demo`, with
+/// `settings` (TOML lines) above it.
+fn project_dir(name: &str, settings: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("bottle.toml"),
+        format!("{settings}\n[bottles.demo]\nimage = \"bottle-agent:latest\"\n"),
+    )
+    .unwrap();
+    (root, dir)
+}
+
+/// The agent `bottle --dry-run exec demo -- true` prints, in `dir` with `cmd`'s settings.
+fn agent_of(cmd: &mut Command) -> String {
+    let out = ok(cmd.args(["--dry-run", "exec", "demo", "--", "true"]));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("docker exec "))
+        .unwrap_or_else(|| panic!("no exec line:\n{out}"));
+    line.trim_start_matches("docker exec ")
+        .trim_end_matches(" true")
+        .to_owned()
+}
+
+#[test]
+fn the_project_is_the_flag_the_env_the_manifest_or_the_directory() {
+    // The directory's name, normalised as Docker Compose does.
+    let (_root, dir) = project_dir("My-Web App.v2", "");
+    assert_eq!(
+        agent_of(&mut bottle_clean(&dir)),
+        "bottle-my-webappv2-demo-agent"
+    );
+    let plan = ok(bottle_clean(&dir).args(["--dry-run", "up"]));
+    assert!(
+        plan.contains("--label 'bottle.project=my-webappv2'"),
+        "{plan}"
+    );
+
+    // [settings] project over the directory, BOTTLE_PROJECT over that, -p over all.
+    let (_root, dir) = project_dir("ignored", "[settings]\nproject = \"fromfile\"\n");
+    assert_eq!(
+        agent_of(&mut bottle_clean(&dir)),
+        "bottle-fromfile-demo-agent"
+    );
+    assert_eq!(
+        agent_of(bottle_clean(&dir).env("BOTTLE_PROJECT", "fromenv")),
+        "bottle-fromenv-demo-agent"
+    );
+    assert_eq!(
+        agent_of(
+            bottle_clean(&dir)
+                .env("BOTTLE_PROJECT", "fromenv")
+                .args(["-p", "fromflag"])
+        ),
+        "bottle-fromflag-demo-agent"
+    );
+    assert_eq!(
+        agent_of(bottle_clean(&dir).args(["--project-name", "long_form"])),
+        // A '_' is no DNS label's: such a name is shortened with its hash.
+        bottle_core::plan::resource_name("long_form", "demo", "agent")
+    );
+}
+
+#[test]
+fn an_invalid_project_name_is_a_usage_error_naming_the_rule() {
+    let (_root, dir) = project_dir("fine", "");
+    let mut by_flag = bottle_clean(&dir);
+    by_flag.args(["-p", "Bad.Name", "--dry-run", "up"]);
+    let mut by_env = bottle_clean(&dir);
+    by_env.env("BOTTLE_PROJECT", "-x").args(["--dry-run", "up"]);
+    for (mut cmd, from) in [
+        (by_flag, "from --project-name"),
+        (by_env, "from BOTTLE_PROJECT"),
+    ] {
+        let (c, out) = code(&mut cmd);
+        assert_eq!(c, 2, "{out}");
+        assert!(
+            out.contains("is not a valid project name")
+                && out.contains("[a-z0-9_-]")
+                && out.contains(from),
+            "{out}"
+        );
+    }
+
+    let (_root, dir) = project_dir("fine", "[settings]\nproject = \"UPPER\"\n");
+    let (c, out) = code(bottle_clean(&dir).args(["--dry-run", "up"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("settings.project") && out.contains("'UPPER' is not a valid project name"),
+        "{out}"
+    );
+
+    // A directory whose name leaves nothing valid: the error says to name one.
+    let (_root, dir) = project_dir(".äö", "");
+    let (c, out) = code(bottle_clean(&dir).args(["--dry-run", "up"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(out.contains("-p NAME"), "{out}");
+}
+
+#[test]
+fn cleanup_all_asks_first_and_refuses_without_a_terminal() {
+    let dir = project();
+    // No terminal (the test's stdin is not one) and no --yes: refused before any engine is
+    // asked (there is none here).
+    let (c, out) = code(
+        bottle(dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["cleanup", "--all"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("no terminal") && out.contains("--yes"),
+        "{out}"
+    );
+    // With --yes it goes to the engine (which is not there: a runtime failure, exit 1).
+    let (c, out) = code(
+        bottle(dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["cleanup", "--all", "--yes"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(c, 1, "{out}");
+    // The dry run changes nothing, so it asks nothing: it prints the script for every project.
+    let out = ok(bottle(dir.path())
+        .args(["--dry-run", "cleanup", "--all"])
+        .stdin(std::process::Stdio::null()));
+    assert!(
+        out.contains("of every project") && out.contains("--filter 'label=bottle.managed'"),
+        "{out}"
+    );
+    assert!(!out.contains("bottle.project="), "{out}");
+    // Without --all: this project's stopped bottles only, keeping complete stopped ones
+    // (and saying so); by name, a stopped bottle goes whole.
+    let out = ok(bottle(dir.path()).args(["--dry-run", "cleanup"]));
+    assert!(
+        out.contains("--filter 'label=bottle.project=cli'") && out.contains("status=running"),
+        "{out}"
+    );
+    assert!(
+        out.contains("status=created") && out.contains("kept stopped"),
+        "{out}"
+    );
+    let out = ok(bottle(dir.path()).args(["--dry-run", "cleanup", "demo"]));
+    assert!(
+        out.contains("status=running") && !out.contains("kept stopped"),
+        "{out}"
+    );
+    // A bottle name and --all do not go together.
+    let (c, out) = code(bottle(dir.path()).args(["cleanup", "--all", "demo"]));
+    assert_eq!(c, 2, "{out}");
+}
+
 /// `stop`, `start`, `status` and `logs --container`: their help, their dry-run scripts (the
 /// plan's order for `start`), and their refusals.
 #[test]
@@ -849,8 +1019,9 @@ fn stop_start_status_and_container_logs() {
     // stop: the running containers found by label, stopped, kept.
     let out = ok(bottle(dir.path()).args(["--dry-run", "stop"]));
     assert!(
-        out.contains("containers=$(docker ps -q --filter 'label=bottle.slug=demo')")
-            && out.contains("xargs -r docker stop"),
+        out.contains(
+            "containers=$(docker ps -q --filter 'label=bottle.managed' --filter 'label=bottle.project=cli' --filter 'label=bottle.slug=demo')"
+        ) && out.contains("xargs -r docker stop"),
         "{out}"
     );
     assert!(!out.contains(" rm "), "stop removes nothing:\n{out}");
@@ -863,9 +1034,9 @@ fn stop_start_status_and_container_logs() {
     assert_eq!(
         starts,
         [
-            "podman start bottle-demo-gate >/dev/null",
-            "podman start bottle-demo-proxy >/dev/null",
-            "podman start bottle-demo-agent >/dev/null",
+            "podman start bottle-cli-demo-gate >/dev/null",
+            "podman start bottle-cli-demo-proxy >/dev/null",
+            "podman start bottle-cli-demo-agent >/dev/null",
         ],
         "{out}"
     );

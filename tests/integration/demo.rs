@@ -31,7 +31,7 @@ fn the_demo_shows_clone_clean_push_and_blocked_secret_then_cleans_up() {
         "aws-access-token (",
         "pre-receive hook declined",
         "blocked: gitleaks found the key",
-        "MODEL_BASE_URL=http://bottle-demo-cred:8080/model",
+        "MODEL_BASE_URL=http://bottle-demo-demo-cred:8080/model",
         "Hello from the model stand-in.",
         "the agent's environment does not hold it",
         "CONNECT tunnel failed, response 403",

@@ -161,7 +161,12 @@ impl Rig {
         let manifest = manifest::parse(&manifest_path, &manifest_text, &Env::current())
             .unwrap_or_else(|e| panic!("{e}"));
         let gate = GitGate::on_host(&rig.gate_root).unwrap();
-        let plan = planner::plan_with(manifest.select(None).unwrap(), &[&gate]).unwrap();
+        let plan = planner::plan_with(
+            manifest.select(None).unwrap(),
+            &bottle_core::project::Project::new("proj").unwrap(),
+            &[&gate],
+        )
+        .unwrap();
 
         // Lay the gate's files down as a backend copies them into its container.
         let spec = plan.container(bottle_core::gate::NAME).expect("a gate");

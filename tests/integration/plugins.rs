@@ -111,19 +111,19 @@ fn a_good_plugin_is_listed_and_works_as_a_backend() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let p = &doc["plugins"][0];
     assert_eq!(p["backend"], "test-good", "{out}");
-    assert_eq!(p["abi_version"], 1);
+    assert_eq!(p["abi_version"], 2);
     assert_eq!(p["ok"], true);
     assert_eq!(p["from"], "--plugin");
     let table = ok(bottle(dir.path()).args([&flag(&good), "plugins"]));
     assert!(
-        table.contains("test-good") && table.contains("--plugin") && table.contains("1 "),
+        table.contains("test-good") && table.contains("--plugin") && table.contains("2 "),
         "{table}"
     );
 
     // The plan crosses as JSON, the identity key's bytes included (18 of them).
     let out = ok(bottle(dir.path()).args([&flag(&good), "--backend", "test-good", "up", "demo"]));
     assert!(
-        out.contains("test-good: up demo containers=[bottle-demo-gate,bottle-demo-proxy,bottle-demo-agent] networks=2 secret-bytes=18 keep-on-failure=false"),
+        out.contains("test-good: up demo containers=[bottle-cli-demo-gate,bottle-cli-demo-proxy,bottle-cli-demo-agent] networks=2 secret-bytes=18 keep-on-failure=false"),
         "{out}"
     );
     let out = ok(bottle(dir.path()).args([
@@ -135,6 +135,8 @@ fn a_good_plugin_is_listed_and_works_as_a_backend() {
         "demo",
     ]));
     assert!(out.contains("\"bottle-demo-agent\""), "{out}");
+    // The scope crosses: the plugin answers with the project it was asked about.
+    assert!(out.contains("\"project\": \"cli\""), "{out}");
     // The exit code of exec crosses.
     let (c, out) = code(bottle(dir.path()).args([
         &flag(&good),
@@ -248,7 +250,7 @@ fn a_wrong_abi_version_is_a_clear_error_naming_the_file() {
     assert_eq!(c, 2, "{out}");
     assert!(
         out.contains(&format!(
-            "plugin {}: built for plugin ABI version 999, but this bottle speaks version 1",
+            "plugin {}: built for plugin ABI version 999, but this bottle speaks version 2",
             wrong.display()
         )),
         "{out}"
@@ -268,7 +270,7 @@ fn a_missing_table_symbol_is_a_clear_error() {
     assert_eq!(c, 1, "{out}");
     assert!(
         out.contains(&format!(
-            "plugin {}: exports ABI version 1 but no symbol BOTTLE_PLUGIN_TABLE_V1",
+            "plugin {}: exports ABI version 2 but no symbol BOTTLE_PLUGIN_TABLE_V1",
             lib.display()
         )),
         "{out}"
@@ -451,7 +453,9 @@ fn kube_prints_the_bottle_without_its_key_unless_asked() {
     }
     assert!(!out.contains("kind: Secret"), "{out}");
     assert!(
-        out.contains("kubectl create secret generic bottle-demo-gate-secret --from-file='app.key="),
+        out.contains(
+            "kubectl create secret generic bottle-cli-demo-gate-secret --from-file='app.key="
+        ),
         "{out}"
     );
     // base64 of the key "PRIVATE KEY BYTES\n".
@@ -487,7 +491,7 @@ fn kube_prints_the_bottle_without_its_key_unless_asked() {
     let out = ok(bottle(dir.path()).args([&flag(&kube), "--backend", "kube", "down", "demo"]));
     assert_eq!(
         out.trim(),
-        "kubectl delete 'pods,services,configmaps,secrets,networkpolicies' -l 'bottle.slug=demo' --ignore-not-found '--wait=true'"
+        "kubectl delete 'pods,services,configmaps,secrets,networkpolicies' -l 'bottle.managed,bottle.project=cli,bottle.slug=demo' --ignore-not-found '--wait=true'"
     );
 }
 
@@ -586,10 +590,10 @@ fn kube_applies_with_kubectl_when_asked() {
     assert_eq!(
         calls,
         [
-            "ARGS --namespace=agents get pods,services,configmaps,secrets,networkpolicies -l bottle.managed,bottle.slug=demo -o name",
+            "ARGS --namespace=agents get pods,services,configmaps,secrets,networkpolicies -l bottle.managed,bottle.project=cli,bottle.slug=demo -o name",
             "ARGS --namespace=agents apply --server-side --field-manager=bottle -f -",
-            "ARGS --namespace=agents wait --for=condition=Ready pod -l bottle.slug=demo --timeout=180s",
-            "ARGS delete pods,services,configmaps,secrets,networkpolicies -l bottle.slug=demo --ignore-not-found --wait=true",
+            "ARGS --namespace=agents wait --for=condition=Ready pod -l bottle.managed,bottle.project=cli,bottle.slug=demo --timeout=180s",
+            "ARGS delete pods,services,configmaps,secrets,networkpolicies -l bottle.managed,bottle.project=cli,bottle.slug=demo --ignore-not-found --wait=true",
         ],
         "{log}"
     );
@@ -842,8 +846,9 @@ fn kube_output_runs_under_podman_kube_play() {
     .unwrap();
 
     let network = format!("bottle-{slug}-play");
-    let gate_pod = format!("bottle-{slug}-gate");
-    let agent_pod = format!("bottle-{slug}-agent");
+    // `bottle` runs in project `cli` (BOTTLE_PROJECT).
+    let gate_pod = format!("bottle-cli-{slug}-gate");
+    let agent_pod = format!("bottle-cli-{slug}-agent");
     let played = Played {
         files: vec![d.join("upstream.yaml"), d.join("bottle.yaml")],
         secrets: secrets.iter().map(|(n, _)| n.clone()).collect(),

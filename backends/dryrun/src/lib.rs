@@ -67,10 +67,13 @@
 //!   rootful Podman 4.3: owners, modes, entrypoints, extra hosts, labels, limits, the leftover
 //!   probe, the rollback and `down` behaved as described here.
 //! - **down, cleanup, ps, exec.** `down` and `cleanup` find resources by label
-//!   (`bottle.slug=<slug>`, or `bottle.managed` for every bottle) with `ps -aq` and
+//!   (`bottle.managed`, with `bottle.project=<project>` and `bottle.slug=<slug>` when the
+//!   scope names them; a filter cannot select a missing label, so resources of a bottle older
+//!   than projects are reached by `cleanup --all` only; `cleanup` without `--all` goes bottle
+//!   by bottle and skips each with a live container) with `ps -aq` and
 //!   `network ls -q`, captured in a variable first (so a failing listing stops the script)
 //!   and removed with `xargs -r ... rm -f` / `network rm`: idempotent. `ps` prints its listing
-//!   commands and returns no bottles; `exec` prints `exec [-it] bottle-<slug>-agent CMD...`
+//!   commands and returns no bottles; `exec` prints `exec [-it] bottle-<project>-<slug>-agent CMD...`
 //!   and returns 0; `cleanup` returns nothing removed.
 //! - **stop, start.** `stop` lists the running containers by label (`ps -q`) and stops
 //!   them with `xargs -r ... stop`: idempotent. `start` prints one `start NAME` per container
@@ -90,7 +93,9 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::backend::{
+    Backend, BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions,
+};
 use bottle_core::plan::Plan;
 
 pub use render::{
@@ -202,12 +207,12 @@ impl Backend for DryRun {
         self.print(render_up_with(plan, self.cli, opts))
     }
 
-    async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        self.print(render_down(slug, self.cli))
+    async fn down(&self, scope: &Scope) -> Result<(), BackendError> {
+        self.print(render_down(scope, self.cli))
     }
 
-    async fn stop(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
-        self.print(render_stop(slug, self.cli))?;
+    async fn stop(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        self.print(render_stop(scope, self.cli))?;
         Ok(Vec::new())
     }
 
@@ -216,13 +221,13 @@ impl Backend for DryRun {
         Ok(Vec::new())
     }
 
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        self.print(render_ps(slug, self.cli))?;
+    async fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
+        self.print(render_ps(scope, self.cli))?;
         Ok(Vec::new())
     }
 
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        self.print(render_cleanup(slug, self.cli))?;
+    async fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        self.print(render_cleanup(scope, self.cli))?;
         Ok(Vec::new())
     }
 

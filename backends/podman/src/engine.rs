@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn the_spec_says_exactly_what_the_plan_says() {
         let c = ContainerSpec {
-            name: resource_name("s", ContainerRole::AGENT),
+            name: resource_name("p", "s", ContainerRole::AGENT),
             role: ContainerRole::agent(),
             image: ImageRef {
                 name: "img:1".into(),
@@ -614,7 +614,7 @@ mod tests {
             user: Some("1000:1000".into()),
             env: BTreeMap::from([("A".into(), "1".into())]),
             host_env: BTreeMap::new(),
-            labels: labels("s", ContainerRole::AGENT),
+            labels: labels("p", "s", ContainerRole::AGENT),
             network: "net".into(),
             connect: vec![],
             extra_hosts: BTreeMap::from([("v6".into(), "2001:db8::1".parse().unwrap())]),

@@ -3,7 +3,7 @@
 //! and started with [`engine::run_container`](crate::engine::run_container).
 //!
 //! No plan names it: it stands for the real upstream a bottle's gate reaches, so it sits on
-//! the bottle's egress network as `bottle-<slug>-upstream`, labelled with the bottle's slug
+//! the bottle's egress network as `bottle-<project>-<slug>-upstream`, labelled with the bottle's slug
 //! so that `bottle down` removes it with the bottle.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,10 @@ pub const ROLE: &str = "upstream";
 /// What the fixture serves, and to whom (the entrypoint's `FIXTURE_*` variables).
 #[derive(Debug, Clone, Copy)]
 pub struct Upstream<'a> {
-    /// The bottle it serves: its name, labels and network follow from this slug.
+    /// The project of the bottle it serves.
+    pub project: &'a str,
+    /// The bottle it serves: its name, labels and network follow from this slug and the
+    /// project.
     pub slug: &'a str,
     /// Repositories it creates at start, each `/srv/git/NAME.git` with one commit
     /// (`FIXTURE_REPOS`); none when repositories are copied in instead.
@@ -33,12 +36,12 @@ pub struct Upstream<'a> {
     pub authorized_keys: &'a str,
 }
 
-/// The fixture's container: `bottle-<slug>-upstream` on the bottle's egress network, run
+/// The fixture's container: `bottle-<project>-<slug>-upstream` on the bottle's egress network, run
 /// as the image's root (its entrypoint installs the keys, then runs sshd), with an init.
 pub fn upstream(u: &Upstream) -> ContainerSpec {
-    let egress = resource_name(u.slug, NetworkRole::Egress.as_str());
+    let egress = resource_name(u.project, u.slug, NetworkRole::Egress.as_str());
     ContainerSpec {
-        name: resource_name(u.slug, ROLE),
+        name: resource_name(u.project, u.slug, ROLE),
         role: ContainerRole::sidecar(ROLE),
         image: ImageRef {
             name: images::UPSTREAM.tag.to_owned(),
@@ -60,7 +63,7 @@ pub fn upstream(u: &Upstream) -> ContainerSpec {
             ),
         ]),
         host_env: BTreeMap::new(),
-        labels: labels(u.slug, ROLE),
+        labels: labels(u.project, u.slug, ROLE),
         network: egress.clone(),
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
@@ -96,6 +99,8 @@ pub const WEB_ROLE: &str = "web";
 /// `web.<slug>.test`) and the TLS certificate and key it serves (PEM).
 #[derive(Debug, Clone, Copy)]
 pub struct Web<'a> {
+    /// The project of the bottle it belongs to.
+    pub project: &'a str,
     /// The bottle it belongs to.
     pub slug: &'a str,
     /// Its container name, also its host name on the egress network.
@@ -112,7 +117,7 @@ pub struct Web<'a> {
 /// The spec of a web fixture (`images::WEB`) on `w.slug`'s egress network: HTTP on 80,
 /// TLS on 443, as root with only `NET_BIND_SERVICE` for those ports.
 pub fn web(w: &Web) -> ContainerSpec {
-    let egress = resource_name(w.slug, NetworkRole::Egress.as_str());
+    let egress = resource_name(w.project, w.slug, NetworkRole::Egress.as_str());
     let file = |path: &str, mode: u32, text: &str| FileSpec {
         path: path.to_owned(),
         mode,
@@ -156,7 +161,7 @@ pub fn web(w: &Web) -> ContainerSpec {
         user: None,
         env: BTreeMap::new(),
         host_env: BTreeMap::new(),
-        labels: labels(w.slug, WEB_ROLE),
+        labels: labels(w.project, w.slug, WEB_ROLE),
         network: egress.clone(),
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
@@ -199,14 +204,15 @@ mod tests {
     #[test]
     fn the_fixture_belongs_to_its_bottle() {
         let c = upstream(&Upstream {
+            project: "web",
             slug: "demo",
             repos: &["app", "lib"],
             default_branch: "main",
             host_key: "KEY",
             authorized_keys: "ssh-ed25519 AAAA",
         });
-        assert_eq!(c.name, "bottle-demo-upstream");
-        assert_eq!(c.network, "bottle-demo-egress");
+        assert_eq!(c.name, "bottle-web-demo-upstream");
+        assert_eq!(c.network, "bottle-web-demo-egress");
         assert_eq!(c.labels[LABEL_SLUG], "demo");
         assert_eq!(c.labels[LABEL_ROLE], "upstream");
         assert_eq!(c.image.name, "bottle-upstream-fixture:latest");

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bottle_core::backend::{BackendError, BottleStatus, Resource};
-use bottle_core::plan::{ResourceKind, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG};
+use bottle_core::backend::{BackendError, BottleStatus, Resource, Scope};
+use bottle_core::plan::{ResourceKind, LABEL_MANAGED, LABEL_PROJECT, LABEL_ROLE, LABEL_SLUG};
 
 /// The `label` filter values that select bottle's resources: every bottle's
 /// (`bottle.managed`), or one bottle's (`bottle.managed` and `bottle.slug=SLUG`). Engines
@@ -36,11 +36,19 @@ pub fn slug_of(labels: Option<&HashMap<String, String>>) -> String {
         .unwrap_or_default()
 }
 
+/// The `bottle.project` of a resource with these labels (`None` without one: made by a
+/// bottle older than projects).
+pub fn project_of(labels: Option<&HashMap<String, String>>) -> Option<String> {
+    labels.and_then(|l| l.get(LABEL_PROJECT)).cloned()
+}
+
 /// A labelled resource as listed: its engine id, its bottle and what `ps` shows of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     /// The engine's id, to remove exactly this resource.
     pub id: String,
+    /// Its `bottle.project`, when it has one.
+    pub project: Option<String>,
     /// Its `bottle.slug`.
     pub slug: String,
     /// What `ps` shows.
@@ -57,6 +65,7 @@ impl Found {
     ) -> Found {
         Found {
             id,
+            project: project_of(labels),
             slug: slug_of(labels),
             resource: Resource {
                 kind: ResourceKind::Container,
@@ -72,6 +81,7 @@ impl Found {
     pub fn network(id: String, name: String, labels: Option<&HashMap<String, String>>) -> Found {
         Found {
             id,
+            project: project_of(labels),
             slug: slug_of(labels),
             resource: Resource {
                 kind: ResourceKind::Network,
@@ -84,18 +94,25 @@ impl Found {
     }
 }
 
-/// `ps`: resources grouped by bottle (slugs in order), each bottle's containers first,
-/// then its networks, by name.
+/// `ps`: resources grouped by bottle (by project, then slug; unlabelled ones first), each
+/// bottle's containers first, then its networks, by name.
 pub fn group(found: impl IntoIterator<Item = Found>) -> Vec<BottleStatus> {
-    let mut bottles: BTreeMap<String, Vec<Resource>> = BTreeMap::new();
+    let mut bottles: BTreeMap<(Option<String>, String), Vec<Resource>> = BTreeMap::new();
     for f in found {
-        bottles.entry(f.slug).or_default().push(f.resource);
+        bottles
+            .entry((f.project, f.slug))
+            .or_default()
+            .push(f.resource);
     }
     bottles
         .into_iter()
-        .map(|(slug, mut resources)| {
+        .map(|((project, slug), mut resources)| {
             resources.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-            BottleStatus { slug, resources }
+            BottleStatus {
+                project,
+                slug,
+                resources,
+            }
         })
         .collect()
 }
@@ -116,14 +133,14 @@ pub fn leftovers(slug: &str, found: Vec<(ResourceKind, String)>) -> Result<(), B
 /// The outcome of `down`/`cleanup`: what was removed, or an error naming each failure
 /// (`failures`, already worded as `KIND NAME: engine message`) and what was removed anyway.
 pub fn removal_outcome(
-    slug: Option<&str>,
+    scope: &Scope,
     removed: Vec<Resource>,
     failures: Vec<String>,
 ) -> Result<Vec<Resource>, BackendError> {
     if failures.is_empty() {
         return Ok(removed);
     }
-    let what = slug.map_or("bottle resources".to_owned(), |s| format!("bottle '{s}'"));
+    let what = scope.describe();
     let done = if removed.is_empty() {
         String::new()
     } else {
@@ -251,7 +268,12 @@ mod tests {
             &AfterFailure::RolledBack(vec!["network n: busy".into()]),
         );
         assert!(part.to_string().contains("rollback incomplete"), "{part}");
-        assert!(removal_outcome(Some("s"), vec![], vec!["container c: no".into()]).is_err());
+        assert!(removal_outcome(
+            &Scope::bottle("p", "s"),
+            vec![],
+            vec!["container c: no".into()]
+        )
+        .is_err());
         assert!(leftovers("s", vec![]).is_ok());
     }
 }

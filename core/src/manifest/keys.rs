@@ -100,7 +100,11 @@ const BOTTLE: Shape = Table(&[
 const MANIFEST: Shape = Table(&[
     (
         "settings",
-        Table(&[("backend", Str, Opt), ("podman_socket", Str, Opt)]),
+        Table(&[
+            ("backend", Str, Opt),
+            ("podman_socket", Str, Opt),
+            ("project", Str, Opt),
+        ]),
         Opt,
     ),
     ("bottles", Named(&BOTTLE), Opt),

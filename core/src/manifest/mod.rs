@@ -45,6 +45,7 @@ struct RawManifest {
 struct RawSettings {
     backend: Option<Spanned<String>>,
     podman_socket: Option<Spanned<String>>,
+    project: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +118,9 @@ pub struct Settings {
     pub backend: Option<Located<String>>,
     /// The podman API socket (`unix:///path` or a path), unless `CONTAINER_HOST` is set.
     pub podman_socket: Option<String>,
+    /// The project ([`crate::project`]) unless `--project-name` or `BOTTLE_PROJECT` say
+    /// otherwise; a valid project name.
+    pub project: Option<Located<crate::project::Project>>,
 }
 
 /// A value with the place in the manifest it came from, for errors found after validation.
@@ -531,16 +535,32 @@ impl Validator<'_> {
     }
 
     fn run(mut self, raw: RawManifest) -> Result<Manifest, ManifestError> {
-        let (backend, podman_socket) = match raw.settings {
-            Some(s) => (s.backend, s.podman_socket),
-            None => (None, None),
+        let (backend, podman_socket, project) = match raw.settings {
+            Some(s) => (s.backend, s.podman_socket, s.project),
+            None => (None, None, None),
         };
+        let project = project.and_then(|p| {
+            let span = p.span();
+            match crate::project::Project::new(p.get_ref()) {
+                Ok(project) => Some(self.located(project, &span, "settings.project")),
+                Err(e) => {
+                    self.error(
+                        &span,
+                        "settings.project",
+                        e.to_string(),
+                        "or remove it: the project is then the manifest's directory name",
+                    );
+                    None
+                }
+            }
+        });
         let settings = Settings {
             backend: backend.map(|b| {
                 let span = b.span();
                 self.located(b.into_inner(), &span, "settings.backend")
             }),
             podman_socket: podman_socket.map(Spanned::into_inner),
+            project,
         };
         let mut bottles = BTreeMap::new();
         for (name, bottle) in raw.bottles {

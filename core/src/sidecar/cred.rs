@@ -24,7 +24,7 @@ use bottle_proxy_config::{CredConfig, Limits, Route};
 use crate::diag::{Diagnostic, ManifestError, PlanError};
 use crate::images::{self, ImageRecipe};
 use crate::manifest::{CredRoute, SecretSource};
-use crate::plan::{resource_name, FileSource, FileSpec, SecretBytes};
+use crate::plan::{FileSource, FileSpec, SecretBytes};
 use crate::sidecar::proxy::{self, proxy_container, ProxyContainer};
 use crate::sidecar::{AgentGrant, BottleContext, HostEnv, Sidecar, SidecarPlan};
 
@@ -47,10 +47,10 @@ pub const CA_DIR: &str = "/etc/bottle-proxy/ca";
 #[derive(Debug, Clone, Copy)]
 pub struct CredSidecar;
 
-/// The URL the agent calls for `route` in the bottle `slug` (no trailing `/`: clients
+/// The URL the agent calls for `route` in the bottle of `cx` (no trailing `/`: clients
 /// append `/v1/...`).
-pub fn route_url(slug: &str, route: &str) -> String {
-    format!("http://{}:{CRED_PORT}/{route}", resource_name(slug, NAME))
+pub fn route_url(cx: &BottleContext<'_>, route: &str) -> String {
+    format!("http://{}:{CRED_PORT}/{route}", cx.name(NAME))
 }
 
 impl Sidecar for CredSidecar {
@@ -71,7 +71,7 @@ impl Sidecar for CredSidecar {
         if cred.routes.is_empty() {
             return Ok(None);
         }
-        let host = resource_name(cx.slug, NAME);
+        let host = cx.name(NAME);
         let mut files = Vec::new();
         let mut routes = Vec::new();
         let mut problems = Vec::new();
@@ -150,7 +150,7 @@ impl Sidecar for CredSidecar {
             .iter()
             .filter_map(|r| {
                 let var = r.agent_env.clone()?;
-                Some((var, route_url(cx.slug, &r.name)))
+                Some((var, route_url(cx, &r.name)))
             })
             .collect();
         Ok(Some(SidecarPlan {

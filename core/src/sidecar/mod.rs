@@ -29,7 +29,9 @@ use crate::plan::{ContainerSpec, FileSpec};
 /// What a sidecar is given to plan itself for one bottle.
 #[derive(Debug, Clone, Copy)]
 pub struct BottleContext<'a> {
-    /// The bottle's slug (the prefix of every resource name).
+    /// The project the bottle belongs to.
+    pub project: &'a str,
+    /// The bottle's slug (its name; with the project, the stem of every resource name).
     pub slug: &'a str,
     /// The validated bottle.
     pub bottle: &'a Bottle,
@@ -44,6 +46,19 @@ pub struct BottleContext<'a> {
     pub own_hosts: &'a [String],
     /// Where secrets named by environment variable (`secret_env`) are read from.
     pub host_env: &'a HostEnv,
+}
+
+impl BottleContext<'_> {
+    /// The name of the bottle's resource with this role ([`crate::plan::resource_name`]):
+    /// a sidecar's container name, which is also its host name for the agent.
+    pub fn name(&self, role: &str) -> String {
+        crate::plan::resource_name(self.project, self.slug, role)
+    }
+
+    /// The labels of the bottle's resource with this role ([`crate::plan::labels`]).
+    pub fn labels(&self, role: &str) -> BTreeMap<String, String> {
+        crate::plan::labels(self.project, self.slug, role)
+    }
 }
 
 /// The environment `bottle` plans in: its own process's, or (tests) a fixed map, so that a

@@ -22,8 +22,8 @@ use crate::diag::PlanError;
 use crate::images::{self, ImageRecipe};
 use crate::manifest::Egress as EgressLists;
 use crate::plan::{
-    labels, resource_name, AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec,
-    Hardening, ImageRef, PortSpec, Restart, Writable,
+    AuditSpec, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening, ImageRef,
+    PortSpec, Restart, Writable,
 };
 use crate::sidecar::{cred, AgentGrant, BottleContext, Sidecar, SidecarPlan};
 
@@ -77,7 +77,7 @@ impl Sidecar for EgressProxy {
     }
 
     fn plan(&self, cx: &BottleContext<'_>) -> Result<Option<SidecarPlan>, PlanError> {
-        let host = resource_name(cx.slug, NAME);
+        let host = cx.name(NAME);
         let mut config = config(&cx.bottle.name, &cx.bottle.egress, cx.own_hosts);
         // A host that has a credential route is refused with the route to use instead.
         config.routes = cx
@@ -87,7 +87,7 @@ impl Sidecar for EgressProxy {
             .iter()
             .map(|r| RouteHint {
                 host: r.host.clone(),
-                url: format!("{}/", cred::route_url(cx.slug, &r.name)),
+                url: format!("{}/", cred::route_url(cx, &r.name)),
             })
             .collect();
         let text = serde_json::to_string_pretty(&config).expect("a config serialises") + "\n";
@@ -164,7 +164,7 @@ pub(crate) struct ProxyContainer<'a> {
 pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
     let cx = p.cx;
     ContainerSpec {
-        name: resource_name(cx.slug, p.name),
+        name: cx.name(p.name),
         role: ContainerRole::sidecar(p.name),
         image: ImageRef {
             name: images::PROXY.tag.to_owned(),
@@ -179,7 +179,7 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
         user: Some(format!("{}:{}", p.uid, p.uid)),
         env: BTreeMap::new(),
         host_env: BTreeMap::new(),
-        labels: labels(cx.slug, p.name),
+        labels: cx.labels(p.name),
         network: cx.internal.to_owned(),
         connect: vec![cx.egress.to_owned()],
         extra_hosts: BTreeMap::new(),

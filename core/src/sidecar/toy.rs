@@ -12,10 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::diag::PlanError;
 use crate::images::{self, ImageRecipe};
-use crate::plan::{
-    labels, resource_name, ContainerRole, ContainerSpec, Egress, Hardening, ImageRef, PortSpec,
-    Restart,
-};
+use crate::plan::{ContainerRole, ContainerSpec, Egress, Hardening, ImageRef, PortSpec, Restart};
 use crate::sidecar::{AgentGrant, BottleContext, Sidecar, SidecarPlan, SIDECARS};
 
 /// The toy's name.
@@ -51,7 +48,7 @@ impl Sidecar for Toy {
         {
             return Ok(None);
         }
-        let host = resource_name(cx.slug, NAME);
+        let host = cx.name(NAME);
         let container = ContainerSpec {
             name: host.clone(),
             role: ContainerRole::sidecar(NAME),
@@ -72,7 +69,7 @@ impl Sidecar for Toy {
             user: None,
             env: BTreeMap::new(),
             host_env: BTreeMap::new(),
-            labels: labels(cx.slug, NAME),
+            labels: cx.labels(NAME),
             network: cx.internal.to_owned(),
             connect: Vec::new(),
             extra_hosts: BTreeMap::new(),

@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions};
 use bottle_core::plan::{Plan, PLAN_FORMAT};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -32,13 +32,13 @@ pub trait PluginBackend: Send + Sync + Sized + 'static {
     fn up(&self, plan: &Plan, opts: &UpOptions) -> Result<(), BackendError>;
 
     /// Stops and removes the bottle; succeeds when there is nothing to remove.
-    fn down(&self, slug: &str) -> Result<(), BackendError>;
+    fn down(&self, scope: &Scope) -> Result<(), BackendError>;
 
-    /// Lists bottles (all, or the one with `slug`) and their resources.
-    fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError>;
+    /// Lists the bottles in `scope` and their resources.
+    fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError>;
 
     /// Removes labelled leftovers; returns what it removed.
-    fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError>;
+    fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError>;
 
     /// Runs a command in the bottle's agent; returns its exit code. The plugin shares the
     /// process's standard input, output and error.

@@ -34,12 +34,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bottle_core::backend::{Backend, BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::backend::{
+    Backend, BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions,
+};
 use bottle_core::plan::{Plan, PLAN_FORMAT};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::wire::{ExecWire, MaybeSlugRequest, PluginInfo, SlugRequest, UpRequest, WireError};
+use crate::wire::{ExecWire, PluginInfo, UpRequest, WireError};
 use crate::{
     Buffer, CallFn, FreeFn, PluginTable, ABI_VERSION, ABI_VERSION_SYMBOL, STATUS_ERROR, STATUS_OK,
     STATUS_PANIC, TABLE_SYMBOL,
@@ -652,34 +654,16 @@ impl Backend for LoadedBackend {
         self.call(Op::Up, &UpRequest::new(plan, opts)).await
     }
 
-    async fn down(&self, slug: &str) -> Result<(), BackendError> {
-        self.call(
-            Op::Down,
-            &SlugRequest {
-                slug: slug.to_owned(),
-            },
-        )
-        .await
+    async fn down(&self, scope: &Scope) -> Result<(), BackendError> {
+        self.call(Op::Down, scope).await
     }
 
-    async fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        self.call(
-            Op::Ps,
-            &MaybeSlugRequest {
-                slug: slug.map(str::to_owned),
-            },
-        )
-        .await
+    async fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
+        self.call(Op::Ps, scope).await
     }
 
-    async fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        self.call(
-            Op::Cleanup,
-            &MaybeSlugRequest {
-                slug: slug.map(str::to_owned),
-            },
-        )
-        .await
+    async fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        self.call(Op::Cleanup, scope).await
     }
 
     async fn exec(&self, request: &ExecRequest) -> Result<i32, BackendError> {

@@ -9,7 +9,7 @@
 //!
 //! ```ignore
 //! use bottle_plugin::{export_backend, PluginBackend};
-//! use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+//! use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions};
 //! use bottle_core::plan::Plan;
 //!
 //! struct Hello;
@@ -22,9 +22,9 @@
 //!         println!("up {}", plan.slug);
 //!         Ok(())
 //!     }
-//!     fn down(&self, _: &str) -> Result<(), BackendError> { Ok(()) }
-//!     fn ps(&self, _: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> { Ok(vec![]) }
-//!     fn cleanup(&self, _: Option<&str>) -> Result<Vec<Resource>, BackendError> { Ok(vec![]) }
+//!     fn down(&self, _: &Scope) -> Result<(), BackendError> { Ok(()) }
+//!     fn ps(&self, _: &Scope) -> Result<Vec<BottleStatus>, BackendError> { Ok(vec![]) }
+//!     fn cleanup(&self, _: &Scope) -> Result<Vec<Resource>, BackendError> { Ok(vec![]) }
 //!     fn exec(&self, _: &ExecRequest) -> Result<i32, BackendError> { Ok(0) }
 //! }
 //!
@@ -103,8 +103,10 @@ pub mod __private {
 }
 
 /// The version of this ABI. Bumped whenever the table, a request, an answer or the rules
-/// above change in a way an older host or plugin would misread.
-pub const ABI_VERSION: u32 = 1;
+/// above change in a way an older host or plugin would misread. 2: `down`, `ps` and
+/// `cleanup` take a [`wire::ScopeRequest`] (project and bottle) instead of a slug, and
+/// `exec` names the project; a plugin of version 1 would act on every project's bottles.
+pub const ABI_VERSION: u32 = 2;
 
 /// The symbol of the ABI version: a `static u32`. Its name and type never change.
 pub const ABI_VERSION_SYMBOL: &str = "BOTTLE_PLUGIN_ABI_VERSION";
@@ -186,12 +188,12 @@ pub struct PluginTable {
     pub info: Option<CallFn>,
     /// `Backend::up`: request [`wire::UpRequest`], answer `null`.
     pub up: Option<CallFn>,
-    /// `Backend::down`: request [`wire::SlugRequest`], answer `null`.
+    /// `Backend::down`: request [`wire::ScopeRequest`], answer `null`.
     pub down: Option<CallFn>,
-    /// `Backend::ps`: request [`wire::MaybeSlugRequest`], answer a list of
+    /// `Backend::ps`: request [`wire::ScopeRequest`], answer a list of
     /// [`BottleStatus`](bottle_core::backend::BottleStatus).
     pub ps: Option<CallFn>,
-    /// `Backend::cleanup`: request [`wire::MaybeSlugRequest`], answer a list of
+    /// `Backend::cleanup`: request [`wire::ScopeRequest`], answer a list of
     /// [`Resource`](bottle_core::backend::Resource).
     pub cleanup: Option<CallFn>,
     /// `Backend::exec`: request [`wire::ExecWire`], answer the exit code.
@@ -271,7 +273,7 @@ macro_rules! export_backend {
                         input,
                         input_len,
                         output,
-                        |req: $crate::wire::SlugRequest| INSTANCE.get()?.down(&req.slug),
+                        |req: $crate::wire::ScopeRequest| INSTANCE.get()?.down(&req),
                     )
                 }
             }
@@ -288,9 +290,7 @@ macro_rules! export_backend {
                         input,
                         input_len,
                         output,
-                        |req: $crate::wire::MaybeSlugRequest| {
-                            INSTANCE.get()?.ps(req.slug.as_deref())
-                        },
+                        |req: $crate::wire::ScopeRequest| INSTANCE.get()?.ps(&req),
                     )
                 }
             }
@@ -307,9 +307,7 @@ macro_rules! export_backend {
                         input,
                         input_len,
                         output,
-                        |req: $crate::wire::MaybeSlugRequest| {
-                            INSTANCE.get()?.cleanup(req.slug.as_deref())
-                        },
+                        |req: $crate::wire::ScopeRequest| INSTANCE.get()?.cleanup(&req),
                     )
                 }
             }

@@ -52,23 +52,15 @@ impl UpRequest {
     }
 }
 
-/// The request of `down`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlugRequest {
-    /// The bottle's slug.
-    pub slug: String,
-}
-
-/// The request of `ps` and `cleanup`: one bottle, or every bottle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaybeSlugRequest {
-    /// The bottle's slug; `None` for every bottle.
-    pub slug: Option<String>,
-}
+/// The request of `down`, `ps` and `cleanup`: the [`Scope`](bottle_core::backend::Scope)
+/// they act on (its project, bottle and flags), as core serialises it.
+pub type ScopeRequest = bottle_core::backend::Scope;
 
 /// The request of `exec` ([`ExecRequest`] as JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecWire {
+    /// The bottle's project.
+    pub project: String,
     /// The bottle's slug.
     pub slug: String,
     /// The command and its arguments.
@@ -80,6 +72,7 @@ pub struct ExecWire {
 impl From<&ExecRequest> for ExecWire {
     fn from(r: &ExecRequest) -> ExecWire {
         ExecWire {
+            project: r.project.clone(),
             slug: r.slug.clone(),
             command: r.command.clone(),
             tty: r.tty,
@@ -91,6 +84,7 @@ impl ExecWire {
     /// The request as core's type.
     pub fn into_request(self) -> ExecRequest {
         ExecRequest {
+            project: self.project,
             slug: self.slug,
             command: self.command,
             tty: self.tty,

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource};
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, Scope};
 use bottle_core::plan::{
-    resource_name, ContainerRole, ResourceKind, LABEL_MANAGED, LABEL_ROLE, LABEL_SLUG,
+    resource_name, ContainerRole, ResourceKind, LABEL_MANAGED, LABEL_PROJECT, LABEL_ROLE,
+    LABEL_SLUG,
 };
 use bottle_core::quote;
 
@@ -33,11 +34,18 @@ pub fn print(text: &str) -> Result<(), BackendError> {
         .map_err(|e| BackendError::Other(format!("kube: cannot write to stdout: {e}")))
 }
 
-fn selector(slug: Option<&str>) -> String {
-    match slug {
-        Some(slug) => format!("{LABEL_MANAGED},{LABEL_SLUG}={slug}"),
-        None => LABEL_MANAGED.to_owned(),
+/// The label selector of `scope`. A selector cannot say "this project, or none", so
+/// objects of a bottle older than projects are reached only when the scope spans every
+/// project (`cleanup --all`).
+fn selector(scope: &Scope) -> String {
+    let mut out = LABEL_MANAGED.to_owned();
+    if let Some(p) = &scope.project {
+        out.push_str(&format!(",{LABEL_PROJECT}={p}"));
     }
+    if let Some(b) = &scope.bottle {
+        out.push_str(&format!(",{LABEL_SLUG}={b}"));
+    }
+    out
 }
 
 impl Kubectl {
@@ -61,36 +69,36 @@ impl Kubectl {
     }
 
     /// `kubectl delete` of one bottle's objects.
-    pub fn delete_args(&self, slug: &str) -> Vec<String> {
+    pub fn delete_args(&self, scope: &Scope) -> Vec<String> {
         vec![
             "delete".into(),
             KINDS.into(),
             "-l".into(),
-            format!("{LABEL_SLUG}={slug}"),
+            selector(scope),
             "--ignore-not-found".into(),
             "--wait=true".into(),
         ]
     }
 
     /// `kubectl get` of one or every bottle's objects, as JSON.
-    pub fn get_args(&self, slug: Option<&str>) -> Vec<String> {
+    pub fn get_args(&self, scope: &Scope) -> Vec<String> {
         vec![
             "get".into(),
             KINDS.into(),
             "-l".into(),
-            selector(slug),
+            selector(scope),
             "-o".into(),
             "json".into(),
         ]
     }
 
     /// `kubectl delete` of one or every bottle's objects, naming each.
-    pub fn cleanup_args(&self, slug: Option<&str>) -> Vec<String> {
+    pub fn cleanup_args(&self, scope: &Scope) -> Vec<String> {
         vec![
             "delete".into(),
             KINDS.into(),
             "-l".into(),
-            selector(slug),
+            selector(scope),
             "--ignore-not-found".into(),
             "-o".into(),
             "name".into(),
@@ -104,7 +112,7 @@ impl Kubectl {
             args.extend(["-i".to_owned(), "-t".to_owned()]);
         }
         args.extend([
-            resource_name(&request.slug, ContainerRole::AGENT),
+            resource_name(&request.project, &request.slug, ContainerRole::AGENT),
             "-c".to_owned(),
             ContainerRole::AGENT.to_owned(),
             "--".to_owned(),
@@ -172,7 +180,12 @@ impl Kubectl {
     /// what it applied unless `keep`.
     pub fn up(&self, m: &Manifests, yaml: &str, keep: bool) -> Result<(), BackendError> {
         let slug = &m.slug;
-        let mut probe = self.get_args(Some(slug));
+        let scope = Scope {
+            project: Some(m.project.clone()),
+            bottle: Some(slug.clone()),
+            ..Scope::default()
+        };
+        let mut probe = self.get_args(&scope);
         probe.truncate(4);
         probe.extend(["-o".to_owned(), "name".to_owned()]);
         let found: Vec<(ResourceKind, String)> = self
@@ -200,7 +213,7 @@ impl Kubectl {
             "--for=condition=Ready".to_owned(),
             "pod".to_owned(),
             "-l".to_owned(),
-            format!("{LABEL_SLUG}={slug}"),
+            selector(&scope),
             format!("--timeout={READY_TIMEOUT}"),
         ];
         let result = self
@@ -216,13 +229,14 @@ impl Kubectl {
                     BackendError::Engine { action, message } => BackendError::Engine {
                         action,
                         message: format!(
-                            "{message}\n  hint: `kubectl describe pods -l {LABEL_SLUG}={slug}` shows why"
+                            "{message}\n  hint: `kubectl describe pods -l {}` shows why",
+                            selector(&scope)
                         ),
                     },
                     other => other,
                 };
                 if !keep {
-                    let _ = self.run(&self.delete_args(slug));
+                    let _ = self.run(&self.delete_args(&scope));
                 }
                 Err(e)
             }
@@ -243,12 +257,13 @@ fn kind_of(name: &str) -> ResourceKind {
 pub fn parse_ps(json: &str) -> Result<Vec<BottleStatus>, BackendError> {
     let doc: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| BackendError::Other(format!("kube: cannot read kubectl's JSON: {e}")))?;
-    let mut bottles: BTreeMap<String, Vec<Resource>> = BTreeMap::new();
+    let mut bottles: BTreeMap<(Option<String>, String), Vec<Resource>> = BTreeMap::new();
     for item in doc["items"].as_array().into_iter().flatten() {
         let labels = &item["metadata"]["labels"];
         let Some(slug) = labels[LABEL_SLUG].as_str() else {
             continue;
         };
+        let project = labels[LABEL_PROJECT].as_str().map(str::to_owned);
         let role = labels[LABEL_ROLE].as_str().map(str::to_owned);
         let name = item["metadata"]["name"]
             .as_str()
@@ -278,11 +293,18 @@ pub fn parse_ps(json: &str) -> Result<Vec<BottleStatus>, BackendError> {
             },
             _ => continue,
         };
-        bottles.entry(slug.to_owned()).or_default().push(resource);
+        bottles
+            .entry((project, slug.to_owned()))
+            .or_default()
+            .push(resource);
     }
     Ok(bottles
         .into_iter()
-        .map(|(slug, resources)| BottleStatus { slug, resources })
+        .map(|((project, slug), resources)| BottleStatus {
+            project,
+            slug,
+            resources,
+        })
         .collect())
 }
 

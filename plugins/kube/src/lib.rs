@@ -8,19 +8,21 @@
 //!
 //! # The objects
 //!
-//! For a bottle `S` with a gate (all carry `bottle.slug`, `bottle.role`, `bottle.managed`):
+//! For a bottle `S` of project `P` with a gate (all carry `bottle.project`, `bottle.slug`,
+//! `bottle.role`, `bottle.managed`; Pods, Services and NetworkPolicies select by project and
+//! bottle, so two projects' bottles of one name can share a namespace):
 //!
 //! | object | name | what |
 //! |---|---|---|
-//! | NetworkPolicy | `bottle-S-agent` | the agent: no ingress; egress only to the gate's Pods on TCP 9418, and to cluster DNS |
-//! | NetworkPolicy | `bottle-S-gate` | the gate: ingress only from the agent on TCP 9418; egress to cluster DNS and TCP anywhere (its upstreams) |
-//! | ConfigMap | `bottle-S-gate-files` | the gate's scripts (entrypoint, pre-receive, access hook) |
-//! | Secret | `bottle-S-gate-secret` | each upstream's identity key and known_hosts; mounted only into the gate Pod's init container |
-//! | ConfigMap | `bottle-S-agent-files` | the agent's git config (the `insteadOf` rewrites to the gate) |
-//! | Secret | `bottle-S-agent-secret` | only when the bottle's `env` takes values from the host (`${VAR}`, `env_file`): each as the key `env.NAME`, which the agent Pod reads with `secretKeyRef` (never a literal in the Pod); omitted from the printed YAML like every Secret, its note creating it from the same variables |
-//! | Service | `bottle-S-gate` | port 9418 (`git`) to the gate Pod: the agent's `git://bottle-S-gate/NAME.git` resolves to it |
-//! | Pod | `bottle-S-gate` | the gate, user 10001, with an init container installing its files |
-//! | Pod | `bottle-S-agent` | the agent |
+//! | NetworkPolicy | `bottle-P-S-agent` | the agent: no ingress; egress only to the gate's Pods on TCP 9418, and to cluster DNS |
+//! | NetworkPolicy | `bottle-P-S-gate` | the gate: ingress only from the agent on TCP 9418; egress to cluster DNS and TCP anywhere (its upstreams) |
+//! | ConfigMap | `bottle-P-S-gate-files` | the gate's scripts (entrypoint, pre-receive, access hook) |
+//! | Secret | `bottle-P-S-gate-secret` | each upstream's identity key and known_hosts; mounted only into the gate Pod's init container |
+//! | ConfigMap | `bottle-P-S-agent-files` | the agent's git config (the `insteadOf` rewrites to the gate) |
+//! | Secret | `bottle-P-S-agent-secret` | only when the bottle's `env` takes values from the host (`${VAR}`, `env_file`): each as the key `env.NAME`, which the agent Pod reads with `secretKeyRef` (never a literal in the Pod); omitted from the printed YAML like every Secret, its note creating it from the same variables |
+//! | Service | `bottle-P-S-gate` | port 9418 (`git`) to the gate Pod: the agent's `git://bottle-P-S-gate/NAME.git` resolves to it |
+//! | Pod | `bottle-P-S-gate` | the gate, user 10001, with an init container installing its files |
+//! | Pod | `bottle-P-S-agent` | the agent |
 //!
 //! The plan's two networks have no object of their own: the NetworkPolicies are what the
 //! internal network means (the agent reaches nothing but the gate), and what the egress
@@ -85,8 +87,9 @@
 //! nothing reaches a cluster unless asked. It is an environment variable because the
 //! plugin ABI (v1) passes a plugin no flags of its own.
 //! `BOTTLE_KUBE_SECRETS=print` includes the Secret. `down` deletes every object with the
-//! bottle's `bottle.slug` label (`kubectl delete ... -l bottle.slug=S`), or prints that
-//! command. Also read: `BOTTLE_KUBE_NAMESPACE` (objects and kubectl), `BOTTLE_KUBECTL` (the
+//! bottle's labels (`kubectl delete ... -l bottle.managed,bottle.project=P,bottle.slug=S`), or
+//! prints that command. `cleanup` without a bottle name is refused (a Pod's phase does not
+//! tell a stopped bottle from a working one); `cleanup --all` deletes every bottle's objects. Also read: `BOTTLE_KUBE_NAMESPACE` (objects and kubectl), `BOTTLE_KUBECTL` (the
 //! program, default `kubectl`).
 //!
 //! # Why a plugin
@@ -99,7 +102,7 @@
 mod kubectl;
 pub mod render;
 
-use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions};
 use bottle_core::plan::Plan;
 use bottle_plugin::{export_backend, PluginBackend};
 
@@ -189,16 +192,16 @@ impl PluginBackend for Kube {
         self.kubectl.up(&manifests, &yaml, opts.keep_on_failure)
     }
 
-    fn down(&self, slug: &str) -> Result<(), BackendError> {
-        let args = self.kubectl.delete_args(slug);
+    fn down(&self, scope: &Scope) -> Result<(), BackendError> {
+        let args = self.kubectl.delete_args(scope);
         if !self.apply {
             return kubectl::print(&format!("{}\n", self.kubectl.shown(&args)));
         }
         self.kubectl.run(&args).map(drop)
     }
 
-    fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        let args = self.kubectl.get_args(slug);
+    fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
+        let args = self.kubectl.get_args(scope);
         if !self.apply {
             kubectl::print(&format!("{}\n", self.kubectl.shown(&args)))?;
             return Ok(Vec::new());
@@ -207,8 +210,16 @@ impl PluginBackend for Kube {
         kubectl::parse_ps(&out)
     }
 
-    fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        let args = self.kubectl.cleanup_args(slug);
+    fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        if scope.keep_complete {
+            // Pods restart under OnFailure, so a Pod's phase does not tell a stopped bottle
+            // from one at work: rather than guess and remove a working one, refuse.
+            return Err(BackendError::Other(format!(
+                "kube: cannot tell a stopped bottle from a running one, so `cleanup` without a bottle name removes nothing here ({})\n  hint: name the bottle (`bottle cleanup NAME`), or remove every bottle with `bottle cleanup --all`",
+                scope.describe()
+            )));
+        }
+        let args = self.kubectl.cleanup_args(scope);
         if !self.apply {
             kubectl::print(&format!("{}\n", self.kubectl.shown(&args)))?;
             return Ok(Vec::new());

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use bottle_core::plan::{
-    ContainerSpec, Egress, FileSource, FileSpec, Plan, WritableOn, LABEL_MANAGED, LABEL_ROLE,
-    LABEL_SLUG,
+    ContainerSpec, Egress, FileSource, FileSpec, Plan, WritableOn, LABEL_MANAGED, LABEL_PROJECT,
+    LABEL_ROLE, LABEL_SLUG,
 };
 use bottle_core::quote;
 use k8s_openapi::api::core::v1::{
@@ -103,6 +103,8 @@ impl Object {
 /// The objects of one bottle, in apply order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifests {
+    /// The bottle's project.
+    pub project: String,
     /// The bottle's slug.
     pub slug: String,
     /// NetworkPolicies first (so no Pod ever runs unprotected), then ConfigMaps and
@@ -143,16 +145,19 @@ fn meta(name: &str, labels: &BTreeMap<String, String>, opts: &Options) -> Object
     }
 }
 
-fn selector(slug: &str, role: &str) -> BTreeMap<String, String> {
+/// The labels that select one role's Pod of one bottle: its project's too, since two
+/// projects' bottles of one name may share a namespace.
+fn selector(plan: &Plan, role: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (LABEL_SLUG.to_owned(), slug.to_owned()),
+        (LABEL_PROJECT.to_owned(), plan.project.clone()),
+        (LABEL_SLUG.to_owned(), plan.slug.clone()),
         (LABEL_ROLE.to_owned(), role.to_owned()),
     ])
 }
 
-fn pods(slug: &str, role: &str) -> LabelSelector {
+fn pods(plan: &Plan, role: &str) -> LabelSelector {
     LabelSelector {
-        match_labels: Some(selector(slug, role)),
+        match_labels: Some(selector(plan, role)),
         ..LabelSelector::default()
     }
 }
@@ -200,7 +205,7 @@ fn dns_rule() -> NetworkPolicyEgressRule {
 
 fn policy(
     c: &ContainerSpec,
-    slug: &str,
+    plan: &Plan,
     ingress: Vec<NetworkPolicyIngressRule>,
     egress: Vec<NetworkPolicyEgressRule>,
     opts: &Options,
@@ -208,7 +213,7 @@ fn policy(
     Object::NetworkPolicy(NetworkPolicy {
         metadata: meta(&c.name, &c.labels, opts),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(pods(slug, c.role.as_str())),
+            pod_selector: Some(pods(plan, c.role.as_str())),
             policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
             ingress: Some(ingress),
             egress: Some(egress),
@@ -223,9 +228,8 @@ fn policy(
 /// and a policy needs addresses). Nothing else. The agent, which reaches its sidecars and
 /// goes nowhere, gets exactly that.
 fn policies(plan: &Plan, opts: &Options) -> Vec<Object> {
-    let slug = &plan.slug;
     let peer = |c: &ContainerSpec| NetworkPolicyPeer {
-        pod_selector: Some(pods(slug, c.role.as_str())),
+        pod_selector: Some(pods(plan, c.role.as_str())),
         ..NetworkPolicyPeer::default()
     };
     let mut out = Vec::new();
@@ -285,7 +289,7 @@ fn policies(plan: &Plan, opts: &Options) -> Vec<Object> {
                 })
             })
             .collect();
-        out.push(policy(c, slug, ingress, egress, opts));
+        out.push(policy(c, plan, ingress, egress, opts));
     }
     out
 }
@@ -851,7 +855,7 @@ fn host_aliases(c: &ContainerSpec) -> Option<Vec<HostAlias>> {
 }
 
 /// The Pod of container `c`, and where its files went.
-fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement), RenderError> {
+fn pod(c: &ContainerSpec, plan: &Plan, opts: &Options) -> Result<(Pod, Placement), RenderError> {
     let p = place(c)?;
     let mut m = Mounts::default();
     relocated_volume(c, &p, &mut m);
@@ -864,7 +868,8 @@ fn pod(c: &ContainerSpec, slug: &str, opts: &Options) -> Result<(Pod, Placement)
     let container = main_container(c, env_vars(c, &p), m.main)?;
 
     let mut labels = c.labels.clone();
-    labels.insert(LABEL_SLUG.to_owned(), slug.to_owned());
+    labels.insert(LABEL_SLUG.to_owned(), plan.slug.clone());
+    labels.insert(LABEL_PROJECT.to_owned(), plan.project.clone());
     let mut metadata = meta(&c.name, &labels, opts);
     // Kubernetes has no per-Pod process limit (it is the kubelet's --pod-max-pids).
     metadata.annotations = Some(BTreeMap::from([(
@@ -907,20 +912,24 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
             plan.bottle, plan.format
         ),
         format!(
-            "Apply with: kubectl apply --server-side -f -    Remove with: kubectl delete {} -l {LABEL_SLUG}={slug}",
-            crate::KINDS
+            "Apply with: kubectl apply --server-side -f -    Remove with: kubectl delete {} -l {LABEL_PROJECT}={},{LABEL_SLUG}={slug}",
+            crate::KINDS,
+            plan.project
         ),
     ];
     let mut pods = Vec::new();
     let mut services = Vec::new();
     for c in &plan.containers {
-        if c.labels.get(LABEL_SLUG) != Some(slug) || !c.labels.contains_key(LABEL_MANAGED) {
+        if c.labels.get(LABEL_SLUG) != Some(slug)
+            || c.labels.get(LABEL_PROJECT) != Some(&plan.project)
+            || !c.labels.contains_key(LABEL_MANAGED)
+        {
             return Err(RenderError(format!(
-                "container {} lacks the labels {LABEL_SLUG}={slug} and {LABEL_MANAGED}",
-                c.name
+                "container {} lacks the labels {LABEL_PROJECT}={}, {LABEL_SLUG}={slug} and {LABEL_MANAGED}",
+                c.name, plan.project
             )));
         }
-        let (pod, p) = pod(c, slug, opts)?;
+        let (pod, p) = pod(c, plan, opts)?;
         let labels = &c.labels;
         if !p.config.is_empty() {
             objects.push(Object::ConfigMap(ConfigMap {
@@ -954,7 +963,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
             services.push(Object::Service(Service {
                 metadata: meta(&c.name, labels, opts),
                 spec: Some(ServiceSpec {
-                    selector: Some(selector(slug, c.role.as_str())),
+                    selector: Some(selector(plan, c.role.as_str())),
                     ports: Some(
                         c.ports
                             .iter()
@@ -977,6 +986,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Manifests, RenderError> {
     objects.extend(services);
     objects.extend(pods);
     Ok(Manifests {
+        project: plan.project.clone(),
         slug: slug.clone(),
         objects,
         notes,

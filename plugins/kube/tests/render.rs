@@ -27,7 +27,12 @@ fn plan(dir: &Path, toml: &str, bottle: &str) -> Plan {
         } else {
             vec![&GATE]
         };
-    planner::plan_with(m.select(Some(bottle)).unwrap(), &sidecars).unwrap()
+    planner::plan_with(
+        m.select(Some(bottle)).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        &sidecars,
+    )
+    .unwrap()
 }
 
 const DEMO: &str = r#"
@@ -115,14 +120,14 @@ fn every_object_is_labelled_and_namespaced() {
     assert_eq!(
         ids,
         [
-            "NetworkPolicy/bottle-demo-gate",
-            "NetworkPolicy/bottle-demo-agent",
-            "ConfigMap/bottle-demo-gate-files",
-            "Secret/bottle-demo-gate-secret",
-            "ConfigMap/bottle-demo-agent-files",
-            "Service/bottle-demo-gate",
-            "Pod/bottle-demo-gate",
-            "Pod/bottle-demo-agent",
+            "NetworkPolicy/bottle-proj-demo-gate",
+            "NetworkPolicy/bottle-proj-demo-agent",
+            "ConfigMap/bottle-proj-demo-gate-files",
+            "Secret/bottle-proj-demo-gate-secret",
+            "ConfigMap/bottle-proj-demo-agent-files",
+            "Service/bottle-proj-demo-gate",
+            "Pod/bottle-proj-demo-gate",
+            "Pod/bottle-proj-demo-agent",
         ]
     );
     for o in &m.objects {
@@ -134,10 +139,16 @@ fn every_object_is_labelled_and_namespaced() {
             Object::Pod(x) => &x.metadata,
         };
         let labels = meta.labels.as_ref().unwrap();
-        for key in ["bottle.slug", "bottle.role", "bottle.managed"] {
+        for key in [
+            "bottle.project",
+            "bottle.slug",
+            "bottle.role",
+            "bottle.managed",
+        ] {
             assert!(labels.contains_key(key), "{} lacks {key}", o.id());
         }
         assert_eq!(labels["bottle.slug"], "demo");
+        assert_eq!(labels["bottle.project"], "proj");
         assert_eq!(meta.namespace.as_deref(), Some("agents"), "{}", o.id());
     }
 }
@@ -179,7 +190,7 @@ fn the_secret_reaches_only_the_gate_and_its_key_is_installed_for_the_gate_user()
         .partition(|m| m.read_only == Some(true));
     assert!(read_only
         .iter()
-        .all(|m| m.name != "bottle-demo-gate-secret"));
+        .all(|m| m.name != "bottle-proj-demo-gate-secret"));
     assert_eq!(
         read_only
             .iter()
@@ -250,7 +261,12 @@ fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
     let dir = tempfile::tempdir().unwrap();
     let text = "[bottles.t]\nimage = \"bottle-agent:latest\"\nenv = { TOY = \"1\" }\n";
     let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
-    let p = planner::plan_with(m.select(Some("t")).unwrap(), &toy::with_toy()).unwrap();
+    let p = planner::plan_with(
+        m.select(Some("t")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        &toy::with_toy(),
+    )
+    .unwrap();
     let m = render(
         &p,
         &Options {
@@ -264,7 +280,9 @@ fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
         .objects
         .iter()
         .find_map(|o| match o {
-            Object::Service(s) if s.metadata.name.as_deref() == Some("bottle-t-toy") => Some(s),
+            Object::Service(s) if s.metadata.name.as_deref() == Some("bottle-proj-t-toy") => {
+                Some(s)
+            }
             _ => None,
         })
         .expect("a Service for the toy");
@@ -279,7 +297,7 @@ fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
             })
             .unwrap()
     };
-    let toy_pod = pod("bottle-t-toy").spec.as_ref().unwrap();
+    let toy_pod = pod("bottle-proj-t-toy").spec.as_ref().unwrap();
     assert_eq!(
         toy_pod.containers[0].ports.as_ref().unwrap()[0].container_port,
         port
@@ -296,7 +314,7 @@ fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
             .unwrap()
     };
     // The toy admits the agent on its port, and goes nowhere (its egress is nothing).
-    let toy_policy = policy("bottle-t-toy");
+    let toy_policy = policy("bottle-proj-t-toy");
     let ingress = toy_policy.ingress.unwrap();
     assert_eq!(ingress.len(), 1);
     let from = ingress[0].from.as_ref().unwrap()[0]
@@ -314,7 +332,7 @@ fn a_sidecar_added_in_one_module_gets_its_port_service_and_policies() {
     assert_eq!(toy_policy.egress, Some(Vec::new()));
     // The agent may connect to the toy's port (and the proxy's, and DNS to resolve their
     // Services), nothing else.
-    let agent_egress = policy("bottle-t-agent").egress.unwrap();
+    let agent_egress = policy("bottle-proj-t-agent").egress.unwrap();
     assert_eq!(agent_egress.len(), 3);
     let to_toy = agent_egress
         .iter()
@@ -346,7 +364,13 @@ fn a_route_key_from_the_environment_is_created_from_the_variable() {
         header = \"x-api-key\"\nsecret_env = \"ANTHROPIC_API_KEY\"\nagent_env = \"ANTHROPIC_BASE_URL\"\n";
     let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
     let env = HostEnv::Map([("ANTHROPIC_API_KEY".to_owned(), ROUTE_KEY.to_owned())].into());
-    let p = planner::plan_in(m.select(Some("c")).unwrap(), &[&CredSidecar], &env).unwrap();
+    let p = planner::plan_in(
+        m.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        &[&CredSidecar],
+        &env,
+    )
+    .unwrap();
     let out = yaml(&p, Secrets::Omit, dir.path());
     assert!(!out.contains(ROUTE_KEY), "the key leaked:\n{out}");
     assert!(
@@ -368,7 +392,13 @@ fn a_host_env_value_is_a_secret_reference() {
     let text = "[bottles.c]\nimage = \"bottle-agent:latest\"\nenv = { TOKEN = \"Bearer ${TEST_TOKEN}\" }\n";
     let m = manifest::parse(&dir.path().join("bottle.toml"), text, &Env { home: None }).unwrap();
     let env = HostEnv::Map([("TEST_TOKEN".to_owned(), TOKEN.to_owned())].into());
-    let p = planner::plan_in(m.select(Some("c")).unwrap(), SIDECARS, &env).unwrap();
+    let p = planner::plan_in(
+        m.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .unwrap();
     let out = yaml(&p, Secrets::Omit, dir.path());
     assert!(!out.contains(TOKEN), "the value leaked:\n{out}");
     assert!(
@@ -377,7 +407,7 @@ fn a_host_env_value_is_a_secret_reference() {
     );
     assert!(out.contains("secretKeyRef:"), "{out}");
     assert!(out.contains("key: env.TOKEN"), "{out}");
-    assert!(out.contains("name: bottle-c-agent-secret"), "{out}");
+    assert!(out.contains("name: bottle-proj-c-agent-secret"), "{out}");
     let with = yaml(&p, Secrets::Include, dir.path());
     assert!(
         with.contains("kind: Secret") && with.contains("env.TOKEN:"),

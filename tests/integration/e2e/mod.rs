@@ -35,7 +35,8 @@
 //!
 //! # Isolation and cleanup
 //!
-//! - Every scenario has its own bottle (slug `e2e-<scenario>-<pid>-<random>`), its own
+//! - Every scenario has its own bottle (slug `e2e-<scenario>-<pid>-<random>`, in the project
+//!   `e2e` its manifest names, so its resources are `bottle-e2e-<slug>-<role>`), its own
 //!   temporary directory with freshly generated keys (the gate's identity, the fixture's host
 //!   key) and manifest. Its [`harness::Harness`] removes the fixture and runs `bottle down` and
 //!   `bottle cleanup <slug>` on drop, also when the test panics (then printing the gate's and
@@ -167,6 +168,7 @@ macro_rules! suite {
             the_agent_reaches_nothing_on_the_host,
             leftovers_make_up_fail_fast_until_cleanup,
             down_removes_everything_and_is_idempotent,
+            two_projects_with_one_bottle_name_keep_apart,
             the_dry_run_script_makes_a_working_bottle,
             doctor_reports_a_healthy_host,
             egress_allows_what_the_manifest_allows_and_nothing_else,

@@ -80,6 +80,12 @@ async fn tcp_addresses_work() {
         .unwrap();
     assert_eq!(over_tcp.api_version(), d.api_version());
     use bottle_core::backend::Backend;
-    over_tcp.ps(Some("no-such-bottle-xyz")).await.unwrap();
+    over_tcp
+        .ps(&bottle_core::backend::Scope::bottle(
+            "bottle-test",
+            "no-such-bottle-xyz",
+        ))
+        .await
+        .unwrap();
     proxy.abort();
 }

@@ -6,7 +6,7 @@ use bottle_backend_dryrun::{
     render_cleanup, render_down, render_exec, render_ps, render_up, render_up_with, Cli, DryRun,
     RenderError,
 };
-use bottle_core::backend::{Backend, BackendError, ExecRequest, UpOptions};
+use bottle_core::backend::{Backend, BackendError, ExecRequest, Scope, UpOptions};
 use bottle_core::plan::{FileSource, FileSpec};
 
 use crate::support::{agent_only, demo, files_plan};
@@ -37,16 +37,58 @@ async fn every_method_prints_its_script() {
         backend.up(&plan, &keep).await.unwrap();
         assert_eq!(out.take(), render_up_with(&plan, cli, &keep).unwrap());
 
-        backend.down("demo").await.unwrap();
-        assert_eq!(out.take(), render_down("demo", cli).unwrap());
+        backend.down(&Scope::bottle("proj", "demo")).await.unwrap();
+        assert_eq!(
+            out.take(),
+            render_down(&Scope::bottle("proj", "demo"), cli).unwrap()
+        );
 
-        assert_eq!(backend.ps(None).await.unwrap(), []);
-        assert_eq!(out.take(), render_ps(None, cli).unwrap());
+        assert_eq!(
+            backend
+                .ps(&Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                })
+                .await
+                .unwrap(),
+            []
+        );
+        assert_eq!(
+            out.take(),
+            render_ps(
+                &Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                },
+                cli
+            )
+            .unwrap()
+        );
 
-        assert_eq!(backend.cleanup(Some("demo")).await.unwrap(), []);
-        assert_eq!(out.take(), render_cleanup(Some("demo"), cli).unwrap());
+        assert_eq!(
+            backend
+                .cleanup(&Scope {
+                    stopped_only: true,
+                    ..Scope::bottle("proj", "demo")
+                })
+                .await
+                .unwrap(),
+            []
+        );
+        assert_eq!(
+            out.take(),
+            render_cleanup(
+                &Scope {
+                    stopped_only: true,
+                    ..Scope::bottle("proj", "demo")
+                },
+                cli
+            )
+            .unwrap()
+        );
 
         let request = ExecRequest {
+            project: "proj".to_owned(),
             slug: "demo".to_owned(),
             command: vec!["bash".to_owned()],
             tty: true,
@@ -56,7 +98,7 @@ async fn every_method_prints_its_script() {
         let text = out.take();
         assert_eq!(text, render_exec(&request, cli).unwrap());
         assert!(text.ends_with(&format!(
-            "{} exec -it bottle-demo-agent bash\n",
+            "{} exec -it bottle-proj-demo-agent bash\n",
             cli.program()
         )));
     }
@@ -66,6 +108,7 @@ async fn every_method_prints_its_script() {
 async fn render_errors_print_nothing() {
     let (backend, out) = DryRun::capture(Cli::Docker);
     let request = ExecRequest {
+        project: "proj".to_owned(),
         slug: "demo".to_owned(),
         command: Vec::new(),
         tty: false,
@@ -101,7 +144,10 @@ impl io::Write for Broken {
 #[tokio::test]
 async fn write_errors_are_reported() {
     let backend = DryRun::new(Cli::Docker, Broken);
-    let err = backend.down("demo").await.unwrap_err();
+    let err = backend
+        .down(&Scope::bottle("proj", "demo"))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("cannot write the script: pipe closed"),

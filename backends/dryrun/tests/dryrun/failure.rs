@@ -6,7 +6,7 @@ use std::fs;
 use bottle_backend_dryrun::{
     render_down, render_start, render_stop, render_up, render_up_with, Cli,
 };
-use bottle_core::backend::UpOptions;
+use bottle_core::backend::{Scope, UpOptions};
 
 use crate::support::{agent_only, demo, Fake, Run};
 
@@ -32,14 +32,14 @@ fn leftovers_stop_the_script_before_anything_is_created() {
     for cli in Cli::ALL {
         let demo = demo();
         let fake = Fake::new();
-        fake.exists("bottle-demo-gate");
-        fake.exists("bottle-demo-egress");
+        fake.exists("bottle-proj-demo-gate");
+        fake.exists("bottle-proj-demo-egress");
         let run = fake.run(&render_up(&demo.plan, cli).unwrap());
         assert!(!run.success);
         assert!(!created_anything(&run), "{cli:?}");
         assert!(
             run.stderr.contains(
-                "bottle demo has leftovers from an earlier run: network bottle-demo-egress, container bottle-demo-gate\n"
+                "bottle demo has leftovers from an earlier run: network bottle-proj-demo-egress, container bottle-proj-demo-gate\n"
             ),
             "{}",
             run.stderr
@@ -113,11 +113,11 @@ fn a_failing_step_removes_what_was_created() {
         assert_eq!(
             after,
             [
-                with(rm_f(cli), &["bottle-demo-agent"]),
-                with(rm_f(cli), &["bottle-demo-proxy"]),
-                with(rm_f(cli), &["bottle-demo-gate"]),
-                vec!["network", "rm", "bottle-demo-egress"],
-                vec!["network", "rm", "bottle-demo-internal"],
+                with(rm_f(cli), &["bottle-proj-demo-agent"]),
+                with(rm_f(cli), &["bottle-proj-demo-proxy"]),
+                with(rm_f(cli), &["bottle-proj-demo-gate"]),
+                vec!["network", "rm", "bottle-proj-demo-egress"],
+                vec!["network", "rm", "bottle-proj-demo-internal"],
             ],
             "{cli:?}"
         );
@@ -153,22 +153,30 @@ fn down_removes_what_the_labels_find_and_is_idempotent() {
         let fake = Fake::new();
         fake.containers("c1\nc2\n");
         fake.networks("n1\n");
-        let run = fake.run(&render_down("demo", cli).unwrap());
+        let run = fake.run(&render_down(&Scope::bottle("proj", "demo"), cli).unwrap());
         assert!(run.success, "{}", run.stderr);
         let calls: Vec<Vec<&str>> = run.calls.iter().map(|c| c.args()).collect();
+        let filters = [
+            "--filter",
+            "label=bottle.managed",
+            "--filter",
+            "label=bottle.project=proj",
+            "--filter",
+            "label=bottle.slug=demo",
+        ];
         assert_eq!(
             calls,
             [
-                vec!["ps", "-aq", "--filter", "label=bottle.slug=demo"],
+                [&["ps", "-aq"][..], &filters].concat(),
                 with(rm_f(cli), &["c1", "c2"]),
-                vec!["network", "ls", "-q", "--filter", "label=bottle.slug=demo"],
+                [&["network", "ls", "-q"][..], &filters].concat(),
                 vec!["network", "rm", "n1"],
             ]
         );
-        assert_eq!(run.stdout, "bottle demo is down\n");
+        assert_eq!(run.stdout, "bottle 'demo' of project 'proj' is down\n");
 
         let fake = Fake::new();
-        let run = fake.run(&render_down("demo", cli).unwrap());
+        let run = fake.run(&render_down(&Scope::bottle("proj", "demo"), cli).unwrap());
         assert!(run.success, "{}", run.stderr);
         assert_eq!(run.calls.len(), 2, "nothing found, nothing removed");
     }
@@ -178,7 +186,7 @@ fn down_removes_what_the_labels_find_and_is_idempotent() {
 fn down_stops_when_the_engine_cannot_list() {
     let fake = Fake::new();
     fake.fail("ps");
-    let run = fake.run(&render_down("demo", Cli::Docker).unwrap());
+    let run = fake.run(&render_down(&Scope::bottle("proj", "demo"), Cli::Docker).unwrap());
     assert!(!run.success);
     assert_eq!(run.calls.len(), 1);
 }
@@ -189,14 +197,23 @@ fn stop_stops_what_runs_and_keeps_it() {
         let fake = Fake::new();
         fake.containers("c1\nc2\n");
         fake.networks("n1\n");
-        let run = fake.run(&render_stop("demo", cli).unwrap());
+        let run = fake.run(&render_stop(&Scope::bottle("proj", "demo"), cli).unwrap());
         assert!(run.success, "{}", run.stderr);
         let calls: Vec<Vec<&str>> = run.calls.iter().map(|c| c.args()).collect();
         // Running containers only (no -a), stopped, nothing removed, networks untouched.
         assert_eq!(
             calls,
             [
-                vec!["ps", "-q", "--filter", "label=bottle.slug=demo"],
+                vec![
+                    "ps",
+                    "-q",
+                    "--filter",
+                    "label=bottle.managed",
+                    "--filter",
+                    "label=bottle.project=proj",
+                    "--filter",
+                    "label=bottle.slug=demo"
+                ],
                 vec!["stop", "c1", "c2"],
             ]
         );
@@ -207,7 +224,7 @@ fn stop_stops_what_runs_and_keeps_it() {
         );
 
         // Nothing running: nothing stopped, success.
-        let run = Fake::new().run(&render_stop("demo", cli).unwrap());
+        let run = Fake::new().run(&render_stop(&Scope::bottle("proj", "demo"), cli).unwrap());
         assert!(run.success, "{}", run.stderr);
         assert_eq!(run.calls.len(), 1);
     }

@@ -7,7 +7,7 @@ use bottle_backend_dryrun::{
     render_cleanup, render_down, render_exec, render_ps, render_start, render_stop, render_up,
     render_up_with, Cli,
 };
-use bottle_core::backend::{ExecRequest, UpOptions};
+use bottle_core::backend::{ExecRequest, Scope, UpOptions};
 use tempfile::TempDir;
 
 use crate::support::{agent_only, demo, evil, files_plan, fixed_paths, hostile};
@@ -50,26 +50,63 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
         for slug in ["demo", e.as_str()] {
             out.push((
                 format!("{n} down {slug:?}"),
-                render_down(slug, cli).unwrap(),
+                render_down(&Scope::bottle("proj", slug), cli).unwrap(),
             ));
             out.push((
                 format!("{n} stop {slug:?}"),
-                render_stop(slug, cli).unwrap(),
+                render_stop(&Scope::bottle("proj", slug), cli).unwrap(),
             ));
             out.push((
                 format!("{n} cleanup {slug:?}"),
-                render_cleanup(Some(slug), cli).unwrap(),
+                render_cleanup(
+                    &Scope {
+                        stopped_only: true,
+                        ..Scope::bottle("proj", slug)
+                    },
+                    cli,
+                )
+                .unwrap(),
             ));
             out.push((
                 format!("{n} ps {slug:?}"),
-                render_ps(Some(slug), cli).unwrap(),
+                render_ps(&Scope::bottle("proj", slug), cli).unwrap(),
             ));
         }
         out.push((
-            format!("{n} cleanup all"),
-            render_cleanup(None, cli).unwrap(),
+            format!("{n} cleanup project"),
+            render_cleanup(
+                &Scope {
+                    project: Some("proj".to_owned()),
+                    stopped_only: true,
+                    keep_complete: true,
+                    ..Scope::default()
+                },
+                cli,
+            )
+            .unwrap(),
         ));
-        out.push((format!("{n} ps all"), render_ps(None, cli).unwrap()));
+        out.push((
+            format!("{n} cleanup all"),
+            render_cleanup(
+                &Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                },
+                cli,
+            )
+            .unwrap(),
+        ));
+        out.push((
+            format!("{n} ps all"),
+            render_ps(
+                &Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                },
+                cli,
+            )
+            .unwrap(),
+        ));
         out.push((
             format!("{n} start demo"),
             render_start(&demo.plan, cli).unwrap(),
@@ -79,6 +116,7 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
             render_start(&hostile(&marker), cli).unwrap(),
         ));
         let request = ExecRequest {
+            project: "proj".to_owned(),
             slug: "demo".to_owned(),
             command: vec!["sh".to_owned(), "-c".to_owned(), e.clone()],
             tty: true,

@@ -2,6 +2,7 @@
 //! exactly the words the plan holds, and nothing in them runs.
 
 use bottle_backend_dryrun::{render_down, render_up, Cli};
+use bottle_core::backend::Scope;
 use bottle_core::plan::{FileSource, Plan};
 
 use crate::support::{evil, hostile, Fake};
@@ -17,13 +18,15 @@ fn expected_create(plan: &Plan, cli: Cli, e: &str) -> Vec<String> {
     let mut v = s(&[
         "create",
         "--name",
-        "bottle-demo-agent",
+        "bottle-proj-demo-agent",
         "--pull",
         "never",
         "--network",
-        "bottle-demo-internal",
+        "bottle-proj-demo-internal",
         "--label",
         &managed,
+        "--label",
+        "bottle.project=proj",
         "--label",
         "bottle.role=agent",
         "--label",
@@ -159,13 +162,21 @@ fn hostile_slugs_are_quoted_in_filters() {
     let fake = Fake::new();
     let marker = fake.dir.path().join("marker");
     let e = evil(&marker);
-    let run = fake.run(&render_down(&e, Cli::Docker).unwrap());
+    let run = fake.run(&render_down(&Scope::bottle("proj", &e), Cli::Docker).unwrap());
     assert!(run.success, "{}", run.stderr);
     assert!(!marker.exists());
     let filter = format!("label=bottle.slug={e}");
-    assert_eq!(run.calls[0].args(), ["ps", "-aq", "--filter", &filter]);
+    let f = [
+        "--filter",
+        "label=bottle.managed",
+        "--filter",
+        "label=bottle.project=proj",
+        "--filter",
+        &filter,
+    ];
+    assert_eq!(run.calls[0].args(), [&["ps", "-aq"][..], &f].concat());
     assert_eq!(
         run.calls[1].args(),
-        ["network", "ls", "-q", "--filter", &filter]
+        [&["network", "ls", "-q"][..], &f].concat()
     );
 }

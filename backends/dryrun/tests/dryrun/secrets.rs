@@ -98,8 +98,13 @@ fn an_environment_key_is_read_when_the_script_runs() {
         "TEST_ROUTE_KEY".to_owned(),
         KEY.to_owned(),
     )]));
-    let plan =
-        bottle_core::planner::plan_in(manifest.select(Some("c")).unwrap(), SIDECARS, &env).unwrap();
+    let plan = bottle_core::planner::plan_in(
+        manifest.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .unwrap();
     let script = render_up(&plan, Cli::Docker).unwrap();
     assert!(!script.contains(KEY));
     assert!(script.contains("\"${TEST_ROUTE_KEY:?"), "{script}");
@@ -158,8 +163,13 @@ fn host_env_values_are_read_when_the_script_runs() {
         "TEST_TOKEN".to_owned(),
         TOKEN.to_owned(),
     )]));
-    let plan =
-        bottle_core::planner::plan_in(manifest.select(Some("c")).unwrap(), SIDECARS, &env).unwrap();
+    let plan = bottle_core::planner::plan_in(
+        manifest.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .unwrap();
     let json = serde_json::to_string(&plan).unwrap();
     let script = render_up(&plan, Cli::Docker).unwrap();
     for secret in [TOKEN, FROM_FILE] {
@@ -204,7 +214,7 @@ fn host_env_values_are_read_when_the_script_runs() {
     let creates = run.calls_to(&["create"]);
     let create = &creates
         .iter()
-        .find(|c| c.argv.iter().any(|a| a == "bottle-c-agent"))
+        .find(|c| c.argv.iter().any(|a| a == "bottle-proj-c-agent"))
         .expect("the agent is created")
         .argv;
     for want in [

@@ -4,7 +4,7 @@ use bottle_backend_dryrun::{
     render_cleanup, render_down, render_exec, render_ps, render_start, render_stop, render_up,
     render_up_with, Cli,
 };
-use bottle_core::backend::{ExecOptions, ExecRequest, UpOptions};
+use bottle_core::backend::{ExecOptions, ExecRequest, Scope, UpOptions};
 
 use crate::support::{agent_only, demo, files_plan, fixed_paths, FIXED_KEY_PATH};
 
@@ -51,14 +51,46 @@ fn up_tricky_files() {
 fn down_and_cleanup() {
     for cli in Cli::ALL {
         let name = cli.backend_name();
-        insta::assert_snapshot!(format!("down_{name}"), render_down("demo", cli).unwrap());
+        insta::assert_snapshot!(
+            format!("down_{name}"),
+            render_down(&Scope::bottle("proj", "demo"), cli).unwrap()
+        );
+        // `bottle cleanup --all`: every project's, running ones included.
         insta::assert_snapshot!(
             format!("cleanup_all_{name}"),
-            render_cleanup(None, cli).unwrap()
+            render_cleanup(
+                &Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                },
+                cli
+            )
+            .unwrap()
+        );
+        // `bottle cleanup`: the project's bottles with nothing running.
+        insta::assert_snapshot!(
+            format!("cleanup_project_{name}"),
+            render_cleanup(
+                &Scope {
+                    project: Some("proj".to_owned()),
+                    stopped_only: true,
+                    keep_complete: true,
+                    ..Scope::default()
+                },
+                cli
+            )
+            .unwrap()
         );
         insta::assert_snapshot!(
             format!("cleanup_one_{name}"),
-            render_cleanup(Some("demo"), cli).unwrap()
+            render_cleanup(
+                &Scope {
+                    stopped_only: true,
+                    ..Scope::bottle("proj", "demo")
+                },
+                cli
+            )
+            .unwrap()
         );
     }
 }
@@ -67,12 +99,23 @@ fn down_and_cleanup() {
 fn ps_and_exec() {
     for cli in Cli::ALL {
         let name = cli.backend_name();
-        insta::assert_snapshot!(format!("ps_all_{name}"), render_ps(None, cli).unwrap());
+        insta::assert_snapshot!(
+            format!("ps_all_{name}"),
+            render_ps(
+                &Scope {
+                    unlabelled: true,
+                    ..Scope::default()
+                },
+                cli
+            )
+            .unwrap()
+        );
         insta::assert_snapshot!(
             format!("ps_one_{name}"),
-            render_ps(Some("demo"), cli).unwrap()
+            render_ps(&Scope::bottle("proj", "demo"), cli).unwrap()
         );
         let request = ExecRequest {
+            project: "proj".to_owned(),
             slug: "demo".to_owned(),
             command: vec![
                 "git".to_owned(),
@@ -114,7 +157,10 @@ fn stop_and_start() {
     let plan = fixed_paths(&demo().plan);
     for cli in Cli::ALL {
         let name = cli.backend_name();
-        insta::assert_snapshot!(format!("stop_{name}"), render_stop("demo", cli).unwrap());
+        insta::assert_snapshot!(
+            format!("stop_{name}"),
+            render_stop(&Scope::bottle("proj", "demo"), cli).unwrap()
+        );
         insta::assert_snapshot!(format!("start_{name}"), render_start(&plan, cli).unwrap());
     }
 }

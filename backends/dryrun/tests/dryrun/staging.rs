@@ -82,7 +82,7 @@ fn the_demo_bottle_arrives_exactly() {
     for cli in Cli::ALL {
         let run = check_plan_arrives(&demo.plan, cli);
         let got = received(&run, cli);
-        let key = got["bottle-demo-gate"]
+        let key = got["bottle-proj-demo-gate"]
             .iter()
             .find(|m| m.path == "etc/bottle-gate/creds/app.key")
             .unwrap();
@@ -101,7 +101,7 @@ fn host_files_are_copied_at_run_time() {
     let run = fake.run(&script);
     assert!(run.success, "{}", run.stderr);
     let got = received(&run, Cli::Docker);
-    let key = got["bottle-demo-gate"]
+    let key = got["bottle-proj-demo-gate"]
         .iter()
         .find(|m| m.path == "etc/bottle-gate/creds/lib.key")
         .unwrap();
@@ -123,14 +123,14 @@ fn the_agent_gets_the_gates_address_and_no_resolver() {
         assert_eq!(inspect.len(), 2, "{cli:?}: {:?}", run.calls);
         for (call, sidecar) in inspect
             .iter()
-            .zip(["bottle-demo-gate", "bottle-demo-proxy"])
+            .zip(["bottle-proj-demo-gate", "bottle-proj-demo-proxy"])
         {
             assert_eq!(
                 call.args(),
                 [
                     "inspect",
                     "--format",
-                    "{{(index .NetworkSettings.Networks \"bottle-demo-internal\").IPAddress}}",
+                    "{{(index .NetworkSettings.Networks \"bottle-proj-demo-internal\").IPAddress}}",
                     sidecar
                 ]
             );
@@ -138,9 +138,9 @@ fn the_agent_gets_the_gates_address_and_no_resolver() {
         let create = run.calls_to(&["create"]);
         let agent = create
             .iter()
-            .find(|c| c.args().contains(&"bottle-demo-agent"))
+            .find(|c| c.args().contains(&"bottle-proj-demo-agent"))
             .unwrap();
-        for sidecar in ["bottle-demo-gate", "bottle-demo-proxy"] {
+        for sidecar in ["bottle-proj-demo-gate", "bottle-proj-demo-proxy"] {
             let entry = format!("{sidecar}:{FAKE_ADDRESS}");
             assert!(
                 agent.args().windows(2).any(|w| w == ["--add-host", &entry]),
@@ -151,7 +151,7 @@ fn the_agent_gets_the_gates_address_and_no_resolver() {
         let internal = run.calls_to(&["network", "create"]);
         let internal = internal
             .iter()
-            .find(|c| c.args().contains(&"bottle-demo-internal"))
+            .find(|c| c.args().contains(&"bottle-proj-demo-internal"))
             .unwrap();
         assert_eq!(
             internal.args().contains(&"--disable-dns"),
@@ -170,7 +170,9 @@ fn a_host_entry_for_a_later_container_is_refused() {
     plan.containers.reverse();
     let err = render_up(&plan, Cli::Docker).unwrap_err().to_string();
     assert!(
-        err.contains("host entry \"bottle-demo-gate\" takes the address of bottle-demo-gate"),
+        err.contains(
+            "host entry \"bottle-proj-demo-gate\" takes the address of bottle-proj-demo-gate"
+        ),
         "{err}"
     );
 }
@@ -200,24 +202,24 @@ fn containers_are_created_filled_connected_started() {
     assert_eq!(
         steps,
         [
-            "network create bottle-demo-internal",
-            "network create bottle-demo-egress",
-            "create bottle-demo-gate",
+            "network create bottle-proj-demo-internal",
+            "network create bottle-proj-demo-egress",
+            "create bottle-proj-demo-gate",
             // Into the volume of its read-only root: scripts root's, the key the gate's.
-            "cp bottle-demo-gate:/etc/bottle-gate",
-            "cp bottle-demo-gate:/etc/bottle-gate",
-            "network connect bottle-demo-gate",
-            "start bottle-demo-gate",
-            "create bottle-demo-proxy",
-            "cp bottle-demo-proxy:/etc/bottle-proxy",
-            "network connect bottle-demo-proxy",
-            "start bottle-demo-proxy",
+            "cp bottle-proj-demo-gate:/etc/bottle-gate",
+            "cp bottle-proj-demo-gate:/etc/bottle-gate",
+            "network connect bottle-proj-demo-gate",
+            "start bottle-proj-demo-gate",
+            "create bottle-proj-demo-proxy",
+            "cp bottle-proj-demo-proxy:/etc/bottle-proxy",
+            "network connect bottle-proj-demo-proxy",
+            "start bottle-proj-demo-proxy",
             // The sidecars' addresses, for the agent's /etc/hosts.
-            "inspect bottle-demo-gate",
-            "inspect bottle-demo-proxy",
-            "create bottle-demo-agent",
-            "cp bottle-demo-agent:/",
-            "start bottle-demo-agent",
+            "inspect bottle-proj-demo-gate",
+            "inspect bottle-proj-demo-proxy",
+            "create bottle-proj-demo-agent",
+            "cp bottle-proj-demo-agent:/",
+            "start bottle-proj-demo-agent",
         ]
     );
 }

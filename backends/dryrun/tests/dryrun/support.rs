@@ -78,7 +78,11 @@ identity_file = {key:?}
         home: Some(dir.path().to_path_buf()),
     };
     let m = manifest::parse(&path, &manifest, &env).unwrap();
-    let plan = planner::plan(m.select(Some("demo")).unwrap()).unwrap();
+    let plan = planner::plan(
+        m.select(Some("demo")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+    )
+    .unwrap();
     Demo {
         _dir: dir,
         key,
@@ -106,7 +110,12 @@ image = "example.com/agents/custom:1.2"
     let path = Path::new("/nonexistent/bottle.toml");
     let m = manifest::parse(path, manifest, &Env { home: None }).unwrap();
     // No sidecar at all: the agent alone on its internal network.
-    planner::plan_with(m.select(None).unwrap(), &[]).unwrap()
+    planner::plan_with(
+        m.select(None).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        &[],
+    )
+    .unwrap()
 }
 
 fn text(path: &str, mode: u32, uid: u32, gid: u32, text: &str) -> FileSpec {
@@ -136,7 +145,7 @@ fn hardening() -> Hardening {
 
 fn container(slug: &str, role: &str, network: &str, files: Vec<FileSpec>) -> ContainerSpec {
     ContainerSpec {
-        name: format!("bottle-{slug}-{role}"),
+        name: format!("bottle-proj-{slug}-{role}"),
         role: ContainerRole::sidecar(role),
         image: ImageRef {
             name: "bottle-agent:latest".to_owned(),
@@ -147,7 +156,7 @@ fn container(slug: &str, role: &str, network: &str, files: Vec<FileSpec>) -> Con
         user: None,
         env: BTreeMap::new(),
         host_env: BTreeMap::new(),
-        labels: labels(slug, role),
+        labels: labels("proj", slug, role),
         network: network.to_owned(),
         connect: Vec::new(),
         extra_hosts: BTreeMap::new(),
@@ -165,12 +174,12 @@ fn container(slug: &str, role: &str, network: &str, files: Vec<FileSpec>) -> Con
 
 fn network(slug: &str, role: NetworkRole, internal: bool) -> NetworkSpec {
     NetworkSpec {
-        name: format!("bottle-{slug}-{role}"),
+        name: format!("bottle-proj-{slug}-{role}"),
         role,
         internal,
         dns: !internal,
         host: !internal,
-        labels: labels(slug, role.as_str()),
+        labels: labels("proj", slug, role.as_str()),
     }
 }
 
@@ -231,6 +240,7 @@ pub fn hostile(marker: &Path) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         bottle: format!("demo\n$(touch {}) `x`", marker.display()),
+        project: "proj".to_owned(),
         slug: "demo".to_owned(),
         networks: vec![internal, egress],
         containers: vec![agent],
@@ -292,6 +302,7 @@ pub fn files_plan(key: &Path) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         bottle: "files".to_owned(),
+        project: "proj".to_owned(),
         slug: "files".to_owned(),
         networks: vec![internal],
         containers: vec![gate, agent],

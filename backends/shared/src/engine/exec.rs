@@ -56,7 +56,7 @@ pub(super) async fn exec_output_with<E: Engine>(
 /// [`Backend::exec`](bottle_core::backend::Backend::exec): the agent's command on our
 /// standard streams; returns its exit code.
 pub async fn exec<E: Engine>(e: &E, req: &ExecRequest) -> Result<i32, BackendError> {
-    let name = resource_name(&req.slug, ContainerRole::AGENT);
+    let name = resource_name(&req.project, &req.slug, ContainerRole::AGENT);
     let not_running = || BackendError::NotRunning {
         slug: req.slug.clone(),
         role: ContainerRole::AGENT.to_owned(),

@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 
-use bottle_core::backend::{BackendError, ContainerStatus, ExecOptions, OutputChunk, Resource};
+use bottle_core::backend::{
+    BackendError, ContainerStatus, ExecOptions, OutputChunk, Resource, Scope,
+};
 use bottle_core::plan::{ContainerSpec, Plan, ResourceKind};
 use futures_util::future::join_all;
 
@@ -24,9 +26,11 @@ fn is_running(state: &str) -> bool {
 }
 
 /// [`Backend::stop`](bottle_core::backend::Backend::stop): stops every running container of
-/// `slug`, all at once (none depends on another to stop); returns those it stopped.
-pub async fn stop<E: Engine>(e: &E, slug: &str) -> Result<Vec<Resource>, BackendError> {
-    let (containers, _) = find(e, Some(slug)).await?;
+/// the bottle of `scope`, all at once (none depends on another to stop); returns those it
+/// stopped.
+pub async fn stop<E: Engine>(e: &E, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+    let slug = scope.bottle.as_deref().unwrap_or_default();
+    let (containers, _) = find(e, scope).await?;
     if containers.is_empty() {
         return Err(BackendError::Other(format!(
             "bottle '{slug}' has no containers on this engine: nothing to stop\n  hint: `bottle up {slug}` creates and starts it"
@@ -68,7 +72,13 @@ struct Present {
 }
 
 async fn present<E: Engine>(e: &E, plan: &Plan) -> Result<Present, BackendError> {
-    let (containers, networks) = find(e, Some(&plan.slug)).await?;
+    // The plan's project only: its names carry the project, so a bottle made before
+    // projects is never part of it.
+    let scope = Scope {
+        unlabelled: false,
+        ..Scope::bottle(&plan.project, &plan.slug)
+    };
+    let (containers, networks) = find(e, &scope).await?;
     let containers: HashMap<String, (String, String)> = containers
         .into_iter()
         .map(|f| (f.resource.name, (f.id, f.resource.state)))
@@ -221,11 +231,11 @@ async fn refresh_hosts<E: Engine>(
     Ok(())
 }
 
-/// [`Backend::status`](bottle_core::backend::Backend::status): each container of `slug`
-/// with its inspection (all at once), by name. A container gone between the list and its
-/// inspection is shown as listed.
-pub async fn status<E: Engine>(e: &E, slug: &str) -> Result<Vec<ContainerStatus>, BackendError> {
-    let (mut containers, _) = find(e, Some(slug)).await?;
+/// [`Backend::status`](bottle_core::backend::Backend::status): each container of the
+/// bottle of `scope` with its inspection (all at once), by name. A container gone between
+/// the list and its inspection is shown as listed.
+pub async fn status<E: Engine>(e: &E, scope: &Scope) -> Result<Vec<ContainerStatus>, BackendError> {
+    let (mut containers, _) = find(e, scope).await?;
     containers.sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
     let infos = join_all(containers.iter().map(|c| e.inspect_container(&c.id))).await;
     Ok(containers
@@ -251,13 +261,14 @@ pub async fn status<E: Engine>(e: &E, slug: &str) -> Result<Vec<ContainerStatus>
 }
 
 /// [`Backend::container_output`](bottle_core::backend::Backend::container_output): the
-/// engine's log of the container of `slug` whose role is `role`.
+/// engine's log of the container of the bottle of `scope` whose role is `role`.
 pub async fn container_output<E: Engine>(
     e: &E,
-    slug: &str,
+    scope: &Scope,
     role: &str,
 ) -> Result<Vec<OutputChunk>, BackendError> {
-    let (containers, _) = find(e, Some(slug)).await?;
+    let slug = scope.bottle.as_deref().unwrap_or_default();
+    let (containers, _) = find(e, scope).await?;
     let Some(c) = containers
         .iter()
         .find(|c| c.resource.role.as_deref() == Some(role))

@@ -1,17 +1,24 @@
 //! `ps`, `down` and `cleanup`: everything found by label.
 
-use bottle_core::backend::{AuditStream, BackendError, BottleStatus, Resource};
-use bottle_core::plan::{LABEL_AUDIT, LABEL_MANAGED, LABEL_SLUG};
+use std::collections::{BTreeMap, BTreeSet};
+
+use bottle_core::backend::{
+    is_complete_stopped, is_live_state, AuditStream, BackendError, BottleStatus, Resource, Scope,
+};
+use bottle_core::plan::LABEL_AUDIT;
 use futures_util::future::join_all;
 
 use super::{Engine, EngineError, Listed};
 use crate::resources::{self, Found};
 
-/// Every labelled container and network (of `slug`, or of every bottle).
+/// Every labelled container and network in `scope`.
 pub(super) async fn find<E: Engine>(
     e: &E,
-    slug: Option<&str>,
+    scope: &Scope,
 ) -> Result<(Vec<Found>, Vec<Found>), BackendError> {
+    // The engine filters by bottle at most; the project (and the absence of a project
+    // label) is checked here.
+    let slug = scope.bottle.as_deref();
     let containers = e
         .list_containers(slug)
         .await
@@ -21,13 +28,12 @@ pub(super) async fn find<E: Engine>(
         .await
         .map_err(|err| err.at("list bottle networks"))?;
 
-    // The same selection as resources::label_filters, checked here too: it must never
-    // depend on how an engine version combines several label filters.
+    // The whole selection, checked here too: it must never depend on how an engine version
+    // combines several label filters.
     let ours = |l: &Listed| {
-        l.labels.as_ref().is_some_and(|l| {
-            l.contains_key(LABEL_MANAGED)
-                && slug.is_none_or(|s| l.get(LABEL_SLUG).map(String::as_str) == Some(s))
-        })
+        l.labels
+            .as_ref()
+            .is_some_and(|l| scope.matches(|k| l.get(k).map(String::as_str)))
     };
     let containers = containers
         .into_iter()
@@ -45,8 +51,8 @@ pub(super) async fn find<E: Engine>(
 /// [`Backend::ps`](bottle_core::backend::Backend::ps): resources grouped by bottle, each
 /// container with its restart count (one inspection each, all at once). A container gone
 /// between the list and its inspection has no count; that is no error.
-pub async fn ps<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-    let (mut containers, networks) = find(e, slug).await?;
+pub async fn ps<E: Engine>(e: &E, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
+    let (mut containers, networks) = find(e, scope).await?;
     let infos = join_all(containers.iter().map(|c| e.inspect_container(&c.id))).await;
     for (c, info) in containers.iter_mut().zip(infos) {
         c.resource.restarts = info.ok().map(|i| i.restarts);
@@ -56,15 +62,16 @@ pub async fn ps<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<BottleStatus
 
 /// [`Backend::audit_logs`](bottle_core::backend::Backend::audit_logs): the standard
 /// output of each of the bottle's containers labelled [`LABEL_AUDIT`].
-pub async fn audit_logs<E: Engine>(e: &E, slug: &str) -> Result<Vec<AuditStream>, BackendError> {
+pub async fn audit_logs<E: Engine>(e: &E, scope: &Scope) -> Result<Vec<AuditStream>, BackendError> {
     let containers = e
-        .list_containers(Some(slug))
+        .list_containers(scope.bottle.as_deref())
         .await
         .map_err(|err| err.at("list bottle containers"))?;
     let mut out = Vec::new();
     for c in containers {
         let Some(source) = c.labels.as_ref().and_then(|l| {
-            (l.get(LABEL_SLUG).map(String::as_str) == Some(slug))
+            scope
+                .matches(|k| l.get(k).map(String::as_str))
                 .then(|| l.get(LABEL_AUDIT).cloned())
                 .flatten()
         }) else {
@@ -85,8 +92,8 @@ pub async fn audit_logs<E: Engine>(e: &E, slug: &str) -> Result<Vec<AuditStream>
 }
 
 /// [`Backend::down`](bottle_core::backend::Backend::down): [`cleanup`] of one bottle.
-pub async fn down<E: Engine>(e: &E, slug: &str) -> Result<(), BackendError> {
-    cleanup(e, Some(slug)).await.map(|_| ())
+pub async fn down<E: Engine>(e: &E, scope: &Scope) -> Result<(), BackendError> {
+    cleanup(e, scope).await.map(|_| ())
 }
 
 /// Removes a network. Containers bottle did not create (a user's debugging container, a
@@ -112,10 +119,32 @@ async fn remove_network<E: Engine>(e: &E, id: &str) -> Result<(), EngineError> {
 }
 
 /// [`Backend::cleanup`](bottle_core::backend::Backend::cleanup): force-removes every
-/// labelled container, then every labelled network, of `slug` or of every bottle; returns
-/// what was removed. Already-gone resources are not an error (nor reported as removed).
-pub async fn cleanup<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-    let (containers, networks) = find(e, slug).await?;
+/// labelled container, then every labelled network, in `scope` (with
+/// [`Scope::stopped_only`], none of a bottle that has a live container, and with
+/// [`Scope::keep_complete`] none of a complete stopped one); returns what was removed.
+/// Already-gone resources are not an error (nor reported as removed).
+pub async fn cleanup<E: Engine>(e: &E, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+    let (mut containers, mut networks) = find(e, scope).await?;
+    if scope.stopped_only {
+        let mut by_bottle: BTreeMap<(Option<String>, String), Vec<&Resource>> = BTreeMap::new();
+        for c in &containers {
+            by_bottle
+                .entry((c.project.clone(), c.slug.clone()))
+                .or_default()
+                .push(&c.resource);
+        }
+        let kept: BTreeSet<(Option<String>, String)> = by_bottle
+            .into_iter()
+            .filter(|(_, rs)| {
+                rs.iter().any(|r| is_live_state(&r.state))
+                    || (scope.keep_complete && is_complete_stopped(rs.iter().copied()))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let keep = |f: &Found| kept.contains(&(f.project.clone(), f.slug.clone()));
+        containers.retain(|f| !keep(f));
+        networks.retain(|f| !keep(f));
+    }
     let mut removed = Vec::new();
     let mut failures = Vec::new();
 
@@ -145,5 +174,5 @@ pub async fn cleanup<E: Engine>(e: &E, slug: Option<&str>) -> Result<Vec<Resourc
         .await,
     );
 
-    resources::removal_outcome(slug, removed, failures)
+    resources::removal_outcome(scope, removed, failures)
 }

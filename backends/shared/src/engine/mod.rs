@@ -96,29 +96,29 @@ macro_rules! impl_backend {
 
             async fn down(
                 &self,
-                slug: &str,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<(), $crate::engine::__core::backend::BackendError> {
-                $crate::engine::down(self, slug).await
+                $crate::engine::down(self, scope).await
             }
 
             async fn ps(
                 &self,
-                slug: Option<&str>,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::BottleStatus>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::ps(self, slug).await
+                $crate::engine::ps(self, scope).await
             }
 
             async fn cleanup(
                 &self,
-                slug: Option<&str>,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::Resource>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::cleanup(self, slug).await
+                $crate::engine::cleanup(self, scope).await
             }
 
             async fn exec(
@@ -130,12 +130,12 @@ macro_rules! impl_backend {
 
             async fn stop(
                 &self,
-                slug: &str,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::Resource>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::stop(self, slug).await
+                $crate::engine::stop(self, scope).await
             }
 
             async fn start(
@@ -147,33 +147,33 @@ macro_rules! impl_backend {
 
             async fn status(
                 &self,
-                slug: &str,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::ContainerStatus>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::status(self, slug).await
+                $crate::engine::status(self, scope).await
             }
 
             async fn container_output(
                 &self,
-                slug: &str,
+                scope: &$crate::engine::__core::backend::Scope,
                 role: &str,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::OutputChunk>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::container_output(self, slug, role).await
+                $crate::engine::container_output(self, scope, role).await
             }
 
             async fn audit_logs(
                 &self,
-                slug: &str,
+                scope: &$crate::engine::__core::backend::Scope,
             ) -> Result<
                 Vec<$crate::engine::__core::backend::AuditStream>,
                 $crate::engine::__core::backend::BackendError,
             > {
-                $crate::engine::audit_logs(self, slug).await
+                $crate::engine::audit_logs(self, scope).await
             }
 
             async fn image_command(

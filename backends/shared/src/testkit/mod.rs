@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use bottle_core::backend::{Backend, BackendError};
+use bottle_core::backend::{Backend, BackendError, Scope};
 use bottle_core::plan::{
     labels, resource_name, ContainerRole, ContainerSpec, Egress, FileSpec, Hardening, HostOf,
     ImageRef, NetworkRole, NetworkSpec, Plan, PortSpec, Reach, Restart, PLAN_FORMAT,
@@ -207,6 +207,14 @@ macro_rules! engine_suite {
     };
 }
 
+/// The project of every bottle the backend tests make.
+pub const TEST_PROJECT: &str = "bottle-test";
+
+/// [`TEST_PROJECT`] as a [`Project`](bottle_core::project::Project).
+pub fn test_project() -> bottle_core::project::Project {
+    bottle_core::project::Project::new(TEST_PROJECT).expect("a valid project name")
+}
+
 /// A slug no other test (or concurrent run) uses.
 pub fn unique_slug(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -265,20 +273,25 @@ impl<E: TestEngine> Guard<E> {
             _engine: std::marker::PhantomData,
         }
     }
+
+    /// Its bottle, in [`TEST_PROJECT`].
+    pub fn scope(&self) -> Scope {
+        Scope::bottle(TEST_PROJECT, &self.slug)
+    }
 }
 
 impl<E: TestEngine> Drop for Guard<E> {
     fn drop(&mut self) {
         if keep() {
             eprintln!(
-                "BOTTLE_TEST_KEEP=1: keeping bottle '{}' (remove with `bottle cleanup {}`)",
+                "BOTTLE_TEST_KEEP=1: keeping bottle '{}' (remove with `bottle -p {TEST_PROJECT} cleanup {}`)",
                 self.slug, self.slug
             );
             return;
         }
         let slug = self.slug.clone();
         let result = on_own_runtime::<E, _>(self.address.clone(), move |e: E::Client| {
-            Box::pin(async move { e.cleanup(Some(&slug)).await })
+            Box::pin(async move { e.cleanup(&Scope::bottle(TEST_PROJECT, &slug)).await })
         });
         match result {
             Ok(Ok(Ok(_))) => {}
@@ -444,7 +457,7 @@ pub fn hardening() -> Hardening {
 /// A container of bottle `slug` in `role`, running `sleep 3600` from `image` on `network`.
 pub fn container(slug: &str, role: &str, image: &str, network: &str) -> ContainerSpec {
     ContainerSpec {
-        name: resource_name(slug, role),
+        name: resource_name(TEST_PROJECT, slug, role),
         role: ContainerRole::sidecar(role),
         image: ImageRef {
             name: image.to_owned(),
@@ -455,7 +468,7 @@ pub fn container(slug: &str, role: &str, image: &str, network: &str) -> Containe
         user: None,
         env: BTreeMap::new(),
         host_env: BTreeMap::new(),
-        labels: labels(slug, role),
+        labels: labels(TEST_PROJECT, slug, role),
         network: network.to_owned(),
         connect: vec![],
         extra_hosts: BTreeMap::new(),
@@ -474,12 +487,12 @@ pub fn container(slug: &str, role: &str, image: &str, network: &str) -> Containe
 /// A network of bottle `slug` in `role`.
 pub fn network(slug: &str, role: NetworkRole, internal: bool) -> NetworkSpec {
     NetworkSpec {
-        name: resource_name(slug, role.as_str()),
+        name: resource_name(TEST_PROJECT, slug, role.as_str()),
         role,
         internal,
         dns: !internal,
         host: !internal,
-        labels: labels(slug, role.as_str()),
+        labels: labels(TEST_PROJECT, slug, role.as_str()),
     }
 }
 
@@ -490,6 +503,7 @@ pub fn agent_only(slug: &str, image: &str) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         bottle: slug.to_owned(),
+        project: TEST_PROJECT.to_owned(),
         slug: slug.to_owned(),
         networks: vec![internal],
         containers: vec![agent],
@@ -523,6 +537,7 @@ pub fn with_sidecar(slug: &str, image: &str) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         bottle: slug.to_owned(),
+        project: TEST_PROJECT.to_owned(),
         slug: slug.to_owned(),
         networks: vec![internal, egress],
         containers: vec![gate, agent],

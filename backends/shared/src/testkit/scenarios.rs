@@ -8,14 +8,15 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bottle_core::backend::{Backend, BackendError, ExecRequest, UpOptions};
+use bottle_core::backend::{Backend, BackendError, ExecRequest, Scope, UpOptions};
 use bottle_core::images;
 use bottle_core::plan::{
     resource_name, ContainerRole, FileSource, FileSpec, NetworkRole, ResourceKind, SecretBytes,
 };
 
 use super::{
-    agent_only, strings, tiny_image, unique_slug, with_sidecar, Guard, ImageGuard, TestEngine,
+    agent_only, strings, test_project, tiny_image, unique_slug, with_sidecar, Guard, ImageGuard,
+    TestEngine, TEST_PROJECT,
 };
 use crate::base;
 use crate::engine::{self, Engine};
@@ -31,11 +32,11 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
 
     d.up(&plan, &UpOptions::default()).await.unwrap();
 
-    let ps = d.ps(Some(&g.slug)).await.unwrap();
+    let ps = d.ps(&g.scope()).await.unwrap();
     assert_eq!(ps.len(), 1, "{ps:?}");
     assert_eq!(ps[0].slug, g.slug);
-    let agent = resource_name(&g.slug, ContainerRole::AGENT);
-    let internal = resource_name(&g.slug, NetworkRole::Internal.as_str());
+    let agent = resource_name(TEST_PROJECT, &g.slug, ContainerRole::AGENT);
+    let internal = resource_name(TEST_PROJECT, &g.slug, NetworkRole::Internal.as_str());
     let got: Vec<_> = ps[0]
         .resources
         .iter()
@@ -59,10 +60,16 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
         ]
     );
     // ps of every bottle includes this one.
-    assert!(d.ps(None).await.unwrap().iter().any(|b| b.slug == g.slug));
+    assert!(d
+        .ps(&Scope::default())
+        .await
+        .unwrap()
+        .iter()
+        .any(|b| b.slug == g.slug));
 
     let code = d
         .exec(&ExecRequest {
+            project: TEST_PROJECT.to_owned(),
             slug: g.slug.clone(),
             command: strings(&["sh", "-c", "exit 7"]),
             tty: false,
@@ -85,14 +92,15 @@ pub async fn up_ps_exec_down_of_an_agent_alone<T: TestEngine>(t: &T) {
         .unwrap();
     assert!([126, 127].contains(&missing.code), "{missing:?}");
 
-    d.down(&g.slug).await.unwrap();
-    assert!(d.ps(Some(&g.slug)).await.unwrap().is_empty());
+    d.down(&g.scope()).await.unwrap();
+    assert!(d.ps(&g.scope()).await.unwrap().is_empty());
     // Idempotent.
-    d.down(&g.slug).await.unwrap();
-    assert!(d.cleanup(Some(&g.slug)).await.unwrap().is_empty());
+    d.down(&g.scope()).await.unwrap();
+    assert!(d.cleanup(&g.scope()).await.unwrap().is_empty());
 
     let err = d
         .exec(&ExecRequest {
+            project: TEST_PROJECT.to_owned(),
             slug: g.slug.clone(),
             command: strings(&["true"]),
             tty: false,
@@ -319,7 +327,7 @@ pub async fn an_unfillable_host_entry_fails_before_anything_is_created<T: TestEn
         text.contains("which no earlier container of the plan has; nothing was created"),
         "{text}"
     );
-    assert!(d.ps(Some(&g.slug)).await.unwrap().is_empty());
+    assert!(d.ps(&g.scope()).await.unwrap().is_empty());
 }
 
 /// A leftover of the plan's makes `up` fail before it creates anything, naming
@@ -346,14 +354,14 @@ pub async fn leftovers_fail_fast_and_create_nothing<T: TestEngine>(t: &T) {
     );
 
     // Nothing else was created.
-    let ps = d.ps(Some(&g.slug)).await.unwrap();
+    let ps = d.ps(&g.scope()).await.unwrap();
     assert_eq!(ps.len(), 1);
     assert_eq!(ps[0].resources.len(), 1, "{ps:?}");
 
-    let removed = d.cleanup(Some(&g.slug)).await.unwrap();
+    let removed = d.cleanup(&g.scope()).await.unwrap();
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].name, egress.name);
-    assert!(d.ps(Some(&g.slug)).await.unwrap().is_empty());
+    assert!(d.ps(&g.scope()).await.unwrap().is_empty());
 }
 
 /// An image bottle does not build and the engine lacks fails `up` with nothing created
@@ -375,7 +383,7 @@ pub async fn a_missing_image_fails_before_anything_is_created<T: TestEngine>(t: 
         err.contains(&format!("{cli} pull")) && err.contains(&format!("{cli} build")),
         "{err}"
     );
-    assert!(d.ps(Some(&g.slug)).await.unwrap().is_empty());
+    assert!(d.ps(&g.scope()).await.unwrap().is_empty());
 }
 
 /// A failed `up` removes what it made and says so; with `keep_on_failure` it keeps it and
@@ -404,7 +412,7 @@ pub async fn a_failed_up_rolls_back_or_keeps_what_it_made<T: TestEngine>(t: &T) 
     );
     assert!(message.contains("removed"), "{message}");
     assert!(
-        d.ps(Some(&g.slug)).await.unwrap().is_empty(),
+        d.ps(&g.scope()).await.unwrap().is_empty(),
         "rollback left resources"
     );
 
@@ -417,7 +425,7 @@ pub async fn a_failed_up_rolls_back_or_keeps_what_it_made<T: TestEngine>(t: &T) 
             .contains(&format!("bottle cleanup {}", g.slug)),
         "{err}"
     );
-    let ps = d.ps(Some(&g.slug)).await.unwrap();
+    let ps = d.ps(&g.scope()).await.unwrap();
     assert_eq!(ps.len(), 1);
     let kept: Vec<_> = ps[0]
         .resources
@@ -444,9 +452,9 @@ pub async fn a_failed_up_rolls_back_or_keeps_what_it_made<T: TestEngine>(t: &T) 
         "{err:?}"
     );
 
-    let removed = d.cleanup(Some(&g.slug)).await.unwrap();
+    let removed = d.cleanup(&g.scope()).await.unwrap();
     assert_eq!(removed.len(), 4, "{removed:?}");
-    assert!(d.ps(Some(&g.slug)).await.unwrap().is_empty());
+    assert!(d.ps(&g.scope()).await.unwrap().is_empty());
 }
 
 /// `down` removes the bottle's networks even when a container bottle did not create is
@@ -462,11 +470,11 @@ pub async fn down_disconnects_foreign_containers_and_keeps_them<T: TestEngine>(t
     t.run_foreign(&foreign, &image, &plan.networks[0].name)
         .await;
 
-    let down = d.down(&g.slug).await;
+    let down = d.down(&g.scope()).await;
     let running = d.container_running(&foreign).await;
     let _ = Engine::remove_container(d, &foreign).await;
     down.unwrap();
-    assert!(d.ps(Some(&g.slug)).await.unwrap().is_empty());
+    assert!(d.ps(&g.scope()).await.unwrap().is_empty());
     assert_eq!(running, Ok(true));
 }
 
@@ -846,7 +854,7 @@ pub async fn a_sidecar_added_in_one_module_runs_with_its_port_and_host<T: TestEn
             .unwrap_or_else(|e| panic!("{e}"));
     let bottle = manifest.select(Some(&g.slug)).unwrap();
     // The toy alone: what it shows needs no other sidecar (nor their images).
-    let plan = bottle_core::planner::plan_with(bottle, &[&toy::Toy]).unwrap();
+    let plan = bottle_core::planner::plan_with(bottle, &test_project(), &[&toy::Toy]).unwrap();
     assert_eq!(
         plan.containers
             .iter()

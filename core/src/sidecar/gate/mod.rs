@@ -218,17 +218,18 @@ impl GitGate {
     /// when the bottle has no git entries. Reads each identity file, and nothing else.
     pub fn prepare(
         &self,
-        slug: &str,
+        project: &str,
         bottle: &Bottle,
         internal: &str,
         egress: &str,
     ) -> Result<Option<GitGatePlan>, PlanError> {
+        let slug = bottle.name.as_str();
         if bottle.git.is_empty() {
             return Ok(None);
         }
         let layout = &self.layout;
         let scripts = scripts::render(layout, &bottle.name, &bottle.git)?;
-        let host = resource_name(slug, NAME);
+        let host = resource_name(project, slug, NAME);
 
         let text = |path: String, mode: u32, text: &str| FileSpec {
             relocate_env: None,
@@ -283,7 +284,7 @@ impl GitGate {
             user: Some(format!("{GATE_UID}:{GATE_UID}")),
             env: BTreeMap::new(),
             host_env: BTreeMap::new(),
-            labels: labels(slug, NAME),
+            labels: labels(project, slug, NAME),
             network: internal.to_owned(),
             connect: vec![egress.to_owned()],
             extra_hosts,
@@ -334,7 +335,7 @@ impl Sidecar for GitGate {
     }
 
     fn plan(&self, cx: &BottleContext<'_>) -> Result<Option<SidecarPlan>, PlanError> {
-        let Some(gate) = self.prepare(cx.slug, cx.bottle, cx.internal, cx.egress)? else {
+        let Some(gate) = self.prepare(cx.project, cx.bottle, cx.internal, cx.egress)? else {
             return Ok(None);
         };
         let agent = AgentGrant {

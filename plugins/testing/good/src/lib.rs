@@ -3,7 +3,7 @@
 //! errors cross it too.
 #![deny(missing_docs)]
 
-use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions};
 use bottle_core::plan::{FileSource, Plan, ResourceKind};
 use bottle_plugin::{export_backend, PluginBackend};
 
@@ -43,20 +43,25 @@ impl PluginBackend for Good {
         Ok(())
     }
 
-    fn down(&self, slug: &str) -> Result<(), BackendError> {
+    fn down(&self, scope: &Scope) -> Result<(), BackendError> {
+        let slug = scope.bottle.as_deref().unwrap_or_default();
         if slug == "fail" {
             return Err(BackendError::NotRunning {
                 slug: slug.to_owned(),
                 role: "agent".into(),
             });
         }
-        println!("test-good: down {slug}");
+        println!(
+            "test-good: down {slug} of {}",
+            scope.project.as_deref().unwrap_or("every project")
+        );
         Ok(())
     }
 
-    fn ps(&self, slug: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
-        let slug = slug.unwrap_or("everything");
+    fn ps(&self, scope: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
+        let slug = scope.bottle.as_deref().unwrap_or("everything");
         Ok(vec![BottleStatus {
+            project: scope.project.clone(),
             slug: slug.to_owned(),
             resources: vec![Resource {
                 kind: ResourceKind::Container,
@@ -68,8 +73,10 @@ impl PluginBackend for Good {
         }])
     }
 
-    fn cleanup(&self, slug: Option<&str>) -> Result<Vec<Resource>, BackendError> {
-        Ok(slug
+    fn cleanup(&self, scope: &Scope) -> Result<Vec<Resource>, BackendError> {
+        Ok(scope
+            .bottle
+            .as_deref()
             .map(|s| Resource {
                 kind: ResourceKind::Network,
                 name: format!("bottle-{s}-internal"),

@@ -1,7 +1,7 @@
 //! A test plugin claiming `dry-run`, the name of a built-in backend: the host must refuse it.
 #![deny(missing_docs)]
 
-use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions};
 use bottle_core::plan::Plan;
 use bottle_plugin::{export_backend, PluginBackend};
 
@@ -20,15 +20,15 @@ impl PluginBackend for Impostor {
         Ok(())
     }
 
-    fn down(&self, _: &str) -> Result<(), BackendError> {
+    fn down(&self, _: &Scope) -> Result<(), BackendError> {
         Ok(())
     }
 
-    fn ps(&self, _: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
+    fn ps(&self, _: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
         Ok(Vec::new())
     }
 
-    fn cleanup(&self, _: Option<&str>) -> Result<Vec<Resource>, BackendError> {
+    fn cleanup(&self, _: &Scope) -> Result<Vec<Resource>, BackendError> {
         Ok(Vec::new())
     }
 

@@ -4,4 +4,4 @@
 
 /// The ABI version this library claims: the current one.
 #[unsafe(no_mangle)]
-pub static BOTTLE_PLUGIN_ABI_VERSION: u32 = 1;
+pub static BOTTLE_PLUGIN_ABI_VERSION: u32 = 2;

@@ -2,7 +2,7 @@
 //! host must report each panic as an error and carry on.
 #![deny(missing_docs)]
 
-use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, UpOptions};
+use bottle_core::backend::{BackendError, BottleStatus, ExecRequest, Resource, Scope, UpOptions};
 use bottle_core::plan::Plan;
 use bottle_plugin::{export_backend, PluginBackend};
 
@@ -20,16 +20,16 @@ impl PluginBackend for Panicking {
         panic!("test-panic: boom in up of {}", plan.slug)
     }
 
-    fn down(&self, slug: &str) -> Result<(), BackendError> {
-        panic!("test-panic: boom in down of {slug}")
+    fn down(&self, scope: &Scope) -> Result<(), BackendError> {
+        panic!("test-panic: boom in down of {}", scope.describe())
     }
 
-    fn ps(&self, _: Option<&str>) -> Result<Vec<BottleStatus>, BackendError> {
+    fn ps(&self, _: &Scope) -> Result<Vec<BottleStatus>, BackendError> {
         // A non-string payload.
         std::panic::panic_any(42_u32)
     }
 
-    fn cleanup(&self, _: Option<&str>) -> Result<Vec<Resource>, BackendError> {
+    fn cleanup(&self, _: &Scope) -> Result<Vec<Resource>, BackendError> {
         panic!("test-panic: boom in cleanup")
     }
 

@@ -24,6 +24,7 @@ use runner::{can_run, Runner};
 use slots::Permit;
 
 use super::Engine;
+use bottle_core::plan::resource_name;
 
 /// How long the fixture and the gate get to become ready.
 const READY_LIMIT: Duration = Duration::from_secs(20);
@@ -35,6 +36,8 @@ const READY_LIMIT: Duration = Duration::from_secs(20);
 const GATE_READY_LIMIT: Duration = Duration::from_secs(90);
 /// The repository the fixture serves and the manifest declares.
 pub const REPO: &str = "app";
+/// The project of every scenario's bottle (its slug is unique).
+pub const PROJECT: &str = "e2e";
 
 /// How the bottle is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +91,8 @@ pub struct Harness {
     pub engine: &'static Engine,
     runner: &'static Runner,
     pub opts: Options,
+    /// The bottle's project: [`PROJECT`], set in the manifest's `[settings]`.
+    pub project: String,
     pub slug: String,
     /// The upstream URL as written in the manifest and used in the agent.
     pub url: String,
@@ -148,7 +153,11 @@ impl Harness {
                 "ssh-keygen",
             );
         }
-        let url = format!("ssh://git@bottle-{slug}-upstream/srv/git/{REPO}.git");
+        let project = PROJECT.to_owned();
+        let url = format!(
+            "ssh://git@{}/srv/git/{REPO}.git",
+            resource_name(&project, &slug, bottle_backend_shared::fixture::ROLE)
+        );
         let identity_file = d.join("gate_key");
         let pin = if opts.pin_host_key {
             let public = std::fs::read_to_string(d.join("host_key.pub")).expect("host_key.pub");
@@ -160,7 +169,7 @@ impl Harness {
         let ca = TestCa::new();
         std::fs::write(d.join("ca.pem"), &ca.pem).expect("write ca.pem");
         let manifest = format!(
-            "[bottles.{slug}]\nimage = {image:?}\ncommand = [\"sleep\", \"infinity\"]\n\n\
+            "[settings]\nproject = {project:?}\n\n[bottles.{slug}]\nimage = {image:?}\ncommand = [\"sleep\", \"infinity\"]\n\n\
              [[bottles.{slug}.git]]\nname = \"{REPO}\"\nupstream = {url:?}\nidentity_file = {key:?}\n{pin}",
             key = identity_file.display().to_string(),
             image = opts.image,
@@ -175,6 +184,7 @@ impl Harness {
             engine,
             runner,
             opts,
+            project,
             slug,
             url,
             identity_file,
@@ -215,6 +225,25 @@ impl Harness {
             run(&mut self.runner.sh(self.dir(), &path)),
             "sh up.sh (the script bottle --dry-run up printed)",
         );
+    }
+
+    /// A directory `NAME` in the scenario's directory holding `manifest` as its
+    /// `bottle.toml`, handed to the engine's user: another project (by default a project is
+    /// its manifest's directory name).
+    pub fn project_dir(&self, name: &str, manifest: &str) -> PathBuf {
+        let dir = self.dir().join(name);
+        std::fs::create_dir_all(&dir).expect("create a project directory");
+        std::fs::write(dir.join("bottle.toml"), manifest).expect("write bottle.toml");
+        self.runner.hand_over(&dir);
+        dir
+    }
+
+    /// `bottle --backend <engine>` run in `dir` with a clean environment, as the engine's
+    /// user.
+    pub fn bottle_in(&self, dir: &Path) -> Command {
+        let mut cmd = self.runner.bottle(dir);
+        cmd.args(["--backend", self.engine.backend]);
+        cmd
     }
 
     /// The scenario's directory (keys, manifest).
@@ -263,9 +292,9 @@ impl Harness {
         )
     }
 
-    /// `bottle-<slug>-<role>`.
+    /// The name of the bottle's resource with this role (`bottle-<project>-<slug>-<role>`).
     pub fn name(&self, role: &str) -> String {
-        format!("bottle-{}-{role}", self.slug)
+        resource_name(&self.project, &self.slug, role)
     }
 
     pub fn gate(&self) -> String {
@@ -355,6 +384,7 @@ impl Harness {
         let authorized = std::fs::read_to_string(d.join("gate_key.pub")).expect("gate_key.pub");
         let spec =
             bottle_backend_shared::fixture::upstream(&bottle_backend_shared::fixture::Upstream {
+                project: &self.project,
                 slug: &self.slug,
                 repos: &[REPO],
                 default_branch: self.opts.default_branch,
@@ -431,6 +461,7 @@ impl Harness {
         let (cert_pem, key_pem) = (leaf.pem(), key.serialize_pem());
         for name in names {
             let spec = bottle_backend_shared::fixture::web(&bottle_backend_shared::fixture::Web {
+                project: &self.project,
                 slug: &self.slug,
                 name,
                 cert_pem: &cert_pem,

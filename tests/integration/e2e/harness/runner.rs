@@ -97,7 +97,7 @@ impl Runner {
     /// [`Runner::bottle`] with more environment variables (a route's key).
     pub(super) fn bottle_env(&self, dir: &Path, extra: &[(&str, String)]) -> Command {
         if self.user.is_none() {
-            let mut cmd = crate::cli::bottle(dir);
+            let mut cmd = crate::cli::bottle_clean(dir);
             cmd.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
             return cmd;
         }

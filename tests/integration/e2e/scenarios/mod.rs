@@ -22,6 +22,7 @@ mod faults;
 mod host;
 mod hostenv;
 mod lifecycle;
+mod projects;
 pub use cred::{a_route_adds_the_key_outside_the_agent, claude_code_works_in_a_bottle};
 pub use faults::{
     a_gate_container_killed_mid_push_comes_back_with_start,
@@ -33,6 +34,7 @@ pub use faults::{
 pub use host::the_agent_reaches_nothing_on_the_host;
 pub use hostenv::host_env_values_reach_the_agent_and_are_never_printed;
 pub use lifecycle::{stop_and_start_keep_the_mirror, up_resumes_a_bottle_the_engine_stopped};
+pub use projects::two_projects_with_one_bottle_name_keep_apart;
 
 /// An AWS access key id of the shape gitleaks' `aws-access-token` rule looks for.
 const AWS_KEY: &str = "AKIAQYLPMN5HHHFPZAM2";
@@ -1386,9 +1388,9 @@ fn labelled(h: &Harness, kind: &str) -> Vec<String> {
     listed(h, kind, &format!("label=bottle.slug={}", h.slug))
 }
 
-/// The bottle's containers or networks, by name (`bottle-<slug>-...`), labelled or not.
+/// The bottle's containers or networks, by name (`bottle-<project>-<slug>-...`), labelled or not.
 fn named(h: &Harness, kind: &str) -> Vec<String> {
-    listed(h, kind, &format!("name=bottle-{}-", h.slug))
+    listed(h, kind, &format!("name={}", h.name("")))
 }
 
 fn listed(h: &Harness, kind: &str, filter: &str) -> Vec<String> {
