@@ -96,3 +96,58 @@ fn script_sources_pass_shellcheck() {
         dir.display()
     );
 }
+
+/// The entrypoint's `internal_addresses`, run by `sh` on routing tables of the shapes the
+/// engines give a gate: git daemon listens on the address whose network has no default
+/// route (the internal network, where the agent is), never on the egress network's.
+#[test]
+fn the_gate_listens_on_its_internal_address_only() {
+    let fx = common::Fixture::new();
+    let manifest = fx.parse(&common::example()).unwrap();
+    let bottle = manifest.select(Some("demo")).unwrap();
+    let set = scripts::render(&GateLayout::container(), &bottle.name, &bottle.git).unwrap();
+    let start = set.entrypoint.find("internal_addresses() {").unwrap();
+    let end = start + set.entrypoint[start..].find("\n}\n").unwrap() + 3;
+    let function = &set.entrypoint[start..end];
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = |routes: &str, addresses: &str| {
+        let path = dir.path().join("route");
+        std::fs::write(&path, routes).unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{function}internal_addresses \"$1\" \"$2\""))
+            .args(["sh", path.to_str().unwrap(), addresses])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let head =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n";
+    // Internal 10.89.0.0/24 on eth0 (no gateway), egress 172.18.0.0/16 on eth1 with the
+    // default route; the addresses in either order, IPv6 ignored.
+    let two = format!(
+        "{head}eth1\t00000000\t010012AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+         eth0\t0000590A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+         eth1\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    );
+    assert_eq!(run(&two, "172.18.0.3 10.89.0.7 fe80::1"), "10.89.0.7");
+    assert_eq!(run(&two, "10.89.0.7 172.18.0.3"), "10.89.0.7");
+    // An address of another network, or garbage, is never picked.
+    assert_eq!(
+        run(&two, "10.89.1.7 172.18.0.3 1.2.3 a.b.c.d 10.89.0.300"),
+        ""
+    );
+    // One interface, carrying the default route (a Kubernetes Pod): none, so the
+    // entrypoint listens on all of its addresses.
+    let one = format!(
+        "{head}eth0\t00000000\t0100580A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+         eth0\t0000580A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    );
+    assert_eq!(run(&one, "10.88.0.5"), "");
+}

@@ -46,6 +46,7 @@ pub mod audit;
 mod body;
 pub mod cred;
 pub mod egress;
+pub mod listen;
 mod net;
 pub mod request;
 pub mod resolve;

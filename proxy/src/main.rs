@@ -24,6 +24,25 @@ struct Cli {
     mode: Mode,
 }
 
+/// Where it listens.
+#[derive(Args)]
+struct Listen {
+    /// Bind each `0.0.0.0` of the config's `listen` to this container's addresses on the
+    /// networks off its default route only (the bottle's internal network, where the
+    /// agent is), when it has any (`bottle_proxy::listen`).
+    #[arg(long)]
+    listen_internal: bool,
+}
+
+impl Listen {
+    fn apply(&self, listen: &mut Vec<std::net::SocketAddr>) {
+        if self.listen_internal {
+            *listen =
+                bottle_proxy::listen::narrow(listen, &bottle_proxy::listen::internal_addresses());
+        }
+    }
+}
+
 #[derive(Args)]
 struct Dns {
     /// resolv.conf-style file naming the name servers.
@@ -42,6 +61,8 @@ enum Mode {
         #[arg(long)]
         config: PathBuf,
         #[command(flatten)]
+        listen: Listen,
+        #[command(flatten)]
         dns: Dns,
     },
     /// The credential sidecar (routes that add the API key).
@@ -49,6 +70,8 @@ enum Mode {
         /// JSON CredConfig.
         #[arg(long)]
         config: PathBuf,
+        #[command(flatten)]
+        listen: Listen,
         #[command(flatten)]
         dns: Dns,
     },
@@ -75,15 +98,25 @@ fn resolver(dns: &Dns) -> Result<SharedResolver, String> {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let running = match cli.mode {
-        Mode::Egress { config, dns } => {
-            let cfg: EgressConfig = read(&config)?;
+        Mode::Egress {
+            config,
+            listen,
+            dns,
+        } => {
+            let mut cfg: EgressConfig = read(&config)?;
+            listen.apply(&mut cfg.listen);
             let audit = Audit::stdout(&cfg.bottle, Source::Proxy);
             bottle_proxy::egress::start(cfg, resolver(&dns)?, audit)
                 .await
                 .map_err(|e| e.to_string())?
         }
-        Mode::Cred { config, dns } => {
-            let cfg: CredConfig = read(&config)?;
+        Mode::Cred {
+            config,
+            listen,
+            dns,
+        } => {
+            let mut cfg: CredConfig = read(&config)?;
+            listen.apply(&mut cfg.listen);
             let audit = Audit::stdout(&cfg.bottle, Source::Cred);
             bottle_proxy::cred::start(cfg, resolver(&dns)?, audit)
                 .await

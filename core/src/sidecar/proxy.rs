@@ -175,6 +175,8 @@ pub(crate) fn proxy_container(p: ProxyContainer<'_>) -> ContainerSpec {
             p.mode.to_owned(),
             "--config".to_owned(),
             p.config_path.to_owned(),
+            // Its port on the internal network only, never the egress one.
+            "--listen-internal".to_owned(),
         ]),
         user: Some(format!("{}:{}", p.uid, p.uid)),
         env: BTreeMap::new(),

@@ -166,6 +166,7 @@ macro_rules! suite {
             the_identity_key_is_only_in_the_gate,
             the_agent_reaches_nothing_but_the_gate,
             the_agent_reaches_nothing_on_the_host,
+            the_gate_listens_only_where_the_agent_is,
             leftovers_make_up_fail_fast_until_cleanup,
             down_removes_everything_and_is_idempotent,
             two_projects_with_one_bottle_name_keep_apart,

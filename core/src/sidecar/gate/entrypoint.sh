@@ -55,6 +55,62 @@ accept() {
 	git -C "$repos/$1.git" config --add -- "bottle-gate.$2" "$3"
 }
 
+# internal_addresses ROUTES ADDRESSES: of ADDRESSES (IPv4, space-separated), those on a
+# network whose interface does not carry a default route, per ROUTES (the format of
+# /proc/net/route, whose addresses and masks are 32-bit little-endian hex). The gate sits
+# on the bottle's internal network, which has no route out, and on its egress network,
+# which carries the default route: this finds its address on the internal one, where the
+# agent is, so the egress side never sees the gate's port. Plain sh: the image has no awk.
+internal_addresses() {
+	routes=$1
+	defaults=
+	while read -r iface dest _ _ _ _ _ mask _; do
+		if [ "$dest" = 00000000 ] && [ "$mask" = 00000000 ]; then
+			defaults="$defaults $iface "
+		fi
+	done <"$routes"
+	found=
+	for a in $2; do
+		case $a in *[!0-9.]* | *.*.*.*.* | .* | *. | *..*) continue ;; esac
+		old_ifs=$IFS
+		IFS=.
+		# shellcheck disable=SC2086
+		set -- $a
+		IFS=$old_ifs
+		if [ $# -ne 4 ] || [ "$1" -gt 255 ] || [ "$2" -gt 255 ] || [ "$3" -gt 255 ] ||
+			[ "$4" -gt 255 ]; then
+			continue
+		fi
+		le=$(($1 + $2 * 256 + $3 * 65536 + $4 * 16777216))
+		while read -r iface dest gateway _ _ _ _ mask _; do
+			case $dest$gateway$mask in *[!0-9A-Fa-f]*) continue ;; esac
+			if [ "$gateway" != 00000000 ] || [ "$mask" = 00000000 ]; then
+				continue
+			fi
+			case $defaults in *" $iface "*) continue ;; esac
+			if [ $((le & 0x$mask)) -eq $((0x$dest)) ]; then
+				found="$found $a"
+				break
+			fi
+		done <"$routes"
+	done
+	echo "${found# }"
+}
+
+# Where git daemon listens: as given (the host-level test passes --listen), else the
+# gate's internal addresses; a container with no such address (a Kubernetes Pod has one
+# interface, and NetworkPolicies bound who reaches it) listens on all of its own.
+listen=
+case " $* " in
+*" --listen="*) ;;
+*)
+	for a in $(internal_addresses /proc/net/route "$(hostname -I 2>/dev/null || :)"); do
+		listen="$listen --listen=$a"
+	done
+	;;
+esac
+echo "bottle-gate: listening on ${listen:-every address}" >&2
+
 mkdir -p "$repos"
 # The gate's persistent ssh connections (their control sockets): its user's alone.
 mkdir -p "$control"
@@ -70,6 +126,7 @@ BOTTLE_GATE_BOTTLE=@BOTTLE@
 export BOTTLE_GATE_AUDIT BOTTLE_GATE_BOTTLE
 : >>"$audit_log"
 tail -n 0 -F "$audit_log" 2>/dev/null &
+# shellcheck disable=SC2086 # $listen: --listen=ADDRESS words, no spaces inside
 exec git daemon --reuseaddr --export-all --informative-errors --verbose \
 	--enable=receive-pack --base-path="$repos" --access-hook="$access_hook" \
-	"$@" "$repos"
+	$listen "$@" "$repos"

@@ -393,3 +393,51 @@ pub fn the_agent_reaches_nothing_on_the_host(engine: &'static Engine) {
     }
     drop(other);
 }
+
+/// 31. The gate listens only where the agent is: git daemon binds the gate's address on the
+///     bottle's internal network, so from the egress network (here the upstream fixture,
+///     which sits on it) the gate's port is refused at its egress address: the packet
+///     reaches the gate and no listener is there, which rules out a dead address. Controls:
+///     the gate's port answers at its internal address, and the agent clones through it.
+///     The same for the egress proxy's port.
+pub fn the_gate_listens_only_where_the_agent_is(engine: &'static Engine) {
+    let Some(h) = Harness::start(engine, Options::new("listen")) else {
+        return;
+    };
+    super::clone_matches(&h);
+    let on_internal = address(&h, &h.gate(), &h.name("internal"));
+    let on_egress = address(&h, &h.gate(), &h.name("egress"));
+    let from_egress = h.engine(&["exec", &h.fixture(), "bash", "-c", &probe(&on_egress, 9418)]);
+    assert_eq!(
+        met(&from_egress),
+        Met::Refused,
+        "the upstream, on the egress network, probing the gate's port at {on_egress}\n{}",
+        show(&from_egress)
+    );
+    let at_internal = h.engine(&["exec", &h.gate(), "bash", "-c", &probe(&on_internal, 9418)]);
+    assert_eq!(
+        met(&at_internal),
+        Met::Answer,
+        "control: the gate's port at its internal address {on_internal}\n{}",
+        show(&at_internal)
+    );
+
+    // The egress proxy likewise (bottle-proxy --listen-internal, as the cred sidecar).
+    let proxy = h.name("proxy");
+    let on_internal = address(&h, &proxy, &h.name("internal"));
+    let on_egress = address(&h, &proxy, &h.name("egress"));
+    let from_egress = h.engine(&["exec", &h.fixture(), "bash", "-c", &probe(&on_egress, 3128)]);
+    assert_eq!(
+        met(&from_egress),
+        Met::Refused,
+        "the upstream probing the proxy's port at {on_egress}\n{}",
+        show(&from_egress)
+    );
+    let at_internal = h.engine(&["exec", &proxy, "bash", "-c", &probe(&on_internal, 3128)]);
+    assert_eq!(
+        met(&at_internal),
+        Met::Answer,
+        "control: the proxy's port at its internal address {on_internal}\n{}",
+        show(&at_internal)
+    );
+}

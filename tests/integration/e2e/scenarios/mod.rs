@@ -31,7 +31,7 @@ pub use faults::{
     an_upstream_that_stops_answering_fails_push_and_clone_cleanly,
     twenty_clones_and_five_pushes_at_once, two_shells_pushing_one_branch_one_wins_each_round,
 };
-pub use host::the_agent_reaches_nothing_on_the_host;
+pub use host::{the_agent_reaches_nothing_on_the_host, the_gate_listens_only_where_the_agent_is};
 pub use hostenv::host_env_values_reach_the_agent_and_are_never_printed;
 pub use lifecycle::{stop_and_start_keep_the_mirror, up_resumes_a_bottle_the_engine_stopped};
 pub use projects::two_projects_with_one_bottle_name_keep_apart;
