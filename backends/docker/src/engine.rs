@@ -318,39 +318,14 @@ impl Engine for Docker {
     }
 
     async fn output_log(&self, name: &str) -> Result<Vec<ExecChunk>, EngineError> {
-        let options = LogsOptions {
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        };
-        let mut stream = self.client.logs(name, Some(options));
-        let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
-            match item.map_err(ee)? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    out.push(ExecChunk::Stdout(message))
-                }
-                LogOutput::StdErr { message } => out.push(ExecChunk::Stderr(message)),
-                LogOutput::StdIn { .. } => {}
-            }
-        }
-        Ok(out)
+        self.logs(name, true).await
     }
 
     async fn stdout_log(&self, name: &str) -> Result<Vec<u8>, EngineError> {
-        let options = LogsOptions {
-            stdout: true,
-            stderr: false,
-            ..Default::default()
-        };
-        let mut stream = self.client.logs(name, Some(options));
         let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
-            match item.map_err(ee)? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    out.extend_from_slice(&message)
-                }
-                _ => {}
+        for chunk in self.logs(name, false).await? {
+            if let ExecChunk::Stdout(message) = chunk {
+                out.extend_from_slice(&message);
             }
         }
         Ok(out)
@@ -513,6 +488,30 @@ impl Engine for Docker {
             w: i32::from(cols),
         };
         self.client.resize_exec(id, options).await.map_err(ee)
+    }
+}
+
+impl Docker {
+    /// Container `name`'s output so far, as the engine kept it: standard output (a TTY's
+    /// output counts as that), and standard error when `stderr`.
+    async fn logs(&self, name: &str, stderr: bool) -> Result<Vec<ExecChunk>, EngineError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr,
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(name, Some(options));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item.map_err(ee)? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.push(ExecChunk::Stdout(message))
+                }
+                LogOutput::StdErr { message } => out.push(ExecChunk::Stderr(message)),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok(out)
     }
 }
 

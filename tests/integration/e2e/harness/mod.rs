@@ -297,6 +297,14 @@ impl Harness {
         resource_name(&self.project, &self.slug, role)
     }
 
+    /// `container`'s address on `network`, as the engine reports it; never empty.
+    pub fn address(&self, container: &str, network: &str) -> String {
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+        let ip = self.engine_ok(&["inspect", "--format", &format, container]);
+        assert!(!ip.is_empty(), "{container} has no address on {network}");
+        ip
+    }
+
     pub fn gate(&self) -> String {
         self.name("gate")
     }

@@ -25,22 +25,6 @@ fn restart_count(h: &Harness) -> u64 {
         .unwrap_or_else(|e| panic!("RestartCount {out:?}: {e}"))
 }
 
-/// The gate's address on the bottle's internal network, where the agent's host entry
-/// points.
-fn gate_address(h: &Harness) -> String {
-    h.engine_ok(&[
-        "inspect",
-        "-f",
-        &format!(
-            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-            h.name("internal")
-        ),
-        &h.gate(),
-    ])
-    .trim()
-    .to_owned()
-}
-
 /// How many of the bottle's audit lines record a forwarded push.
 fn forwarded_pushes(h: &Harness) -> usize {
     let all = expect_ok(
@@ -73,7 +57,7 @@ pub fn a_killed_gate_restarts_and_serves_again(engine: &'static Engine) {
     clean_push_arrives(&h);
     pushes_logged(&h, 1);
     let before = restart_count(&h);
-    let address = gate_address(&h);
+    let address = h.address(&h.gate(), &h.name("internal"));
     let branch = h.opts.default_branch;
     let mirror_before = h.gate_ref(&format!("refs/heads/{branch}"));
 
@@ -106,7 +90,7 @@ pub fn a_killed_gate_restarts_and_serves_again(engine: &'static Engine) {
         "bottle ps does not show the gate's restart:\n{text}"
     );
     assert_eq!(
-        gate_address(&h),
+        h.address(&h.gate(), &h.name("internal")),
         address,
         "the gate's address changed with the restart: the agent's host entry points at the old one"
     );
@@ -789,7 +773,7 @@ pub fn a_gate_container_killed_mid_push_comes_back_with_start(engine: &'static E
     let dir = "gatekill-container";
     let commit = commit_in_agent(&h, dir, "pushed while the gate was killed");
     let before = Before::take(&h);
-    let address = gate_address(&h);
+    let address = h.address(&h.gate(), &h.name("internal"));
     freeze_upstream(&h);
     let (out, kill) = push_cut_midway(&h, dir, || h.engine(&["kill", &h.gate()]));
     thaw_upstream(&h);
@@ -807,7 +791,7 @@ pub fn a_gate_container_killed_mid_push_comes_back_with_start(engine: &'static E
     );
     h.engine_ok(&["start", &h.gate()]);
     assert_eq!(
-        gate_address(&h),
+        h.address(&h.gate(), &h.name("internal")),
         address,
         "the gate's address changed with the start: the agent's host entry points at the old one"
     );

@@ -197,14 +197,6 @@ fn host_ipv4(dev: &str) -> String {
     expect_ok(out, &format!("ip -4 addr show dev {dev}"))
 }
 
-/// `container`'s address on `network`.
-fn address(h: &Harness, container: &str, network: &str) -> String {
-    let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
-    let ip = h.engine_ok(&["inspect", "--format", &format, container]);
-    assert!(!ip.is_empty(), "{container} has no address on {network}");
-    ip
-}
-
 /// 22. The agent reaches nothing on the host: a listener of the test's own, on every
 ///     address of the host, does not answer the agent at the host's address on the
 ///     bottle's internal network, on its egress network, nor on a third network the test
@@ -311,7 +303,7 @@ pub fn the_agent_reaches_nothing_on_the_host(engine: &'static Engine) {
                 .join(".");
             let taken = [h.gate(), h.agent(), h.name("proxy")]
                 .iter()
-                .any(|c| address(&h, c, &internal) == first);
+                .any(|c| h.address(c, &internal) == first);
             if !taken {
                 targets.push((format!("the first address of {internal}"), first));
             }
@@ -342,7 +334,7 @@ pub fn the_agent_reaches_nothing_on_the_host(engine: &'static Engine) {
         "the agent is not cut off from the host:\n{}",
         failures.join("\n")
     );
-    let agent_ip = address(&h, &h.agent(), &internal);
+    let agent_ip = h.address(&h.agent(), &internal);
     let from_agent: Vec<_> = listener
         .peers()
         .into_iter()
@@ -369,8 +361,8 @@ pub fn the_agent_reaches_nothing_on_the_host(engine: &'static Engine) {
         "bottle up (the second bottle)",
     );
     let other_internal = other.name("internal");
-    let other_gate = address(&other, &other.gate(), &other_internal);
-    let other_agent = address(&other, &other.agent(), &other_internal);
+    let other_gate = other.address(&other.gate(), &other_internal);
+    let other_agent = other.address(&other.agent(), &other_internal);
     // Control: the other bottle's agent reaches its own gate.
     let own = other.agent_sh(&probe(&other_gate, 9418));
     assert_eq!(
@@ -405,8 +397,8 @@ pub fn the_gate_listens_only_where_the_agent_is(engine: &'static Engine) {
         return;
     };
     super::clone_matches(&h);
-    let on_internal = address(&h, &h.gate(), &h.name("internal"));
-    let on_egress = address(&h, &h.gate(), &h.name("egress"));
+    let on_internal = h.address(&h.gate(), &h.name("internal"));
+    let on_egress = h.address(&h.gate(), &h.name("egress"));
     let from_egress = h.engine(&["exec", &h.fixture(), "bash", "-c", &probe(&on_egress, 9418)]);
     assert_eq!(
         met(&from_egress),
@@ -424,8 +416,8 @@ pub fn the_gate_listens_only_where_the_agent_is(engine: &'static Engine) {
 
     // The egress proxy likewise (bottle-proxy --listen-internal, as the cred sidecar).
     let proxy = h.name("proxy");
-    let on_internal = address(&h, &proxy, &h.name("internal"));
-    let on_egress = address(&h, &proxy, &h.name("egress"));
+    let on_internal = h.address(&proxy, &h.name("internal"));
+    let on_egress = h.address(&proxy, &h.name("egress"));
     let from_egress = h.engine(&["exec", &h.fixture(), "bash", "-c", &probe(&on_egress, 3128)]);
     assert_eq!(
         met(&from_egress),

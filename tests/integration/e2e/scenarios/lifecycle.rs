@@ -27,19 +27,6 @@ fn state_of(status: &serde_json::Value, name: &str) -> String {
         .to_owned()
 }
 
-/// The gate's address on the bottle's internal network.
-fn gate_address(h: &Harness) -> String {
-    h.engine_ok(&[
-        "inspect",
-        "-f",
-        &format!(
-            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-            h.name("internal")
-        ),
-        &h.gate(),
-    ])
-}
-
 /// The upstream fixture is not part of the bottle's plan (it only carries its labels, for
 /// cleanup): started again by hand after the bottle's containers were stopped.
 fn restart_fixture(h: &Harness) {
@@ -210,7 +197,7 @@ pub fn up_resumes_a_bottle_the_engine_stopped(engine: &'static Engine) {
     // The engine may have given the gate another address (podman does): the agent's host
     // entry follows it.
     let resolved = h.agent_ok(&format!("getent hosts {}", h.gate()));
-    let address = gate_address(&h);
+    let address = h.address(&h.gate(), &h.name("internal"));
     assert_eq!(
         resolved.split_whitespace().next(),
         Some(address.as_str()),
