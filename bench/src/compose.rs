@@ -122,7 +122,7 @@ mod tests {
     fn the_compose_file_has_the_bottles_topology() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key");
-        std::fs::write(&key, "not a real key\n").unwrap();
+        bottle_test_keys::write_identity_key(&key);
         let text = format!(
             "[bottles.t]\nimage = \"bottle-agent:latest\"\n\n[[bottles.t.git]]\nname = \"app\"\n\
              upstream = \"ssh://git@up.example/srv/git/app.git\"\nidentity_file = {:?}\n\
@@ -165,7 +165,7 @@ mod tests {
             .ends_with(":/etc/bottle-gate/creds/app.key:ro")));
         assert_eq!(
             std::fs::read(stage.join("bottle-bench-t-gate/etc/bottle-gate/creds/app.key")).unwrap(),
-            b"not a real key\n"
+            bottle_test_keys::identity_key().bytes
         );
     }
 

@@ -437,8 +437,9 @@ fn scan_settings_default_and_are_checked_with_their_line() {
     );
 }
 
-/// An identity file that is a public key, or a private key behind a passphrase, is refused
-/// when the bottle is planned, saying what to do; an unprotected private key is taken.
+/// An identity file that is a public key, a private key behind a passphrase, or anything
+/// else that is not a private key ssh reads, is refused when the bottle is planned, saying
+/// what to do; an unprotected private key in any format ssh reads is taken.
 #[test]
 fn identity_files_must_be_unprotected_private_keys() {
     let fx = common::Fixture::new();
@@ -467,13 +468,52 @@ fn identity_files_must_be_unprotected_private_keys() {
         )
         .map_err(|e| e.to_string())
     };
-    plan("plain").expect("an unprotected key is taken");
+    keygen(
+        "rsa_pem",
+        &["-t", "rsa", "-b", "1024", "-m", "PEM", "-N", ""],
+    );
+    keygen("ecdsa_pkcs8", &["-t", "ecdsa", "-m", "PKCS8", "-N", ""]);
+    keygen(
+        "locked_pkcs8",
+        &["-t", "ecdsa", "-m", "PKCS8", "-N", "a passphrase"],
+    );
+    for taken in ["plain", "rsa_pem", "ecdsa_pkcs8"] {
+        plan(taken).unwrap_or_else(|e| panic!("{taken}: an unprotected key is taken: {e}"));
+    }
+    let plain = std::fs::read_to_string(fx.path().join("plain")).unwrap();
+    let garbage = [
+        ("notes", "just some notes\n".to_owned()),
+        (
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+                .to_owned(),
+        ),
+        // OpenSSH's armour around a body that is not a key (a truncated copy).
+        (
+            "truncated",
+            plain.lines().take(3).collect::<Vec<_>>().join("\n"),
+        ),
+        (
+            "half_pem",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n".to_owned(),
+        ),
+    ];
+    for (file, text) in &garbage {
+        std::fs::write(fx.path().join(file), text).unwrap();
+        let e = plan(file).unwrap_err();
+        assert!(
+            e.contains("identity_file")
+                && e.contains(file)
+                && e.contains("ssh-keygen -t ed25519 -N ''"),
+            "{file}: {e}"
+        );
+    }
     let e = plan("plain.pub").unwrap_err();
     assert!(
         e.contains("identity_file") && e.contains("is a public key") && e.contains("without .pub"),
         "{e}"
     );
-    for locked in ["locked", "locked_pem"] {
+    for locked in ["locked", "locked_pem", "locked_pkcs8"] {
         let e = plan(locked).unwrap_err();
         assert!(
             e.contains("protected by a passphrase") && e.contains("ssh-keygen -p -N ''"),

@@ -23,7 +23,7 @@ fn same_input_gives_a_byte_identical_plan() {
     let a = plan_json(&fx, &common::example(), "demo");
     let b = plan_json(&fx, &common::example(), "demo");
     assert_eq!(a, b);
-    insta::assert_snapshot!("demo_plan", a);
+    insta::assert_snapshot!("demo_plan", bottle_test_keys::redact(&a));
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn the_shape_of_the_demo_plan() {
         ]
     );
     // The key goes to the gate only, never to the agent.
-    let secret = b"secret-bytes";
+    let secret = bottle_test_keys::identity_key().mark.as_bytes();
     let holds = |c: &bottle_core::plan::ContainerSpec| {
         c.files
             .iter()
@@ -104,7 +104,7 @@ fn the_shape_of_the_demo_plan() {
         .iter()
         .any(|f| matches!(f.source, FileSource::HostFile { .. }) && f.mode == 0o400));
     // Debug output redacts it.
-    assert!(!format!("{plan:?}").contains("secret-bytes"));
+    assert!(!format!("{plan:?}").contains(&bottle_test_keys::identity_key().mark));
     // Every resource carries the labels.
     for c in &plan.containers {
         assert_eq!(c.labels["bottle.slug"], "demo");

@@ -18,11 +18,11 @@ use bottle_core::project::Project;
 use bottle_core::sidecar::{HostEnv, SIDECARS};
 use libfuzzer_sys::fuzz_target;
 
+/// The fixture's one good identity key (a real one, made by ssh-keygen for the process:
+/// the planner refuses anything else, and then would never plan past the gate).
+const KEY_FILE: &str = "id_app";
+
 const FIXTURE_FILES: &[(&str, &str)] = &[
-    (
-        "id_app",
-        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\n-----END OPENSSH PRIVATE KEY-----\n",
-    ),
     (
         "id_app.pub",
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl u@h\n",
@@ -48,6 +48,7 @@ fn fixture() -> &'static Path {
         for (name, text) in FIXTURE_FILES {
             std::fs::write(dir.join(name), text).expect("fixture file");
         }
+        bottle_test_keys::write_identity_key(&dir.join(KEY_FILE));
         dir
     })
 }
@@ -55,9 +56,10 @@ fn fixture() -> &'static Path {
 /// The fixture file named like `path`, or a path in the fixture that does not exist.
 fn confine(path: &Path) -> PathBuf {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    match FIXTURE_FILES.iter().find(|(n, _)| *n == name) {
-        Some((n, _)) => fixture().join(n),
-        None => fixture().join("missing"),
+    if name == KEY_FILE || FIXTURE_FILES.iter().any(|(n, _)| *n == name) {
+        fixture().join(name)
+    } else {
+        fixture().join("missing")
     }
 }
 

@@ -40,7 +40,7 @@ pub fn project() -> tempfile::TempDir {
     let pinned = "known_host_key = \"[git.example.com]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"";
     std::fs::write(&manifest, text.replace(placeholder, pinned)).unwrap();
     std::fs::create_dir_all(dir.path().join(".ssh")).unwrap();
-    std::fs::write(dir.path().join(".ssh/bottle_app"), "PRIVATE KEY BYTES\n").unwrap();
+    bottle_test_keys::write_identity_key(&dir.path().join(".ssh/bottle_app"));
     dir
 }
 
@@ -209,7 +209,7 @@ fn render_writes_scripts_that_pass_shellcheck() {
     assert!(out_dir.join("proxy/etc/bottle-proxy/egress.json").is_file());
     for path in listed {
         let bytes = std::fs::read(path).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY BYTES"));
+        assert!(!String::from_utf8_lossy(&bytes).contains(&bottle_test_keys::identity_key().mark));
     }
 }
 
@@ -220,7 +220,10 @@ fn dry_run_up_prints_a_script_sh_accepts_without_the_key() {
     let path = dir.path().join("up.sh");
     std::fs::write(&path, &script).unwrap();
     ok(Command::new("sh").arg("-n").arg(&path));
-    assert!(!script.contains("PRIVATE KEY BYTES"), "the key was printed");
+    assert!(
+        !script.contains(&bottle_test_keys::identity_key().mark),
+        "the key was printed"
+    );
     assert!(script.contains(&dir.path().join(".ssh/bottle_app").display().to_string()));
     let stable = script.replace(&dir.path().display().to_string(), "[HOME]");
     insta::assert_snapshot!("dry_run_up_demo", stable);
@@ -816,7 +819,10 @@ fn validate_checks_as_up_would_and_summarises() {
         "{out}"
     );
     assert!(out.contains("valid (1 bottle)"), "{out}");
-    assert!(!out.contains("PRIVATE KEY BYTES"), "{out}");
+    assert!(
+        !out.contains(&bottle_test_keys::identity_key().mark),
+        "{out}"
+    );
 
     // A missing identity file: exit 2, with its place.
     std::fs::remove_file(dir.path().join(".ssh/bottle_app")).unwrap();

@@ -17,11 +17,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("id_app"),
-            b"-----BEGIN FAKE KEY-----\nsecret-bytes\n-----END FAKE KEY-----\n",
-        )
-        .unwrap();
+        bottle_test_keys::write_identity_key(&dir.path().join("id_app"));
         Fixture { dir }
     }
 

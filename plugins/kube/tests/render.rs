@@ -8,15 +8,12 @@ use bottle_core::plan::Plan;
 use bottle_core::planner;
 use bottle_kube::render::{render, Object, Options, Secrets};
 
-const KEY: &[u8] =
-    b"-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n";
-
 /// The demo manifest of `bottle init`, with two upstreams, planned in `dir` with the gate
 /// as its only sidecar: these tests pin how the gate and the agent are rendered. Every
 /// other sidecar (the egress proxy among them) is rendered from the same plan fields: the
 /// toy sidecar's test below shows it, and the `podman kube play` test runs the whole plan.
 fn plan(dir: &Path, toml: &str, bottle: &str) -> Plan {
-    std::fs::write(dir.join("key"), KEY).unwrap();
+    bottle_test_keys::write_identity_key(&dir.join("key"));
     let path = dir.join("bottle.toml");
     let text = toml.replace("@DIR@", &dir.display().to_string());
     let m = manifest::parse(&path, &text, &Env { home: None }).unwrap();
@@ -84,7 +81,10 @@ fn demo_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(dir.path(), DEMO, "demo");
     let out = yaml(&p, Secrets::Omit, dir.path());
-    assert!(!out.contains("not a real key"), "the key leaked:\n{out}");
+    assert!(
+        !out.contains(&bottle_test_keys::identity_key().mark),
+        "the key leaked:\n{out}"
+    );
     insta::assert_snapshot!("demo_omit", out);
 }
 
@@ -92,7 +92,10 @@ fn demo_without_secrets() {
 fn demo_with_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(dir.path(), DEMO, "demo");
-    insta::assert_snapshot!("demo_include", yaml(&p, Secrets::Include, dir.path()));
+    insta::assert_snapshot!(
+        "demo_include",
+        bottle_test_keys::redact(&yaml(&p, Secrets::Include, dir.path()))
+    );
 }
 
 #[test]

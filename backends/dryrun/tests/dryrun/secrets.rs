@@ -3,12 +3,15 @@
 use bottle_backend_dryrun::{render_up, render_up_with, Cli, DryRun};
 use bottle_core::backend::{Backend, UpOptions};
 
-use crate::support::{demo, files_plan, secret_key, Fake, SECRET_MARK};
+use crate::support::{demo, files_plan, secret_key, secret_mark, Fake};
 
 fn assert_no_secret(text: &str) {
     use std::io::Write as _;
     let key = String::from_utf8(secret_key()).unwrap();
-    assert!(!text.contains(SECRET_MARK), "the key's bytes were printed");
+    assert!(
+        !text.contains(secret_mark()),
+        "the key's bytes were printed"
+    );
     for line in key
         .lines()
         .filter(|l| l.len() > 8 && !l.starts_with("-----"))

@@ -19,15 +19,14 @@ use tempfile::TempDir;
 pub const HOST_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICPvBaSXUasEfRLJ8ze2aN9bb1FJy7OTATAbSao5Lgi0";
 
-/// The distinctive part of the fake identity key: it must never be printed.
-pub const SECRET_MARK: &str = "b0ttle-SECRET-7f3a9c-do-not-print";
+/// A line of the identity key's body: it must never be printed.
+pub fn secret_mark() -> &'static str {
+    &bottle_test_keys::identity_key().mark
+}
 
-/// The fake identity key's bytes.
+/// The identity key's bytes (a real key: the planner refuses anything else).
 pub fn secret_key() -> Vec<u8> {
-    format!(
-        "-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_MARK}\nAAAAfakefakefake\n-----END OPENSSH PRIVATE KEY-----\n"
-    )
-    .into_bytes()
+    bottle_test_keys::identity_key().bytes.clone()
 }
 
 /// Where snapshots say the identity file is, instead of a temporary directory.

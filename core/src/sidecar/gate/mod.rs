@@ -387,11 +387,14 @@ pub fn read_identity(up: &GitUpstream) -> Result<Vec<u8>, crate::diag::Diagnosti
     }
 }
 
-/// What is plainly wrong with an identity file's bytes for a gate that runs ssh without a
-/// terminal: a public key where the private one belongs, or a key behind a passphrase
-/// (which nobody is there to type). Anything else is left to ssh, which says why at the
-/// first fetch.
-fn identity_problem(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+/// What is wrong with an identity file's bytes for a gate that runs ssh without a terminal:
+/// a public key where the private one belongs, a key behind a passphrase (which nobody is
+/// there to type), or anything that is not a private key ssh reads (OpenSSH's own format,
+/// or PEM: PKCS#1 RSA, SEC1 EC, DSA, PKCS#8). Refused here, at plan time, rather than at
+/// the gate's first fetch, where ssh's "invalid format" would not name the manifest entry.
+fn identity_problem(bytes: &[u8]) -> Option<(String, &'static str)> {
+    const NOT_A_KEY_HINT: &str = "point identity_file at the gate's private key (one made by ssh-keygen -t ed25519 -N '' -f PATH, whose PATH.pub is the deploy key upstream)";
+    const PASSPHRASE_HINT: &str = "give the gate a key of its own without one: ssh-keygen -t ed25519 -N '' -f PATH (and add PATH.pub as a deploy key upstream), or an unprotected copy: cp KEY COPY && ssh-keygen -p -N '' -f COPY";
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
     let public = text.lines().count() == 1
@@ -401,20 +404,50 @@ fn identity_problem(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
         && ssh_key::PublicKey::from_openssh(text).is_ok();
     if public {
         return Some((
-            "is a public key",
+            "is a public key".to_owned(),
             "point identity_file at the private key: the same path without .pub",
         ));
     }
-    let encrypted = if text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
-        ssh_key::PrivateKey::from_openssh(text).is_ok_and(|k| k.is_encrypted())
-    } else {
-        text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-            || text.contains("Proc-Type: 4,ENCRYPTED")
+    if text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        return match ssh_key::PrivateKey::from_openssh(text) {
+            Ok(key) if key.is_encrypted() => Some((
+                "is protected by a passphrase, which the gate has no one to ask for".to_owned(),
+                PASSPHRASE_HINT,
+            )),
+            Ok(_) => None,
+            Err(e) => Some((
+                format!("looks like an OpenSSH private key but does not read as one ({e})"),
+                NOT_A_KEY_HINT,
+            )),
+        };
+    }
+    let pem = match pem::parse(text) {
+        Ok(pem) => pem,
+        Err(_) => {
+            return Some((
+                "is not a private key (neither OpenSSH's format nor PEM)".to_owned(),
+                NOT_A_KEY_HINT,
+            ))
+        }
     };
-    encrypted.then_some((
-        "is protected by a passphrase, which the gate has no one to ask for",
-        "give the gate a key of its own without one: ssh-keygen -t ed25519 -N '' -f PATH (and add PATH.pub as a deploy key upstream), or an unprotected copy: cp KEY COPY && ssh-keygen -p -N '' -f COPY",
-    ))
+    let encrypted = pem.tag() == "ENCRYPTED PRIVATE KEY"
+        || pem
+            .headers()
+            .get("Proc-Type")
+            .is_some_and(|v| v.contains("ENCRYPTED"));
+    if encrypted {
+        return Some((
+            "is protected by a passphrase, which the gate has no one to ask for".to_owned(),
+            PASSPHRASE_HINT,
+        ));
+    }
+    match pem.tag() {
+        "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "DSA PRIVATE KEY" | "PRIVATE KEY" => None,
+        other => Some((
+            format!("is PEM but holds {other:?}, not a private key"),
+            NOT_A_KEY_HINT,
+        )),
+    }
 }
 
 /// The agent's `/etc/gitconfig`: rewrites each upstream URL to the gate, for fetch and push
