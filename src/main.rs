@@ -14,6 +14,7 @@ mod logs;
 mod resolved;
 mod run;
 mod status;
+mod test_hooks;
 mod validate;
 
 use std::io::IsTerminal;
@@ -319,7 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let manifest = load_manifest(&cli)?;
             let project = project(&cli, Some(&manifest))?;
             let bottle = manifest.select(bottle.as_deref())?;
-            let plan = planner::plan(bottle, &project)?;
+            let mut plan = planner::plan(bottle, &project)?;
+            test_hooks::apply(&mut plan)?;
             let backend = open_backend(&cli, Some(&manifest)).await?;
             backend
                 .up(

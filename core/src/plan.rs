@@ -138,6 +138,17 @@ pub fn relative_file_path(path: &str) -> Result<String, &'static str> {
 }
 
 impl ContainerSpec {
+    /// Linux tmpfs mount options for a [`WritableOn::Memory`] place of `bytes`: owned by
+    /// the container's user when the plan names it (`uid:gid`), else open to every user
+    /// and sticky (mode 1777, as `/tmp`), the image's user being unknown here. (Podman
+    /// refuses `uid=`: its backends ask for its own `U` instead.)
+    pub fn tmpfs_options(&self, bytes: u64) -> String {
+        match self.user.as_deref().and_then(|u| u.split_once(':')) {
+            Some((uid, gid)) => format!("size={bytes},uid={uid},gid={gid}"),
+            None => format!("size={bytes},mode=1777"),
+        }
+    }
+
     /// Every environment variable with its value, [`ContainerSpec::host_env`]'s secrets
     /// included: only for handing to an engine, never for printing.
     pub fn env_exposed(&self) -> BTreeMap<String, String> {
@@ -826,7 +837,11 @@ pub enum WritableOn {
     /// (a `fuse-overlayfs` root pays a FUSE round trip per file operation).
     Disk,
     /// Memory (tmpfs), at most `bytes`, counted against the container's memory limit;
-    /// empty at every start. Nothing can be copied there before the container starts.
+    /// empty at every start and owned by the container's user ([`ContainerSpec::user`],
+    /// else the image's): an engine's own default is root's 0755 (at a path the image
+    /// holds, docker and podman keep that directory's mode whatever `mode=` says), which
+    /// a sidecar running as its own user could not write. Nothing can be copied there
+    /// before the container starts.
     Memory {
         /// The most it may hold.
         bytes: u64,

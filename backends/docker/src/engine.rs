@@ -529,7 +529,7 @@ fn writable_places(c: &ContainerSpec) -> (Option<Vec<String>>, Option<HashMap<St
         match w.on {
             WritableOn::Disk => volumes.push(w.path.clone()),
             WritableOn::Memory { bytes } => {
-                tmpfs.insert(w.path.clone(), format!("size={bytes}"));
+                tmpfs.insert(w.path.clone(), c.tmpfs_options(bytes));
             }
         }
     }

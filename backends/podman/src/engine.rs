@@ -583,7 +583,8 @@ pub(crate) fn spec_generator(c: &ContainerSpec) -> serde_json::Value {
                     "destination": w.path,
                     "type": "tmpfs",
                     "source": "tmpfs",
-                    "options": [format!("size={bytes}")],
+                    // `U`: owned by the container's user, who must write there.
+                    "options": [format!("size={bytes}"), "U"],
                 })),
             }
         }

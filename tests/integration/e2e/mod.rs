@@ -183,9 +183,9 @@ macro_rules! suite {
             twenty_clones_and_five_pushes_at_once,
             an_upstream_that_stops_answering_fails_push_and_clone_cleanly,
             a_gate_killed_in_the_middle_of_a_push_forwards_nothing,
-            #[ignore = "podman: a started gate gets a new address (see the scenario)"]
             a_gate_container_killed_mid_push_comes_back_with_start,
             a_push_bigger_than_the_gates_memory_is_all_or_nothing,
+            a_full_gate_disk_refuses_the_push_and_keeps_serving,
             host_env_values_reach_the_agent_and_are_never_printed,
         );
     };

@@ -103,7 +103,12 @@ fn create_groups(
                 // An anonymous volume, filled from the image, removed by `rm -v`.
                 WritableOn::Disk => g.push(qj(["--volume", &w.path])?),
                 WritableOn::Memory { bytes } => {
-                    g.push(qj(["--tmpfs", &format!("{}:size={bytes}", w.path)])?)
+                    // Podman refuses `uid=`; its `U` chowns to the container's user.
+                    let options = match cli {
+                        Cli::Podman => format!("size={bytes},U"),
+                        Cli::Docker => ct.tmpfs_options(bytes),
+                    };
+                    g.push(qj(["--tmpfs", &format!("{}:{options}", w.path)])?)
                 }
             }
         }

@@ -46,7 +46,24 @@ fi
 # under a lease on every ref, so the upstream itself refuses it when it moved
 # (the hook then says to fetch and rebase), and a push fails when the upstream
 # is unreachable. Refreshing here would only add a round trip to every push.
+#
+# A push needs room first: git writes its pack into the mirror before any hook
+# sees it, and a disk that fills in the middle of that cuts the connection
+# without a word of why (nothing is stored or forwarded then: git drops the
+# push's quarantine). So a push is refused up front while the mirrors' disk has
+# less free than this upstream's max_push_mb, the most a push may bring.
 if [ "$service" = receive-pack ]; then
+	# shellcheck disable=SC2046
+	set -- $(df -Pk . 2>/dev/null | tail -n 1)
+	free_kb=${4:-}
+	case $free_kb in '' | *[!0-9]*) free_kb='' ;; esac
+	if [ -n "$free_kb" ] && [ -n "$max_push_bytes" ] && [ $((free_kb * 1024)) -lt "$max_push_bytes" ]; then
+		free_mb=$((free_kb / 1024))
+		limit_mb=$((max_push_bytes / 1048576))
+		audit push deny disk-full "push to $name refused: the gate's disk has $free_mb MiB free, less than the push limit of $limit_mb MiB"
+		echo "bottle-gate: push to '$name' refused: the gate's disk has $free_mb MiB free, less than this upstream's push limit of $limit_mb MiB; free space on the engine's disk, or lower max_push_mb in its git entry in bottle.toml"
+		exit 1
+	fi
 	exit 0
 fi
 

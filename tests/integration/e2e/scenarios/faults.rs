@@ -757,14 +757,154 @@ pub fn a_push_bigger_than_the_gates_memory_is_all_or_nothing(engine: &'static En
     super::clone_matches(&h);
 }
 
+/// The disk-full scenario: the gate's mirrors on a tmpfs of this size, and the git entry's
+/// push limit (the fixture's mirror takes well under a megabyte).
+const SMALL_GATE_DISK: &str = "16m";
+const SMALL_PUSH_LIMIT_MB: u64 = 4;
+
+/// The free space of the gate's mirrors, in KiB.
+fn gate_free_kb(h: &Harness) -> u64 {
+    let line = h.engine_ok(&["exec", &h.gate(), "sh", "-c", "df -Pk /git | tail -n 1"]);
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("df in the gate said {line:?}"))
+}
+
+/// Fills the gate's mirrors (as the gate's user) until `free_kb` KiB are left.
+fn fill_gate_disk(h: &Harness, free_kb: u64) {
+    h.engine_ok(&["exec", &h.gate(), "rm", "-f", "/git/filler"]);
+    let fill = gate_free_kb(h).saturating_sub(free_kb);
+    h.engine_ok(&[
+        "exec",
+        &h.gate(),
+        "sh",
+        "-c",
+        &format!("head -c {fill}K /dev/zero >/git/filler"),
+    ]);
+}
+
+/// 24b. The gate's disk full (its mirrors on a 16 MB tmpfs, through the test hook
+///     `BOTTLE_TEST_GATE_MIRRORS_TMPFS`; the git entry's `max_push_mb = 4`; the test
+///     fills the rest with a file of its own):
+///     - with less free than the push limit, a push is refused before git reads it,
+///       saying so and naming the key;
+///     - with more free than the limit but less than the push (git bounds a pack only at
+///       the limit and a quarter, and 1 MiB), the disk fills in the middle of the push:
+///       git refuses it (its words, or a cut connection), and git drops what it had
+///       stored;
+///     each time nothing is upstream or on the gate; with space again, the mirror serves a
+///     clone that matches the upstream, and a small push goes through.
+pub fn a_full_gate_disk_refuses_the_push_and_keeps_serving(engine: &'static Engine) {
+    let mut opts = Options::new("diskfull");
+    opts.bottle_env = vec![("BOTTLE_TEST_GATE_MIRRORS_TMPFS", SMALL_GATE_DISK.to_owned())];
+    let Some(h) = Harness::prepare(engine, opts) else {
+        return;
+    };
+    let manifest = h.dir().join("bottle.toml");
+    let text = std::fs::read_to_string(&manifest).expect("bottle.toml");
+    let text = text.replacen(
+        "\nidentity_file = ",
+        &format!("\nmax_push_mb = {SMALL_PUSH_LIMIT_MB}\nidentity_file = "),
+        1,
+    );
+    std::fs::write(&manifest, text).expect("write bottle.toml");
+    h.bring_up();
+    let mirrors = h.engine_ok(&["exec", &h.gate(), "sh", "-c", "df -P /git | tail -n 1"]);
+    assert!(
+        mirrors.starts_with("tmpfs"),
+        "the gate's mirrors are not on the test's tmpfs: {mirrors}"
+    );
+    let branch = h.opts.default_branch;
+    let dir = "diskfull";
+    super::clone_in_agent(&h, dir);
+    let limit_kb = SMALL_PUSH_LIMIT_MB * 1024;
+
+    // Less free than the limit: refused up front.
+    fill_gate_disk(&h, limit_kb / 2);
+    let commit = h.agent_ok(&format!(
+        "set -e; cd {dir}; echo small >small.txt; git add small.txt
+         git commit -qm small; git rev-parse HEAD"
+    ));
+    let before = Before::take(&h);
+    let out = h.agent_sh(&format!("git -C {dir} push origin {branch}"));
+    let text = said(&out);
+    assert!(
+        !out.status.success()
+            && text.contains("the gate's disk has")
+            && text.contains("max_push_mb"),
+        "a push to a gate without room for it is not refused saying why\n{}",
+        show(&out)
+    );
+    before.unchanged(&h, &commit, "after a push to a full gate");
+    h.agent_ok(&format!("git -C {dir} reset -q --hard HEAD~1"));
+
+    // More free than the limit, less than the push: the disk fills in the middle of it.
+    fill_gate_disk(&h, limit_kb + 512);
+    let commit = h.agent_ok(&format!(
+        "set -e; cd {dir}; head -c {}K /dev/urandom >big.bin; git add big.bin
+         git commit -qm 'more than the gate can hold'; git rev-parse HEAD",
+        limit_kb + 1536
+    ));
+    let out = h.agent_sh(&format!("git -C {dir} push origin {branch}"));
+    let text = said(&out);
+    eprintln!("the push that filled the gate's disk:\n{text}");
+    assert!(
+        !out.status.success(),
+        "a push bigger than the gate's free disk went through\n{}",
+        show(&out)
+    );
+    assert!(
+        [
+            "No space left",
+            "unpack failed",
+            "hung up",
+            "Connection reset"
+        ]
+        .iter()
+        .any(|w| text.contains(w)),
+        "the push that filled the gate's disk failed without git's word for it\n{}",
+        show(&out)
+    );
+    before.unchanged(&h, &commit, "after the push that filled the gate's disk");
+    // git dropped the push's quarantine: only the filler and the mirror take room.
+    let used = h.engine_ok(&[
+        "exec",
+        &h.gate(),
+        "sh",
+        "-c",
+        "rm -f /git/filler; du -sk /git | cut -f1",
+    ]);
+    let used_kb: u64 = used
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("du said {used:?}"));
+    assert!(
+        used_kb < 2048,
+        "the failed push left {used_kb} KiB behind in the gate's mirrors"
+    );
+
+    // With room again, the gate serves as before.
+    h.agent_ok(&format!("git -C {dir} reset -q --hard HEAD~1"));
+    super::clone_matches(&h);
+    let out = h.agent_sh(&format!(
+        "set -e; cd {dir}; echo small >small.txt; git add small.txt
+         git commit -qm small; git push origin {branch}"
+    ));
+    assert!(
+        out.status.success(),
+        "a small push after the disk was full\n{}",
+        show(&out)
+    );
+    super::pushed_head_arrived(&h, dir, branch);
+}
+
 /// 23b. The gate's container killed by the engine (`kill`) in the middle of a push, as
 ///     23: the push fails with git's message, nothing of it is upstream or on the gate. No
-///     restart policy undoes a kill (the user stopped it); a `start` of the gate brings it
-///     back, at the address the agent's host entry holds, and the same push goes through.
-///
-///     Not in the suite: on rootful podman 4.3 (netavark) the started gate gets a new
-///     address on the internal network (seen: 10.89.0.1 before, 10.89.0.4 after), so the
-///     agent's host entry points nowhere; docker keeps it. Run it with `--ignored`.
+///     restart policy undoes a kill (the user stopped it); `bottle start` brings the gate
+///     back and points the agent's host entry at it (rootful podman 4.3 gives a started
+///     container a new address on the internal network; docker keeps it), and the same
+///     push goes through.
 pub fn a_gate_container_killed_mid_push_comes_back_with_start(engine: &'static Engine) {
     let Some(h) = Harness::start(engine, Options::new("gatestop")) else {
         return;
@@ -789,11 +929,18 @@ pub fn a_gate_container_killed_mid_push_comes_back_with_start(engine: &'static E
         running, "false",
         "the killed gate runs again: a policy undid the user's kill"
     );
-    h.engine_ok(&["start", &h.gate()]);
+    expect_ok(run(h.bottle().args(["start", &h.slug])), "bottle start");
+    // The engine may have given the gate another address (rootful podman does): `bottle
+    // start` pointed the agent's host entry at the new one.
+    let now = h.address(&h.gate(), &h.name("internal"));
+    if now != address {
+        eprintln!("the started gate moved from {address} to {now}");
+    }
+    let resolved = h.agent_ok(&format!("getent hosts {}", h.gate()));
     assert_eq!(
-        h.address(&h.gate(), &h.name("internal")),
-        address,
-        "the gate's address changed with the start: the agent's host entry points at the old one"
+        resolved.split_whitespace().next(),
+        Some(now.as_str()),
+        "the agent's entry for the started gate: {resolved}"
     );
     h.wait_ready();
     before.unchanged(&h, &commit, "after the gate was killed");

@@ -25,6 +25,7 @@ mod lifecycle;
 mod projects;
 pub use cred::{a_route_adds_the_key_outside_the_agent, claude_code_works_in_a_bottle};
 pub use faults::{
+    a_full_gate_disk_refuses_the_push_and_keeps_serving,
     a_gate_container_killed_mid_push_comes_back_with_start,
     a_gate_killed_in_the_middle_of_a_push_forwards_nothing,
     a_killed_gate_restarts_and_serves_again, a_push_bigger_than_the_gates_memory_is_all_or_nothing,
