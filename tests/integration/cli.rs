@@ -508,7 +508,7 @@ fn the_manifest_comes_from_f_then_bottle_manifest_then_the_nearest_parent() {
 
     // Found from a subdirectory; its relative paths stay relative to its own directory.
     std::fs::create_dir_all(dir.path().join("keys")).unwrap();
-    std::fs::write(dir.path().join("keys/id"), "RELATIVE KEY\n").unwrap();
+    bottle_test_keys::write_identity_key(&dir.path().join("keys/id"));
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(
         text.contains("identity_file = \"~/.ssh/bottle_app\""),
