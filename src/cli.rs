@@ -61,6 +61,11 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "backend")]
     pub dry_run: bool,
 
+    /// For a backend that prints what it would do unless asked (the kube plugin): do it.
+    /// Engines (docker, podman) always do; plugins see it as BOTTLE_APPLY=1.
+    #[arg(long, global = true, conflicts_with = "dry_run")]
+    pub apply: bool,
+
     /// The manifest to read [default: BOTTLE_MANIFEST, else the nearest bottle.toml in
     /// this directory or a parent].
     #[arg(long, global = true, value_name = "PATH")]

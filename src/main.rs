@@ -46,6 +46,11 @@ const NOT_RUNNING_CODE: u8 = 125;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.apply {
+        // Plugins learn of --apply from the environment (the plugin ABI passes no
+        // options). Set here, before the runtime starts any thread.
+        std::env::set_var("BOTTLE_APPLY", "1");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -80,6 +80,7 @@ fn bottle(dir: &Path) -> Command {
         .env_remove("BOTTLE_KUBECTL")
         // Unset: the plugin prints and never reaches a cluster.
         .env_remove("BOTTLE_KUBE_APPLY")
+        .env_remove("BOTTLE_APPLY")
         .env("RUST_BACKTRACE", "0");
     cmd
 }
@@ -541,7 +542,7 @@ fn kube_prints_by_default_and_never_calls_kubectl() {
     assert!(stdout.contains("kind: Pod\n"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("kube: printed bottle 'demo', applied nothing; BOTTLE_KUBE_APPLY=1 applies it with kubectl"),
+        stderr.contains("kube: printed bottle 'demo', applied nothing; `bottle --apply` (or BOTTLE_KUBE_APPLY=1) applies it with kubectl"),
         "{stderr}"
     );
     for args in [
@@ -566,6 +567,13 @@ fn kube_prints_by_default_and_never_calls_kubectl() {
     assert_ne!(c, 0, "{out}");
     assert!(out.contains("BOTTLE_KUBE_APPLY=maybe"), "{out}");
     assert!(!log.exists());
+    // --apply and --dry-run contradict each other.
+    let (c, out) = code(bottle(dir.path()).args(["--dry-run", "--apply", "up", "demo"]));
+    assert_eq!(c, 2, "{out}");
+    assert!(
+        out.contains("--apply") && out.contains("cannot be used with"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -573,11 +581,11 @@ fn kube_applies_with_kubectl_when_asked() {
     let dir = project();
     let kube = lib("kube");
     let (fake, log) = fake_kubectl(dir.path());
+    // `--apply` and BOTTLE_KUBE_APPLY=1 alike.
     let mut cmd = bottle(dir.path());
-    cmd.env("BOTTLE_KUBE_APPLY", "1")
-        .env("BOTTLE_KUBECTL", &fake)
+    cmd.env("BOTTLE_KUBECTL", &fake)
         .env("BOTTLE_KUBE_NAMESPACE", "agents");
-    let out = run(cmd.args([&flag(&kube), "--backend", "kube", "up", "demo"]));
+    let out = run(cmd.args([&flag(&kube), "--backend", "kube", "--apply", "up", "demo"]));
     assert!(out.status.success(), "{}", text(&out));
     let out = text(&out);
     assert!(

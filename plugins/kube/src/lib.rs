@@ -149,14 +149,16 @@ impl Kube {
 impl PluginBackend for Kube {
     const NAME: &'static str = "kube";
     const ABOUT: &'static str =
-        "Kubernetes (plugin): prints the bottle as Pods, a Service, ConfigMaps, a Secret and NetworkPolicies; applies them with kubectl when BOTTLE_KUBE_APPLY=1";
+        "Kubernetes (plugin): prints the bottle as Pods, a Service, ConfigMaps, a Secret and NetworkPolicies; applies them with kubectl with --apply (or BOTTLE_KUBE_APPLY=1)";
 
     fn open() -> Result<Self, BackendError> {
         let kubectl = kubectl::Kubectl {
             program: env("BOTTLE_KUBECTL").unwrap_or_else(|| "kubectl".to_owned()),
             namespace: env("BOTTLE_KUBE_NAMESPACE"),
         };
-        let apply = apply_setting(env("BOTTLE_KUBE_APPLY").as_deref())?;
+        // `bottle --apply` reaches plugins as BOTTLE_APPLY=1.
+        let apply = env("BOTTLE_APPLY").as_deref() == Some("1")
+            || apply_setting(env("BOTTLE_KUBE_APPLY").as_deref())?;
         let secrets = match env("BOTTLE_KUBE_SECRETS").as_deref() {
             Some("print") => Secrets::Include,
             None | Some("omit") => Secrets::Omit,
@@ -186,7 +188,7 @@ impl PluginBackend for Kube {
             .map_err(|e| BackendError::Other(format!("kube: {e}")))?;
         if !self.apply {
             kubectl::print(&yaml)?;
-            eprintln!("kube: printed bottle '{}', applied nothing; BOTTLE_KUBE_APPLY=1 applies it with kubectl", plan.slug);
+            eprintln!("kube: printed bottle '{}', applied nothing; `bottle --apply` (or BOTTLE_KUBE_APPLY=1) applies it with kubectl", plan.slug);
             return Ok(());
         }
         self.kubectl.up(&manifests, &yaml, opts.keep_on_failure)
