@@ -2,17 +2,37 @@
 
 mod common;
 
-use bottle_core::plan::{Egress, FileSource, HostOf, NetworkRole, PortSpec, Reach, Restart};
+use bottle_core::plan::{Egress, FileSource, HostOf, NetworkRole, Plan, PortSpec, Reach, Restart};
 use bottle_core::planner;
 
-fn plan_json(fx: &common::Fixture, text: &str, bottle: &str) -> String {
+/// Bottle `bottle` of manifest `text`, planned in project "proj".
+fn plan_of(fx: &common::Fixture, text: &str, bottle: &str) -> Plan {
     let m = fx.parse(text).unwrap();
-    let plan = planner::plan(
+    planner::plan(
         m.select(Some(bottle)).unwrap(),
         &bottle_core::project::Project::new("proj").unwrap(),
     )
-    .unwrap();
-    serde_json::to_string_pretty(&plan)
+    .unwrap()
+}
+
+/// The example manifest's demo bottle, planned (its fixture, and so its key, is dropped:
+/// the plan holds what it needs).
+fn demo_plan() -> Plan {
+    plan_of(&common::Fixture::new(), &common::example(), "demo")
+}
+
+/// `plan` as written before a field existed: `remove` takes the field out of each
+/// container's JSON; read back.
+fn without(plan: &Plan, remove: impl Fn(&mut serde_json::Value)) -> Plan {
+    let mut json = serde_json::to_value(plan).unwrap();
+    for c in json["containers"].as_array_mut().unwrap() {
+        remove(c);
+    }
+    serde_json::from_value(json).unwrap()
+}
+
+fn plan_json(fx: &common::Fixture, text: &str, bottle: &str) -> String {
+    serde_json::to_string_pretty(&plan_of(fx, text, bottle))
         .unwrap()
         .replace(&fx.path().display().to_string(), "[FIXTURE]")
 }
@@ -39,13 +59,7 @@ fn a_bottle_without_git_has_its_agent_and_egress_proxy_only() {
 
 #[test]
 fn the_shape_of_the_demo_plan() {
-    let fx = common::Fixture::new();
-    let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(
-        m.select(Some("demo")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-    )
-    .unwrap();
+    let plan = demo_plan();
     let names: Vec<_> = plan.resource_names().map(|(_, n)| n.to_owned()).collect();
     assert_eq!(
         names,
@@ -120,13 +134,7 @@ fn the_shape_of_the_demo_plan() {
 /// runs first; the internal network has no DNS, the egress network has.
 #[test]
 fn the_agent_finds_the_gate_through_a_host_entry() {
-    let fx = common::Fixture::new();
-    let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(
-        m.select(Some("demo")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-    )
-    .unwrap();
+    let plan = demo_plan();
     let agent = plan.agent().unwrap();
     assert_eq!(
         agent.hosts_of,
@@ -164,13 +172,7 @@ fn the_agent_finds_the_gate_through_a_host_entry() {
 
 #[test]
 fn the_plan_round_trips_through_json() {
-    let fx = common::Fixture::new();
-    let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(
-        m.select(Some("demo")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-    )
-    .unwrap();
+    let plan = demo_plan();
     let json = serde_json::to_vec(&plan).unwrap();
     let back: bottle_core::plan::Plan = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, plan);
@@ -180,13 +182,7 @@ fn the_plan_round_trips_through_json() {
 /// written before the field existed reads as "never".
 #[test]
 fn sidecars_restart_on_failure_bounded_and_old_plans_still_read() {
-    let fx = common::Fixture::new();
-    let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(
-        m.select(Some("demo")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-    )
-    .unwrap();
+    let plan = demo_plan();
     for c in &plan.containers {
         let want = if c.role.is_agent() {
             Restart::No
@@ -200,11 +196,9 @@ fn sidecars_restart_on_failure_bounded_and_old_plans_still_read() {
         "on-failure:5"
     );
 
-    let mut json = serde_json::to_value(&plan).unwrap();
-    for c in json["containers"].as_array_mut().unwrap() {
+    let old = without(&plan, |c| {
         assert!(c.as_object_mut().unwrap().remove("restart").is_some());
-    }
-    let old: bottle_core::plan::Plan = serde_json::from_value(json).unwrap();
+    });
     assert!(old.containers.iter().all(|c| c.restart == Restart::No));
 }
 
@@ -215,13 +209,7 @@ fn sidecars_restart_on_failure_bounded_and_old_plans_still_read() {
 #[test]
 fn sidecars_have_read_only_roots_and_their_files_fit_their_writable_places() {
     use bottle_core::plan::WritableOn;
-    let fx = common::Fixture::new();
-    let m = fx.parse(&common::example()).unwrap();
-    let plan = planner::plan(
-        m.select(Some("demo")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-    )
-    .unwrap();
+    let plan = demo_plan();
     for c in &plan.containers {
         if c.role.is_agent() {
             assert_eq!(c.hardening.read_only_root, None);
@@ -269,14 +257,12 @@ fn sidecars_have_read_only_roots_and_their_files_fit_their_writable_places() {
     assert_eq!(f.path, "/usr/local/bin/evil");
     assert!(why.contains("read-only"), "{why}");
 
-    let mut json = serde_json::to_value(&plan).unwrap();
-    for c in json["containers"].as_array_mut().unwrap() {
+    let old = without(&plan, |c| {
         c["hardening"]
             .as_object_mut()
             .unwrap()
             .remove("read_only_root");
-    }
-    let old: bottle_core::plan::Plan = serde_json::from_value(json).unwrap();
+    });
     assert!(old
         .containers
         .iter()
@@ -291,12 +277,7 @@ fn the_egress_proxy_gets_the_lists_and_the_agent_its_variables() {
     let text = "[bottles.p]\nimage = \"alpine:3\"\nenv = { NO_PROXY = \"mine\" }\n\n\
         [bottles.p.egress]\nallow = [\"api.example.com\", \"*.example.org:8443\"]\n\
         deny = [\"bad.example.com\"]\nallow_private = [\"registry.internal\"]\n";
-    let m = fx.parse(text).unwrap();
-    let plan = planner::plan(
-        m.select(Some("p")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-    )
-    .unwrap();
+    let plan = plan_of(&fx, text, "p");
     let proxy = plan.container("proxy").unwrap();
     assert_eq!(proxy.egress, Egress::Network);
     assert_eq!(proxy.labels["bottle.audit"], "proxy");

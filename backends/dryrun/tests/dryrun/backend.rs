@@ -9,7 +9,7 @@ use bottle_backend_dryrun::{
 use bottle_core::backend::{Backend, BackendError, ExecRequest, Scope, UpOptions};
 use bottle_core::plan::{FileSource, FileSpec};
 
-use crate::support::{agent_only, demo, files_plan};
+use crate::support::{agent_only, demo, every_scope, files_plan, stopped_demo_scope};
 
 #[test]
 fn names() {
@@ -43,48 +43,13 @@ async fn every_method_prints_its_script() {
             render_down(&Scope::bottle("proj", "demo"), cli).unwrap()
         );
 
-        assert_eq!(
-            backend
-                .ps(&Scope {
-                    unlabelled: true,
-                    ..Scope::default()
-                })
-                .await
-                .unwrap(),
-            []
-        );
-        assert_eq!(
-            out.take(),
-            render_ps(
-                &Scope {
-                    unlabelled: true,
-                    ..Scope::default()
-                },
-                cli
-            )
-            .unwrap()
-        );
+        assert_eq!(backend.ps(&every_scope()).await.unwrap(), []);
+        assert_eq!(out.take(), render_ps(&every_scope(), cli).unwrap());
 
-        assert_eq!(
-            backend
-                .cleanup(&Scope {
-                    stopped_only: true,
-                    ..Scope::bottle("proj", "demo")
-                })
-                .await
-                .unwrap(),
-            []
-        );
+        assert_eq!(backend.cleanup(&stopped_demo_scope()).await.unwrap(), []);
         assert_eq!(
             out.take(),
-            render_cleanup(
-                &Scope {
-                    stopped_only: true,
-                    ..Scope::bottle("proj", "demo")
-                },
-                cli
-            )
-            .unwrap()
+            render_cleanup(&stopped_demo_scope(), cli).unwrap()
         );
 
         let request = ExecRequest {

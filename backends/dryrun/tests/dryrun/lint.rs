@@ -10,7 +10,9 @@ use bottle_backend_dryrun::{
 use bottle_core::backend::{ExecRequest, Scope, UpOptions};
 use tempfile::TempDir;
 
-use crate::support::{agent_only, demo, evil, files_plan, fixed_paths, hostile};
+use crate::support::{
+    agent_only, demo, every_scope, evil, files_plan, fixed_paths, hostile, project_cleanup_scope,
+};
 
 /// Every kind of script, in both syntaxes, with ordinary and hostile values.
 fn scripts(dir: &Path) -> Vec<(String, String)> {
@@ -74,38 +76,15 @@ fn scripts(dir: &Path) -> Vec<(String, String)> {
         }
         out.push((
             format!("{n} cleanup project"),
-            render_cleanup(
-                &Scope {
-                    project: Some("proj".to_owned()),
-                    stopped_only: true,
-                    keep_complete: true,
-                    ..Scope::default()
-                },
-                cli,
-            )
-            .unwrap(),
+            render_cleanup(&project_cleanup_scope(), cli).unwrap(),
         ));
         out.push((
             format!("{n} cleanup all"),
-            render_cleanup(
-                &Scope {
-                    unlabelled: true,
-                    ..Scope::default()
-                },
-                cli,
-            )
-            .unwrap(),
+            render_cleanup(&every_scope(), cli).unwrap(),
         ));
         out.push((
             format!("{n} ps all"),
-            render_ps(
-                &Scope {
-                    unlabelled: true,
-                    ..Scope::default()
-                },
-                cli,
-            )
-            .unwrap(),
+            render_ps(&every_scope(), cli).unwrap(),
         ));
         out.push((
             format!("{n} start demo"),

@@ -2,8 +2,28 @@
 
 use bottle_backend_dryrun::{render_up, render_up_with, Cli, DryRun};
 use bottle_core::backend::{Backend, UpOptions};
+use bottle_core::sidecar::{HostEnv, SIDECARS};
+use std::collections::BTreeMap;
 
 use crate::support::{demo, files_plan, secret_key, secret_mark, Fake};
+
+/// Bottle `c` of manifest `text` in `dir`, planned with host variable `var` set to `value`.
+fn plan_c(dir: &std::path::Path, text: &str, var: &str, value: &str) -> bottle_core::plan::Plan {
+    let manifest = bottle_core::manifest::parse(
+        &dir.join("bottle.toml"),
+        text,
+        &bottle_core::manifest::Env { home: None },
+    )
+    .unwrap();
+    let env = HostEnv::Map(BTreeMap::from([(var.to_owned(), value.to_owned())]));
+    bottle_core::planner::plan_in(
+        manifest.select(Some("c")).unwrap(),
+        &bottle_core::project::Project::new("proj").unwrap(),
+        SIDECARS,
+        &env,
+    )
+    .unwrap()
+}
 
 fn assert_no_secret(text: &str) {
     use std::io::Write as _;
@@ -82,32 +102,12 @@ fn running_the_script_prints_no_key_either() {
 /// anything is created.
 #[test]
 fn an_environment_key_is_read_when_the_script_runs() {
-    use std::collections::BTreeMap;
-
-    use bottle_core::sidecar::{HostEnv, SIDECARS};
-
     const KEY: &str = "sk-route-key-6b1f0c";
     let dir = tempfile::tempdir().unwrap();
     let text = "[bottles.c]\nimage = \"bottle-agent:latest\"\n\
         [[bottles.c.cred_proxy.routes]]\nname = \"api\"\nupstream = \"https://api.example.com\"\n\
         header = \"x-api-key\"\nsecret_env = \"TEST_ROUTE_KEY\"\n";
-    let manifest = bottle_core::manifest::parse(
-        &dir.path().join("bottle.toml"),
-        text,
-        &bottle_core::manifest::Env { home: None },
-    )
-    .unwrap();
-    let env = HostEnv::Map(BTreeMap::from([(
-        "TEST_ROUTE_KEY".to_owned(),
-        KEY.to_owned(),
-    )]));
-    let plan = bottle_core::planner::plan_in(
-        manifest.select(Some("c")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-        SIDECARS,
-        &env,
-    )
-    .unwrap();
+    let plan = plan_c(dir.path(), text, "TEST_ROUTE_KEY", KEY);
     let script = render_up(&plan, Cli::Docker).unwrap();
     assert!(!script.contains(KEY));
     assert!(script.contains("\"${TEST_ROUTE_KEY:?"), "{script}");
@@ -142,10 +142,6 @@ fn an_environment_key_is_read_when_the_script_runs() {
 /// before anything is created.
 #[test]
 fn host_env_values_are_read_when_the_script_runs() {
-    use std::collections::BTreeMap;
-
-    use bottle_core::sidecar::{HostEnv, SIDECARS};
-
     const TOKEN: &str = "tok-3c9d1e";
     const FROM_FILE: &str = "file-secret-77a0";
     let dir = tempfile::tempdir().unwrap();
@@ -156,23 +152,7 @@ fn host_env_values_are_read_when_the_script_runs() {
     .unwrap();
     let text = "[bottles.c]\nimage = \"bottle-agent:latest\"\nenv_file = \".env\"\n\
         env = { TOKEN = \"Bearer ${TEST_TOKEN}\", DEF = \"${TEST_UNSET:-fall back \\\"q\\\" `x` \\\\}\", LITERAL = \"p$$w\" }\n";
-    let manifest = bottle_core::manifest::parse(
-        &dir.path().join("bottle.toml"),
-        text,
-        &bottle_core::manifest::Env { home: None },
-    )
-    .unwrap();
-    let env = HostEnv::Map(BTreeMap::from([(
-        "TEST_TOKEN".to_owned(),
-        TOKEN.to_owned(),
-    )]));
-    let plan = bottle_core::planner::plan_in(
-        manifest.select(Some("c")).unwrap(),
-        &bottle_core::project::Project::new("proj").unwrap(),
-        SIDECARS,
-        &env,
-    )
-    .unwrap();
+    let plan = plan_c(dir.path(), text, "TEST_TOKEN", TOKEN);
     let json = serde_json::to_string(&plan).unwrap();
     let script = render_up(&plan, Cli::Docker).unwrap();
     for secret in [TOKEN, FROM_FILE] {

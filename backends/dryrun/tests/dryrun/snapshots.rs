@@ -6,7 +6,10 @@ use bottle_backend_dryrun::{
 };
 use bottle_core::backend::{ExecOptions, ExecRequest, Scope, UpOptions};
 
-use crate::support::{agent_only, demo, files_plan, fixed_paths, FIXED_KEY_PATH};
+use crate::support::{
+    agent_only, demo, every_scope, files_plan, fixed_paths, project_cleanup_scope,
+    stopped_demo_scope, FIXED_KEY_PATH,
+};
 
 #[test]
 fn up_demo_docker() {
@@ -58,39 +61,16 @@ fn down_and_cleanup() {
         // `bottle cleanup --all`: every project's, running ones included.
         insta::assert_snapshot!(
             format!("cleanup_all_{name}"),
-            render_cleanup(
-                &Scope {
-                    unlabelled: true,
-                    ..Scope::default()
-                },
-                cli
-            )
-            .unwrap()
+            render_cleanup(&every_scope(), cli).unwrap()
         );
         // `bottle cleanup`: the project's bottles with nothing running.
         insta::assert_snapshot!(
             format!("cleanup_project_{name}"),
-            render_cleanup(
-                &Scope {
-                    project: Some("proj".to_owned()),
-                    stopped_only: true,
-                    keep_complete: true,
-                    ..Scope::default()
-                },
-                cli
-            )
-            .unwrap()
+            render_cleanup(&project_cleanup_scope(), cli).unwrap()
         );
         insta::assert_snapshot!(
             format!("cleanup_one_{name}"),
-            render_cleanup(
-                &Scope {
-                    stopped_only: true,
-                    ..Scope::bottle("proj", "demo")
-                },
-                cli
-            )
-            .unwrap()
+            render_cleanup(&stopped_demo_scope(), cli).unwrap()
         );
     }
 }
@@ -101,14 +81,7 @@ fn ps_and_exec() {
         let name = cli.backend_name();
         insta::assert_snapshot!(
             format!("ps_all_{name}"),
-            render_ps(
-                &Scope {
-                    unlabelled: true,
-                    ..Scope::default()
-                },
-                cli
-            )
-            .unwrap()
+            render_ps(&every_scope(), cli).unwrap()
         );
         insta::assert_snapshot!(
             format!("ps_one_{name}"),

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bottle_core::backend::Scope;
 use bottle_core::manifest::{self, Env};
 use bottle_core::plan::{
     labels, ContainerRole, ContainerSpec, Egress, FileSource, FileSpec, Hardening, ImageRef,
@@ -595,4 +596,31 @@ pub fn expected_members(container: &ContainerSpec) -> Vec<Member> {
         .collect();
     v.sort_by(|a, b| a.path.cmp(&b.path));
     v
+}
+
+/// `ps --all` and `cleanup --all`: every project's bottles, unlabelled leftovers too.
+pub fn every_scope() -> Scope {
+    Scope {
+        unlabelled: true,
+        ..Scope::default()
+    }
+}
+
+/// `cleanup` in project "proj": its bottles with nothing running, complete stopped ones
+/// kept.
+pub fn project_cleanup_scope() -> Scope {
+    Scope {
+        project: Some("proj".to_owned()),
+        stopped_only: true,
+        keep_complete: true,
+        ..Scope::default()
+    }
+}
+
+/// `cleanup demo` in project "proj": the bottle's resources, if nothing of it runs.
+pub fn stopped_demo_scope() -> Scope {
+    Scope {
+        stopped_only: true,
+        ..Scope::bottle("proj", "demo")
+    }
 }

@@ -251,6 +251,19 @@ impl Harness {
         self.dir.as_ref().expect("dir kept until drop").path()
     }
 
+    /// Adds `line` to bottle.toml just before the first `before` (a key of the bottle's
+    /// table or of its git entry), for a setting [`Options`] has no field for.
+    pub fn add_to_manifest(&self, before: &str, line: &str) {
+        let manifest = self.dir().join("bottle.toml");
+        let text = std::fs::read_to_string(&manifest).expect("bottle.toml");
+        assert!(
+            text.contains(before),
+            "bottle.toml has no {before:?}:\n{text}"
+        );
+        let text = text.replacen(before, &format!("{line}\n{before}"), 1);
+        std::fs::write(&manifest, text).expect("write bottle.toml");
+    }
+
     /// `bottle --backend <engine>` run in the scenario's directory, with a clean env, as the
     /// engine's user.
     pub fn bottle(&self) -> Command {

@@ -702,14 +702,10 @@ pub fn a_push_bigger_than_the_gates_memory_is_all_or_nothing(engine: &'static En
         return;
     };
     // The gate's limit goes into the bottle's own table.
-    let manifest = h.dir().join("bottle.toml");
-    let text = std::fs::read_to_string(&manifest).expect("bottle.toml");
-    let text = text.replacen(
-        "command = [\"sleep\", \"infinity\"]\n",
-        &format!("command = [\"sleep\", \"infinity\"]\ngate_memory = {SMALL_GATE_MEMORY:?}\n"),
-        1,
+    h.add_to_manifest(
+        "command = ",
+        &format!("gate_memory = {SMALL_GATE_MEMORY:?}"),
     );
-    std::fs::write(&manifest, text).expect("write bottle.toml");
     h.bring_up();
     let branch = h.opts.default_branch;
     let r = format!("refs/heads/{branch}");
@@ -801,14 +797,10 @@ pub fn a_full_gate_disk_refuses_the_push_and_keeps_serving(engine: &'static Engi
     let Some(h) = Harness::prepare(engine, opts) else {
         return;
     };
-    let manifest = h.dir().join("bottle.toml");
-    let text = std::fs::read_to_string(&manifest).expect("bottle.toml");
-    let text = text.replacen(
-        "\nidentity_file = ",
-        &format!("\nmax_push_mb = {SMALL_PUSH_LIMIT_MB}\nidentity_file = "),
-        1,
+    h.add_to_manifest(
+        "identity_file = ",
+        &format!("max_push_mb = {SMALL_PUSH_LIMIT_MB}"),
     );
-    std::fs::write(&manifest, text).expect("write bottle.toml");
     h.bring_up();
     let mirrors = h.engine_ok(&["exec", &h.gate(), "sh", "-c", "df -P /git | tail -n 1"]);
     assert!(

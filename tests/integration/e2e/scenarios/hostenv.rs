@@ -31,10 +31,7 @@ pub fn host_env_values_reach_the_agent_and_are_never_printed(engine: &'static En
         return;
     };
     let s = h.slug.clone();
-    let manifest = h.dir().join("bottle.toml");
-    let text = std::fs::read_to_string(&manifest).expect("bottle.toml");
-    let text = text.replacen("command = ", "env_file = \".env\"\ncommand = ", 1);
-    std::fs::write(&manifest, text).expect("write bottle.toml");
+    h.add_to_manifest("command = ", "env_file = \".env\"");
     std::fs::write(
         h.dir().join(".env"),
         format!("# the agent's\nFILE_TOKEN=\"{from_file}\"\n"),
